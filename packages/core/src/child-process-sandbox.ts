@@ -1,7 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
-import type { TierName } from './capabilities.js';
+import type { CapabilityKey, TierName } from './capabilities.js';
 import type { EnforcementMechanism, Sandbox, SandboxResult, Violation } from './provider.js';
-import type { CapabilityKey } from './capabilities.js';
 
 export interface ChildProcessSandboxOptions {
   id: string;
@@ -16,12 +15,19 @@ export interface ChildProcessSandboxOptions {
    * Runs once the child exited and the tree was killed: collect measurements (peak memory, CPU,
    * OOM) and free every resource. Its fields are merged into the result.
    */
-  finish?: (exit: { exitCode: number | null; signal: NodeJS.Signals | null; timedOut: boolean }) => Promise<Partial<SandboxResult>> | Partial<SandboxResult>;
+  finish?: (exit: {
+    exitCode: number | null;
+    signal: NodeJS.Signals | null;
+    timedOut: boolean;
+  }) => Promise<Partial<SandboxResult>> | Partial<SandboxResult>;
   violations?: Violation[];
   warnings?: string[];
   enforcement?: Partial<Record<CapabilityKey, EnforcementMechanism[]>>;
   /** Translates the child's raw exit when it is a supervisor that reports the payload's status another way. */
-  translateExit?: (exitCode: number | null, signal: NodeJS.Signals | null) => { exitCode: number | null; signal: NodeJS.Signals | null };
+  translateExit?: (
+    exitCode: number | null,
+    signal: NodeJS.Signals | null,
+  ) => { exitCode: number | null; signal: NodeJS.Signals | null };
 }
 
 /**

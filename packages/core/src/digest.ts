@@ -15,5 +15,7 @@ function canonical(value: unknown): unknown {
 
 /** `sha256:<hex>` of the capabilities in canonical JSON: equal policies, equal digests. */
 export function capabilitiesDigest(capabilities: Capabilities): string {
-  return `sha256:${createHash('sha256').update(JSON.stringify(canonical(capabilities))).digest('hex')}`;
+  return `sha256:${createHash('sha256')
+    .update(JSON.stringify(canonical(capabilities)))
+    .digest('hex')}`;
 }

@@ -40,7 +40,10 @@ function toRegistry(providers: LaunchOptions['providers']): ProviderRegistry {
  */
 export async function launch(options: LaunchOptions): Promise<LaunchedSandbox> {
   if (!Array.isArray(options.command) || options.command.length === 0 || !options.command[0]) {
-    throw new BulkheadError('INVALID_LAUNCH_SPEC', 'Nothing to run: the command is empty. Fix: pass the program and its arguments, e.g. ["sh", "-c", "echo hi"].');
+    throw new BulkheadError(
+      'INVALID_LAUNCH_SPEC',
+      'Nothing to run: the command is empty. Fix: pass the program and its arguments, e.g. ["sh", "-c", "echo hi"].',
+    );
   }
   options.signal?.throwIfAborted();
   const registry = toRegistry(options.providers);
@@ -60,7 +63,12 @@ export async function launch(options: LaunchOptions): Promise<LaunchedSandbox> {
 
   const id = options.id ?? randomUUID();
   const manifestDigest = options.manifestDigest ?? capabilitiesDigest(options.capabilities);
-  const span = startSandboxSpan({ sandboxId: id, tier: provider.tier, manifestDigest, command: options.command.join(' ') });
+  const span = startSandboxSpan({
+    sandboxId: id,
+    tier: provider.tier,
+    manifestDigest,
+    command: options.command.join(' '),
+  });
   let sandbox: Sandbox;
   try {
     sandbox = await provider.launch({
@@ -77,7 +85,12 @@ export async function launch(options: LaunchOptions): Promise<LaunchedSandbox> {
     endSandboxSpan(span, undefined, error);
     throw error;
   }
-  bulkheadEvents.emit('sandbox:launched', { sandboxId: id, tier: provider.tier, command: options.command, manifestDigest });
+  bulkheadEvents.emit('sandbox:launched', {
+    sandboxId: id,
+    tier: provider.tier,
+    command: options.command,
+    manifestDigest,
+  });
 
   let canceled = false;
   const onAbort = () => {
@@ -162,7 +175,14 @@ export async function run(options: RunOptions): Promise<RunResult> {
     else if (options.input instanceof Readable) options.input.pipe(sandbox.stdin);
     else sandbox.stdin.end(options.input);
     const [result, out, err] = await Promise.all([sandbox.exited, stdout, stderr]);
-    return { ...result, id: sandbox.id, tier: sandbox.tier, command: options.command, stdout: out, stderr: err };
+    return {
+      ...result,
+      id: sandbox.id,
+      tier: sandbox.tier,
+      command: options.command,
+      stdout: out,
+      stderr: err,
+    };
   } finally {
     await sandbox[Symbol.asyncDispose]();
   }

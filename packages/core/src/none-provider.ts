@@ -20,7 +20,10 @@ export function createNoneProvider(): IsolationProvider {
         tier: 'none',
         available: true,
         enforcement: Object.fromEntries(
-          CAPABILITY_KEYS.map((key) => [key, { enforced: false, reason: NO_ISOLATION, fix: 'use a real tier: --tier process' }]),
+          CAPABILITY_KEYS.map((key) => [
+            key,
+            { enforced: false, reason: NO_ISOLATION, fix: 'use a real tier: --tier process' },
+          ]),
         ),
         facts: {},
         warnings: ['The none tier provides no isolation.'],

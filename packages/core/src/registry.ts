@@ -87,7 +87,9 @@ export class ProviderRegistry {
         continue;
       }
       if (!probe.available) {
-        ruledOut.push(`${provider.tier}: unavailable: ${probe.reason ?? 'no reason given'}${probe.fix ? ` (fix: ${probe.fix})` : ''}`);
+        ruledOut.push(
+          `${provider.tier}: unavailable: ${probe.reason ?? 'no reason given'}${probe.fix ? ` (fix: ${probe.fix})` : ''}`,
+        );
         continue;
       }
       const missing = findUnenforceable(capabilities, probe);
