@@ -1,0 +1,97 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+/** The built binary, as `npm i -g bulkhead` would install it (vitest.global-setup.ts builds it). */
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+function start(argv: string[]): ChildProcessWithoutNullStreams {
+  return spawn(process.execPath, [CLI, ...argv], {
+    cwd: tmpdir(),
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: 'pipe',
+  });
+}
+
+async function finish(child: ChildProcessWithoutNullStreams) {
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
+  return { code, signal, stdout, stderr };
+}
+
+/** The first line the child writes to stdout. */
+function firstLine(child: ChildProcessWithoutNullStreams): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const newline = buffered.indexOf('\n');
+      if (newline < 0) return;
+      child.stdout.off('data', onData);
+      resolve(buffered.slice(0, newline));
+    };
+    child.stdout.on('data', onData);
+    child.once('close', () =>
+      reject(new Error(`the CLI ended before printing a line (stdout: ${JSON.stringify(buffered)})`)),
+    );
+  });
+}
+
+/** Alive and not a zombie waiting for its parent. */
+function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+describe('the bulkhead binary', () => {
+  it('runs a command and exits with its status', async () => {
+    const result = await finish(start(['run', '--tier', 'none', '--', 'sh', '-c', 'echo out; exit 42']));
+    expect(result.code).toBe(42);
+    expect(result.stdout).toBe('out\n');
+  });
+
+  it('streams its stdin through to the command', async () => {
+    const child = start(['run', '--tier', 'none', '--', 'sh', '-c', 'wc -l']);
+    child.stdin.end('one\ntwo\nthree\n');
+    const result = await finish(child);
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim()).toBe('3');
+  });
+
+  it.each([
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const)('on %s kills the sandbox, leaves nothing running and exits %i', async (signal, status) => {
+    const child = start(['run', '--tier', 'none', '--', 'sh', '-c', 'sleep 300 & echo $!; wait']);
+    const done = finish(child);
+    const payload = Number(await firstLine(child));
+    expect(isRunning(payload)).toBe(true);
+    child.kill(signal);
+    const result = await done;
+    expect(result.code).toBe(status);
+    expect(isRunning(payload)).toBe(false);
+  });
+
+  it('prints its version', async () => {
+    const result = await finish(start(['--version']));
+    expect(result.code).toBe(0);
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    expect(result.stdout.trim()).toBe(version);
+  });
+});

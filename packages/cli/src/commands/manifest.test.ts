@@ -1,0 +1,143 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { capturedIo } from '../captured-io.js';
+import { main } from '../main.js';
+
+let directory: string;
+
+beforeEach(async () => {
+  directory = await mkdtemp(join(tmpdir(), 'bulkhead-cli-manifest-'));
+});
+
+afterEach(async () => {
+  await rm(directory, { recursive: true, force: true });
+});
+
+async function bulkhead(...argv: string[]) {
+  const io = capturedIo({ cwd: directory });
+  const status = await main(argv, io);
+  return { status, stdout: io.output(), stderr: io.errors() };
+}
+
+const GOOD = `version: 1
+filesystem:
+  write: [./out]
+network:
+  allow: [api.example.com:443]
+resources:
+  memory: 256MB
+`;
+
+describe('bulkhead manifest check', () => {
+  it('prints ok and exits 0 for a valid manifest', async () => {
+    await writeFile(join(directory, 'good.yaml'), GOOD);
+    const result = await bulkhead('manifest', 'check', 'good.yaml');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('good.yaml: ok');
+  });
+
+  it('exits 1 with the error located at file:line:column and the closest valid key', async () => {
+    await writeFile(join(directory, 'typo.yaml'), 'version: 1\nresources:\n  memroy: 1GiB\n');
+    const result = await bulkhead('manifest', 'check', 'typo.yaml');
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/typo\.yaml:3:3/);
+    expect(result.stderr).toContain('memory');
+  });
+
+  it('reports a wrong value where it stands and what was expected', async () => {
+    await writeFile(join(directory, 'value.yaml'), 'version: 1\nprocesses:\n  spawn: maybe\n');
+    const result = await bulkhead('manifest', 'check', 'value.yaml');
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/value\.yaml:3:10/);
+    expect(result.stderr).toContain('true or false');
+  });
+
+  it('checks every file it is given and fails if any fails', async () => {
+    await writeFile(join(directory, 'good.yaml'), GOOD);
+    await writeFile(join(directory, 'broken.yaml'), 'version: 1\nnetwork: [\n');
+    const result = await bulkhead('manifest', 'check', 'good.yaml', 'broken.yaml');
+    expect(result.status).toBe(1);
+    expect(result.stdout).toContain('good.yaml: ok');
+    expect(result.stderr).toMatch(/broken\.yaml:\d+:\d+/);
+  });
+
+  it('exits 1 and names the file when it does not exist', async () => {
+    const result = await bulkhead('manifest', 'check', 'absent.yaml');
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('absent.yaml');
+  });
+});
+
+describe('bulkhead manifest explain', () => {
+  it('prints the compiled capabilities with the defaults marked', async () => {
+    await writeFile(join(directory, 'good.yaml'), GOOD);
+    const result = await bulkhead('manifest', 'explain', 'good.yaml');
+    expect(result.status).toBe(0);
+    const lines = result.stdout.split('\n');
+    // Set by the manifest: no marker. Left to the defaults: marked.
+    expect(lines.find((line) => line.trimStart().startsWith('resources.memory'))).toMatch(/256 MiB$/);
+    expect(lines.find((line) => line.trimStart().startsWith('resources.timeout'))).toContain('(default)');
+    expect(lines.find((line) => line.trimStart().startsWith('network'))).toContain('api.example.com:443');
+    expect(result.stdout).toContain(join(directory, 'out'));
+    expect(result.stdout).toMatch(/digest: sha256:[0-9a-f]{64}/);
+  });
+
+  it('says, per tier, how each capability would be enforced here or why not', async () => {
+    await writeFile(join(directory, 'good.yaml'), GOOD);
+    const result = await bulkhead('manifest', 'explain', 'good.yaml');
+    expect(result.stdout).toContain('Enforcement on this host, per tier:');
+    expect(result.stdout).toContain('session: not installed: npm i @bulkhead/tier-session');
+    expect(result.stdout).toMatch(/bulkhead run would (use tier|refuse)/);
+  });
+
+  it('explains the built-in default manifest when given no file', async () => {
+    const result = await bulkhead('manifest', 'explain');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('built-in default manifest');
+    expect(result.stdout).toContain('(default)');
+  });
+
+  it('exits 1 with the located error for a bad manifest', async () => {
+    await writeFile(join(directory, 'bad.yaml'), 'version: 1\ntier: fortress\n');
+    const result = await bulkhead('manifest', 'explain', 'bad.yaml');
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/bad\.yaml:2:7/);
+  });
+});
+
+describe('bulkhead manifest schema', () => {
+  it('prints the JSON Schema of the manifest', async () => {
+    const result = await bulkhead('manifest', 'schema');
+    expect(result.status).toBe(0);
+    const schema = JSON.parse(result.stdout) as { properties?: Record<string, unknown> };
+    expect(Object.keys(schema.properties ?? {})).toEqual(
+      expect.arrayContaining(['version', 'filesystem', 'network']),
+    );
+  });
+});
+
+describe('bulkhead init', () => {
+  it('writes a commented starter bulkhead.yaml that manifest check accepts', async () => {
+    const result = await bulkhead('init');
+    expect(result.status).toBe(0);
+    const written = await readFile(join(directory, 'bulkhead.yaml'), 'utf8');
+    expect(written).toMatch(/^\s*#/m);
+    const check = await bulkhead('manifest', 'check', 'bulkhead.yaml');
+    expect(check.status).toBe(0);
+    expect(check.stdout).toContain('ok');
+  });
+
+  it('refuses to overwrite an existing bulkhead.yaml without --force', async () => {
+    await writeFile(join(directory, 'bulkhead.yaml'), '# mine\nversion: 1\n');
+    const refused = await bulkhead('init');
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain('--force');
+    expect(await readFile(join(directory, 'bulkhead.yaml'), 'utf8')).toBe('# mine\nversion: 1\n');
+
+    const forced = await bulkhead('init', '--force');
+    expect(forced.status).toBe(0);
+    expect(await readFile(join(directory, 'bulkhead.yaml'), 'utf8')).not.toBe('# mine\nversion: 1\n');
+  });
+});

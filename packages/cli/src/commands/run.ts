@@ -1,0 +1,375 @@
+import { isAbsolute, resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import {
+  BulkheadError,
+  type LaunchedSandbox,
+  type LaunchOptions,
+  launch,
+  requiredCapabilityKeys,
+  type SandboxResult,
+} from '@bulkhead/core';
+import type { Command } from 'commander';
+import { type CommandContext, collect } from '../command-context.js';
+import { EXIT_STATUS, exitStatusOf, signalExitStatus } from '../exit-status.js';
+import { type CliIo, colorsFor, printError, printWarning, writeLine } from '../io.js';
+import {
+  type CompiledManifest,
+  compileForHost,
+  describeManifestSource,
+  findManifest,
+  type ManifestOverrides,
+} from '../manifest-input.js';
+import { KNOWN_TIERS, loadInstalledTiers, tierNotInstalledError } from '../tiers.js';
+
+export interface RunCommandOptions {
+  tier?: string;
+  manifest?: string;
+  read: string[];
+  write: string[];
+  deny: string[];
+  net?: string;
+  memory?: string;
+  timeout?: string;
+  /** False with `--no-spawn`. */
+  spawn: boolean;
+  interactive?: boolean;
+  json?: boolean;
+  verbose?: boolean;
+}
+
+const EXAMPLES = `
+Examples:
+  $ bulkhead run -- ls -la                      # the built-in default manifest (or ./bulkhead.yaml)
+  $ bulkhead run -m agent.yaml -- npm test      # your manifest
+  $ bulkhead run --write ./out --net api.openai.com:443 -- python3 agent.py
+  $ bulkhead run --memory 256MB --timeout 30s --no-spawn -- node script.js
+  $ echo data | bulkhead run --json -- wc -c    # stdin streams through; the result as JSON on stderr
+  $ bulkhead run --tier none -- env             # NO isolation, for debugging only
+
+Exit status: the command's own; 128+N when signal N ended it; 124 on timeout; 125 when Bulkhead
+refused or failed (bad manifest, unenforceable capability, tier unavailable); 126 not executable;
+127 not found; 130/143 when you interrupted it (Ctrl-C / SIGTERM) and the sandbox was cleaned up.`;
+
+/** The signals that end the CLI: the sandbox is killed and cleaned up first. */
+const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+export function registerRunCommand(program: Command, context: CommandContext): void {
+  program
+    .command('run')
+    .summary('run a command in a sandbox')
+    .description(
+      'Run a command in a kernel-enforced sandbox. The manifest (-m FILE, else ./bulkhead.yaml, else the built-in\n' +
+        'default: read system directories, read/write the current directory, no network) says what it may do;\n' +
+        'the flags narrow or extend it like its own fields, and the organisation policy is the ceiling.',
+    )
+    .argument('<command...>', 'the program and its arguments (put them after --)')
+    .option(
+      '--tier <tier>',
+      `the tier to use: ${KNOWN_TIERS.map((known) => known.tier).join(', ')}, or none (NO isolation)`,
+    )
+    .option(
+      '-m, --manifest <file>',
+      'the manifest (default: ./bulkhead.yaml when present, else the built-in default)',
+    )
+    .option('--read <path>', 'also allow reading PATH (repeatable)', collect, [])
+    .option('--write <path>', 'also allow reading and writing PATH (repeatable)', collect, [])
+    .option('--deny <path>', 'deny PATH, even inside a grant (repeatable)', collect, [])
+    .option('--net <network>', 'the network: none, open, or an allow-list HOST:PORT,...')
+    .option('--memory <size>', 'memory cap of the whole sandbox, e.g. 512MB, 2GiB')
+    .option('--timeout <duration>', 'wall-clock limit of the whole sandbox, e.g. 30s, 5m')
+    .option('--no-spawn', 'forbid creating processes')
+    .option(
+      '-i, --interactive',
+      'forward what you type to the command (the terminal itself is never handed over)',
+    )
+    .option('--json', 'write the result (with id, tier, manifest digest) as one JSON line to stderr at exit')
+    .option('-v, --verbose', 'say which manifest and tier are used and how each capability is enforced')
+    .passThroughOptions()
+    .addHelpText('after', EXAMPLES)
+    .action(async (command: string[], options: RunCommandOptions) => {
+      context.exitStatus = await runCommand(context, command, options);
+    });
+}
+
+/** Relative paths on the command line are relative to where the user stands, not to the manifest. */
+function absolutePaths(io: CliIo, paths: string[]): string[] {
+  return paths.map((path) =>
+    isAbsolute(path) || path.startsWith('~') || path.startsWith('${') ? path : resolve(io.cwd, path),
+  );
+}
+
+function networkOverride(value: string): 'none' | 'open' | string[] {
+  if (value === 'none' || value === 'open') return value;
+  return value
+    .split(',')
+    .map((endpoint) => endpoint.trim())
+    .filter((endpoint) => endpoint !== '');
+}
+
+function overridesFrom(io: CliIo, options: RunCommandOptions): ManifestOverrides {
+  return {
+    ...(options.tier !== undefined && options.tier !== 'none' ? { tier: options.tier } : {}),
+    ...(options.read.length > 0 ? { read: absolutePaths(io, options.read) } : {}),
+    ...(options.write.length > 0 ? { write: absolutePaths(io, options.write) } : {}),
+    ...(options.deny.length > 0 ? { deny: absolutePaths(io, options.deny) } : {}),
+    ...(options.net !== undefined ? { network: networkOverride(options.net) } : {}),
+    ...(options.memory !== undefined ? { memory: options.memory } : {}),
+    ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
+    ...(options.spawn === false ? { spawn: false } : {}),
+  } as ManifestOverrides;
+}
+
+interface Prepared {
+  compiled: CompiledManifest;
+  launchOptions: LaunchOptions;
+  registry: Awaited<ReturnType<typeof loadInstalledTiers>>['registry'];
+}
+
+async function prepare(
+  context: CommandContext,
+  command: string[],
+  options: RunCommandOptions,
+): Promise<Prepared> {
+  const { io } = context;
+  const named = options.tier;
+  const { registry, installations } = await loadInstalledTiers(context.importModule);
+  if (named !== undefined && named !== 'none') {
+    const installation = installations.find((candidate) => candidate.tier === named);
+    if (!installation && !registry.get(named)) {
+      throw new BulkheadError(
+        'UNKNOWN_TIER',
+        `Unknown tier '${named}'. Known tiers: ${[...KNOWN_TIERS.map((known) => known.tier), 'none'].join(', ')}.`,
+        {
+          tier: named,
+          fix: 'name one of the known tiers, or leave --tier out to use the weakest tier that enforces the manifest',
+        },
+      );
+    }
+    if (installation && !installation.installed) throw tierNotInstalledError(installation);
+  }
+  if (named === undefined && !installations.some((installation) => installation.installed)) {
+    throw new BulkheadError(
+      'TIER_UNAVAILABLE',
+      'No isolation tier is installed, so nothing can enforce the manifest.',
+      {
+        fix: 'npm i @bulkhead/tier-process (or, to debug without any isolation, name it: --tier none)',
+      },
+    );
+  }
+
+  const source = await findManifest(io, options.manifest);
+  if (options.verbose) writeLine(io.stderr, `bulkhead: using ${describeManifestSource(source)}`);
+  const compiled = await compileForHost(io, source, overridesFrom(io, options));
+  for (const warning of compiled.warnings) printWarning(io, warning);
+  if (options.verbose && compiled.defaulted.length > 0) {
+    writeLine(io.stderr, `bulkhead: defaults in effect for: ${compiled.defaulted.join(', ')}`);
+  }
+
+  const tierChoice: Pick<LaunchOptions, 'tier' | 'minimumTier'> =
+    named === 'none'
+      ? { tier: 'none' }
+      : named !== undefined
+        ? { tier: compiled.minimumTier }
+        : { minimumTier: compiled.minimumTier };
+  return {
+    compiled,
+    registry,
+    launchOptions: {
+      command,
+      capabilities: compiled.capabilities,
+      providers: registry,
+      manifestDigest: compiled.digest,
+      ...tierChoice,
+    },
+  };
+}
+
+/** The status and words for a launch that failed before the command ran. */
+function launchFailure(error: unknown, command: string[]): { status: number; message?: string } {
+  if (!BulkheadError.isInstance(error)) {
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENOENT')
+      return { status: EXIT_STATUS.notFound, message: `${command[0]}: command not found` };
+    if (code === 'EACCES' || code === 'ENOEXEC') {
+      return { status: EXIT_STATUS.notExecutable, message: `${command[0]}: cannot execute (${code})` };
+    }
+  }
+  return { status: EXIT_STATUS.bulkheadFailure };
+}
+
+/** Copies a sandbox stream to ours with backpressure; a reader that went away must not stall the payload. */
+function relay(from: Readable, to: Writable): Promise<void> {
+  return new Promise((resolvePromise) => {
+    let broken = false;
+    const onError = () => {
+      broken = true;
+      from.resume();
+    };
+    to.on('error', onError);
+    from.on('data', (chunk: Buffer) => {
+      if (broken) return;
+      if (!to.write(chunk)) {
+        from.pause();
+        to.once('drain', () => from.resume());
+      }
+    });
+    const done = () => {
+      to.off('error', onError);
+      resolvePromise();
+    };
+    from.once('end', done);
+    from.once('close', done);
+    from.once('error', done);
+  });
+}
+
+function printOutcome(io: CliIo, result: SandboxResult, options: RunCommandOptions, tier: string): void {
+  const colors = colorsFor(io.stderr, io.env);
+  const say = (message: string) => writeLine(io.stderr, `${colors.bold('bulkhead:')} ${message}`);
+  if (result.timedOut) say('the command ran past its timeout and was killed with its whole process tree');
+  if (result.oomKilled) say('the command reached the memory cap and was killed');
+  for (const violation of result.violations) say(`${colors.red('violation:')} ${violation.message}`);
+  // The none tier's warning was already said loudly before the run.
+  if (tier !== 'none') for (const warning of result.warnings) printWarning(io, warning);
+  if (options.verbose) {
+    const enforcement = Object.entries(result.enforcement)
+      .map(([capability, mechanisms]) => `${capability}: ${mechanisms?.join('+')}`)
+      .join(', ');
+    if (enforcement) say(`enforced by ${enforcement}`);
+  }
+}
+
+export async function runCommand(
+  context: CommandContext,
+  command: string[],
+  options: RunCommandOptions,
+): Promise<number> {
+  let interruptedBy: NodeJS.Signals | undefined;
+  let sandbox: LaunchedSandbox | undefined;
+  const onInterrupt = (signal: NodeJS.Signals) => {
+    if (interruptedBy) return;
+    interruptedBy = signal;
+    void sandbox?.kill('SIGKILL');
+  };
+  for (const signal of INTERRUPTS) process.on(signal, onInterrupt);
+  try {
+    return await runSandboxed(context, command, options, {
+      interrupted: () => interruptedBy,
+      launched: (launched) => {
+        sandbox = launched;
+        if (interruptedBy) void launched.kill('SIGKILL');
+      },
+    });
+  } finally {
+    for (const signal of INTERRUPTS) process.off(signal, onInterrupt);
+  }
+}
+
+interface InterruptState {
+  interrupted: () => NodeJS.Signals | undefined;
+  launched: (sandbox: LaunchedSandbox) => void;
+}
+
+async function runSandboxed(
+  context: CommandContext,
+  command: string[],
+  options: RunCommandOptions,
+  interrupts: InterruptState,
+): Promise<number> {
+  const { io } = context;
+  const refuse = (error: unknown, status: number = EXIT_STATUS.bulkheadFailure): number => {
+    printError(io, error);
+    if (options.json) {
+      const json = BulkheadError.isInstance(error)
+        ? error.toJSON()
+        : { message: String((error as Error)?.message ?? error) };
+      writeLine(io.stderr, JSON.stringify({ exitStatus: status, error: json }));
+    }
+    return status;
+  };
+
+  let prepared: Prepared;
+  try {
+    prepared = await prepare(context, command, options);
+  } catch (error) {
+    return refuse(error);
+  }
+  if (options.tier === 'none') {
+    printWarning(
+      io,
+      '--tier none runs the command WITHOUT ANY ISOLATION: it has your full rights over files, network and processes. Use it for debugging only.',
+    );
+  }
+
+  let sandbox: LaunchedSandbox;
+  try {
+    sandbox = await launch(prepared.launchOptions);
+  } catch (error) {
+    const failure = launchFailure(error, command);
+    if (failure.message) {
+      writeLine(io.stderr, `bulkhead: ${failure.message}`);
+      if (options.json)
+        writeLine(
+          io.stderr,
+          JSON.stringify({ exitStatus: failure.status, error: { message: failure.message } }),
+        );
+      return failure.status;
+    }
+    return refuse(error, failure.status);
+  }
+  interrupts.launched(sandbox);
+
+  if (options.verbose) {
+    const probe = await prepared.registry.probe(sandbox.tier);
+    writeLine(io.stderr, `bulkhead: sandbox ${sandbox.id} on tier '${sandbox.tier}'`);
+    for (const capability of requiredCapabilityKeys(prepared.compiled.capabilities)) {
+      const enforcement = probe.enforcement[capability];
+      const how = enforcement?.enforced
+        ? enforcement.mechanisms.join(' + ')
+        : `NOT enforced (${enforcement?.reason ?? 'no mechanism'})`;
+      writeLine(io.stderr, `bulkhead:   ${capability}: ${how}`);
+    }
+  }
+
+  const stdoutDone = relay(sandbox.stdout, io.stdout);
+  const stderrDone = relay(sandbox.stderr, io.stderr);
+  // The payload may exit without reading its input; that is its right, not our error.
+  sandbox.stdin.on('error', () => {});
+  // The terminal is never handed over: only a pipe, and from a terminal only when asked.
+  const forwardStdin = !io.stdin.isTTY || options.interactive === true;
+  if (forwardStdin) io.stdin.pipe(sandbox.stdin);
+  else sandbox.stdin.end();
+
+  let result: SandboxResult;
+  try {
+    result = await sandbox.exited;
+    // Every process of the sandbox is gone once `exited` resolved, so the pipes end promptly.
+    await Promise.all([stdoutDone, stderrDone]);
+  } catch (error) {
+    return refuse(error);
+  } finally {
+    if (forwardStdin) {
+      io.stdin.unpipe(sandbox.stdin);
+      io.stdin.pause();
+    }
+    await sandbox[Symbol.asyncDispose]();
+  }
+
+  const interrupted = interrupts.interrupted();
+  const status = interrupted ? signalExitStatus(interrupted) : exitStatusOf(result);
+  printOutcome(io, result, options, sandbox.tier);
+  if (options.json) {
+    writeLine(
+      io.stderr,
+      JSON.stringify({
+        id: sandbox.id,
+        tier: sandbox.tier,
+        manifestDigest: sandbox.manifestDigest,
+        command,
+        exitStatus: status,
+        ...result,
+      }),
+    );
+  }
+  return status;
+}

@@ -1,0 +1,139 @@
+import {
+  BulkheadError,
+  createNoneProvider,
+  type IsolationProvider,
+  ProviderRegistry,
+  type TierName,
+} from '@bulkhead/core';
+
+export interface KnownTier {
+  tier: TierName;
+  /** The npm package that provides it. */
+  packageName: string;
+  /** The factory the package exports. */
+  factory: string;
+}
+
+/**
+ * The tiers the CLI knows by name, in the order `doctor` lists them. Each lives in its own optional package: the CLI is
+ * the one place that plugs them in, so a tier that is not installed is reported, never a crash.
+ */
+export const KNOWN_TIERS: readonly KnownTier[] = [
+  { tier: 'process', packageName: '@bulkhead/tier-process', factory: 'createProcessProvider' },
+  { tier: 'session', packageName: '@bulkhead/tier-session', factory: 'createSessionProvider' },
+  { tier: 'microvm', packageName: '@bulkhead/tier-microvm', factory: 'createMicrovmProvider' },
+  { tier: 'wsl', packageName: '@bulkhead/tier-wsl', factory: 'createWslProvider' },
+];
+
+export type TierInstallation =
+  | { tier: TierName; packageName: string; installed: true; provider: IsolationProvider }
+  | { tier: TierName; packageName: string; installed: false; reason: string; fix: string };
+
+export interface InstalledTiers {
+  /** Every installed tier plus `none`, which the ladder never picks on its own. */
+  registry: ProviderRegistry;
+  /** One entry per known tier, installed or not, in ladder order. */
+  installations: TierInstallation[];
+}
+
+function isModuleNotFound(error: unknown, packageName: string): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  const mentionsPackage = typeof message === 'string' && message.includes(packageName);
+  return (
+    mentionsPackage &&
+    (code === 'ERR_MODULE_NOT_FOUND' ||
+      code === 'MODULE_NOT_FOUND' ||
+      /Cannot find (module|package)|Failed to load url/.test(String(message)))
+  );
+}
+
+function findFactory(
+  module: Record<string, unknown>,
+  known: KnownTier,
+): ((options?: unknown) => IsolationProvider) | undefined {
+  const named = module[known.factory];
+  if (typeof named === 'function') return named as (options?: unknown) => IsolationProvider;
+  // A tier that spells its factory differently (createMicroVmProvider) still plugs in.
+  for (const [name, value] of Object.entries(module)) {
+    if (typeof value === 'function' && /^create\w*Provider$/.test(name)) {
+      return value as (options?: unknown) => IsolationProvider;
+    }
+  }
+  return undefined;
+}
+
+export type ModuleImporter = (specifier: string) => Promise<Record<string, unknown>>;
+
+const importModule: ModuleImporter = (specifier) => import(specifier);
+
+async function loadTier(known: KnownTier, importer: ModuleImporter): Promise<TierInstallation> {
+  const base = { tier: known.tier, packageName: known.packageName };
+  let module: Record<string, unknown>;
+  try {
+    module = await importer(known.packageName);
+  } catch (error) {
+    if (isModuleNotFound(error, known.packageName)) {
+      return { ...base, installed: false, reason: 'not installed', fix: `npm i ${known.packageName}` };
+    }
+    return {
+      ...base,
+      installed: false,
+      reason: `installed but failed to load: ${(error as Error).message ?? String(error)}`,
+      fix: `reinstall it: npm i ${known.packageName}`,
+    };
+  }
+  const factory = findFactory(module, known);
+  if (!factory) {
+    return {
+      ...base,
+      installed: false,
+      reason: `installed but exports no ${known.factory}() (it may be a version this CLI does not know)`,
+      fix: `install versions of bulkhead and ${known.packageName} that agree`,
+    };
+  }
+  try {
+    return { ...base, installed: true, provider: factory() };
+  } catch (error) {
+    return {
+      ...base,
+      installed: false,
+      reason: `its provider could not be created: ${BulkheadError.isInstance(error) || error instanceof Error ? error.message : String(error)}`,
+      fix: `reinstall it: npm i ${known.packageName}`,
+    };
+  }
+}
+
+/** Loads every known tier that is installed, and registers it with `none`. */
+export async function loadInstalledTiers(importer: ModuleImporter = importModule): Promise<InstalledTiers> {
+  const loaded = await Promise.all(KNOWN_TIERS.map((known) => loadTier(known, importer)));
+  const registry = new ProviderRegistry([createNoneProvider()]);
+  const installations = loaded.map((installation): TierInstallation => {
+    if (!installation.installed) return installation;
+    try {
+      registry.register(installation.provider);
+      return installation;
+    } catch (error) {
+      // A provider of another spec version is as unusable as a missing one, and said so.
+      return {
+        tier: installation.tier,
+        packageName: installation.packageName,
+        installed: false,
+        reason: `installed but unusable: ${(error as Error).message}`,
+        fix: `install versions of bulkhead and ${installation.packageName} that agree`,
+      };
+    }
+  });
+  return { registry, installations };
+}
+
+/** The error for a tier that is named but cannot be used because its package is missing. */
+export function tierNotInstalledError(
+  installation: Extract<TierInstallation, { installed: false }>,
+): BulkheadError {
+  return new BulkheadError(
+    'TIER_UNAVAILABLE',
+    `Tier '${installation.tier}' cannot be used: ${installation.packageName} is ${installation.reason}.`,
+    { tier: installation.tier, fix: installation.fix },
+  );
+}
