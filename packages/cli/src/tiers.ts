@@ -137,3 +137,15 @@ export function tierNotInstalledError(
     { tier: installation.tier, fix: installation.fix },
   );
 }
+
+/** Refuses to go on when no isolating tier is installed at all: nothing could enforce a manifest. */
+export function assertSomeTierInstalled(installations: readonly TierInstallation[]): void {
+  if (installations.some((installation) => installation.installed)) return;
+  throw new BulkheadError(
+    'TIER_UNAVAILABLE',
+    'No isolation tier is installed, so nothing can enforce the manifest.',
+    {
+      fix: 'npm i @bulkhead/tier-process (or, to debug without any isolation, name it: --tier none)',
+    },
+  );
+}

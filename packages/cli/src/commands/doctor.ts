@@ -102,11 +102,12 @@ function printTier(io: CliIo, tier: DoctorTierReport): void {
   const colors = colorsFor(io.stdout, io.env);
   const name = colors.bold(String(tier.tier).padEnd(8));
   if (!tier.installed) {
-    const missing = tier.reason === 'not installed';
-    writeLine(
-      io.stdout,
-      `${colors.dim('[not installed]')} ${name} ${missing ? `not installed: ${tier.fix}` : `${tier.reason}\n    fix: ${tier.fix}`}`,
-    );
+    if (tier.reason === 'not installed') {
+      writeLine(io.stdout, `${colors.dim('[not installed]')} ${name} not installed: ${tier.fix}`);
+    } else {
+      writeLine(io.stdout, `${colors.red('[unusable]')}      ${name} ${tier.reason}`);
+      writeLine(io.stdout, `    ${colors.yellow('fix:')} ${tier.fix}`);
+    }
     return;
   }
   if (tier.strength === 0) {

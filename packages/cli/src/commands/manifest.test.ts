@@ -77,7 +77,7 @@ describe('bulkhead manifest explain', () => {
     expect(result.status).toBe(0);
     const lines = result.stdout.split('\n');
     // Set by the manifest: no marker. Left to the defaults: marked.
-    expect(lines.find((line) => line.trimStart().startsWith('resources.memory'))).toMatch(/256 MiB$/);
+    expect(lines.find((line) => line.trimStart().startsWith('resources.memory'))).toMatch(/256 Mi?B$/);
     expect(lines.find((line) => line.trimStart().startsWith('resources.timeout'))).toContain('(default)');
     expect(lines.find((line) => line.trimStart().startsWith('network'))).toContain('api.example.com:443');
     expect(result.stdout).toContain(join(directory, 'out'));

@@ -25,7 +25,7 @@ import {
   describeManifestSource,
   findManifest,
 } from '../manifest-input.js';
-import { loadInstalledTiers } from '../tiers.js';
+import { assertSomeTierInstalled, loadInstalledTiers } from '../tiers.js';
 
 /** The marker `explain` puts on every value that came from the defaults rather than the manifest. */
 export const DEFAULT_MARKER = '(default)';
@@ -215,6 +215,7 @@ async function printExplanation(
   writeLine(io.stdout, `  none: no isolation at all; only with --tier none, for debugging`);
   writeLine(io.stdout);
   try {
+    assertSomeTierInstalled(installations);
     const selection = await registry.select(capabilities, { minimumTier: compiled.minimumTier });
     writeLine(io.stdout, colors.green(`bulkhead run would use tier '${selection.provider.tier}'.`));
   } catch (error) {

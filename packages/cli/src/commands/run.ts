@@ -19,7 +19,7 @@ import {
   findManifest,
   type ManifestOverrides,
 } from '../manifest-input.js';
-import { KNOWN_TIERS, loadInstalledTiers, tierNotInstalledError } from '../tiers.js';
+import { assertSomeTierInstalled, KNOWN_TIERS, loadInstalledTiers, tierNotInstalledError } from '../tiers.js';
 
 export interface RunCommandOptions {
   tier?: string;
@@ -147,15 +147,7 @@ async function prepare(
     }
     if (installation && !installation.installed) throw tierNotInstalledError(installation);
   }
-  if (named === undefined && !installations.some((installation) => installation.installed)) {
-    throw new BulkheadError(
-      'TIER_UNAVAILABLE',
-      'No isolation tier is installed, so nothing can enforce the manifest.',
-      {
-        fix: 'npm i @bulkhead/tier-process (or, to debug without any isolation, name it: --tier none)',
-      },
-    );
-  }
+  if (named === undefined) assertSomeTierInstalled(installations);
 
   const source = await findManifest(io, options.manifest);
   if (options.verbose) writeLine(io.stderr, `bulkhead: using ${describeManifestSource(source)}`);
