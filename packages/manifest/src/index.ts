@@ -20,6 +20,7 @@ export {
   formatEndpoint,
   parseEndpoint,
 } from './endpoint.js';
+export { explainCapabilities } from './explain.js';
 export { MANIFEST_SCHEMA_ID, manifestJsonSchema, policyJsonSchema } from './json-schema.js';
 export {
   loadManifest,
@@ -27,6 +28,13 @@ export {
   type ParseManifestOptions,
   parseManifest,
 } from './manifest-document.js';
+export {
+  type ImportMxcOptions,
+  importMxcConfig,
+  isMxcConfig,
+  loadMxcConfig,
+  type MxcImport,
+} from './mxc-import.js';
 export { applyOverrides, type ManifestOverrides } from './overrides.js';
 export { expandPath, type PathContext, resolvePathRules, ruleFor } from './paths.js';
 export {
