@@ -1,0 +1,186 @@
+import { formatBytes, formatMilliseconds, formatRatio } from './format.js';
+import { type BenchResult, RESULT_SCHEMA_VERSION } from './result.js';
+
+/** The mission's headline figures for an agent sandbox. */
+export const MISSION_TARGETS = {
+  /** Launch to payload exit. */
+  launchMs: 200,
+  /** CPU-bound job inside over outside. */
+  cpuRatio: 1.05,
+  /** Everything the isolation adds, per sandbox. */
+  memoryBytes: 60 * 1024 * 1024,
+} as const;
+
+/** A figure this much worse than the baseline's is a regression. */
+export const REGRESSION_THRESHOLD = 0.25;
+
+/**
+ * Changes smaller than these are within what a busy machine does to a figure, whatever the
+ * percentage (a 1 ms launch becoming 1.3 ms is +30% and nothing to act on).
+ */
+export const NOISE_FLOORS = { ms: 1, bytes: 1024 * 1024, ratio: 0.02 } as const;
+
+export interface CheckFinding {
+  level: 'fail' | 'warn' | 'pass';
+  /** `launch:process-namespace:exit`, ... */
+  figure: string;
+  message: string;
+}
+
+export interface CheckReport {
+  findings: CheckFinding[];
+  failed: boolean;
+}
+
+/** A comparable number: value, how it is shown, and whether its spread makes it untrustworthy. */
+interface Metric {
+  key: string;
+  subject: string;
+  value: number;
+  kind: keyof typeof NOISE_FLOORS;
+  noisy: boolean;
+}
+
+/** The figures of a result that `--check` judges, lower always better. */
+export function comparableMetrics(result: BenchResult): Metric[] {
+  const metrics: Metric[] = [];
+  for (const figure of result.launch) {
+    if (figure.exit) {
+      metrics.push({
+        key: `launch:${figure.subject}:exit`,
+        subject: figure.subject,
+        value: figure.exit.summary.median,
+        kind: 'ms',
+        noisy: figure.exit.summary.noisy,
+      });
+    }
+    if (figure.firstByte) {
+      metrics.push({
+        key: `launch:${figure.subject}:first-byte`,
+        subject: figure.subject,
+        value: figure.firstByte.summary.median,
+        kind: 'ms',
+        noisy: figure.firstByte.summary.noisy,
+      });
+    }
+  }
+  for (const figure of result.cold) {
+    metrics.push({
+      key: `cold:${figure.subject}:launch`,
+      subject: figure.subject,
+      value: figure.launch.summary.median,
+      kind: 'ms',
+      noisy: figure.launch.summary.noisy,
+    });
+  }
+  for (const figure of result.memory) {
+    // Single measurements carry no spread of their own; the noise floor stands in for it.
+    metrics.push({ key: `memory:${figure.subject}:per-sandbox`, subject: figure.subject, value: figure.perSandbox, kind: 'bytes', noisy: false });
+  }
+  for (const figure of result.cpu) {
+    metrics.push({
+      key: `cpu:${figure.subject}:${figure.job}`,
+      subject: figure.subject,
+      value: figure.ratio,
+      kind: 'ratio',
+      noisy: figure.inside.summary.noisy || figure.outside.summary.noisy,
+    });
+  }
+  return metrics;
+}
+
+function show(value: number, kind: Metric['kind']): string {
+  return kind === 'ms' ? formatMilliseconds(value) : kind === 'bytes' ? formatBytes(value) : formatRatio(value);
+}
+
+/** Subjects whose figures are held to the mission targets: Bulkhead's isolating tiers. */
+function isTargeted(result: BenchResult, subjectId: string): boolean {
+  const subject = result.subjects.find((candidate) => candidate.id === subjectId);
+  return subject?.family === 'bulkhead' && subject.group !== 'none';
+}
+
+/**
+ * Judges a result: each Bulkhead tier against the mission targets, and every figure against the
+ * baseline. A missed target or a clear regression of Bulkhead fails; noisy figures and the peers'
+ * changes only warn.
+ */
+export function checkResult(result: BenchResult, baseline?: BenchResult): CheckReport {
+  const findings: CheckFinding[] = [];
+  const targeted = (figure: { subject: string }) => isTargeted(result, figure.subject);
+
+  for (const figure of result.launch.filter(targeted)) {
+    for (const [name, set] of [
+      ['exit', figure.exit],
+      ['first-byte', figure.firstByte],
+    ] as const) {
+      if (!set) continue;
+      const median = set.summary.median;
+      const within = median < MISSION_TARGETS.launchMs;
+      findings.push({
+        level: within ? 'pass' : set.summary.noisy ? 'warn' : 'fail',
+        figure: `launch:${figure.subject}:${name}`,
+        message: `${figure.subject} launch (${name}) median ${formatMilliseconds(median)} ${within ? '<' : '>='} target ${formatMilliseconds(MISSION_TARGETS.launchMs)}${!within && set.summary.noisy ? ` (noisy: ${set.summary.spreadReasons.join('; ')})` : ''}`,
+      });
+    }
+  }
+  for (const figure of result.cold.filter(targeted)) {
+    const median = figure.launch.summary.median;
+    const within = median < MISSION_TARGETS.launchMs;
+    findings.push({
+      level: within ? 'pass' : figure.launch.summary.noisy ? 'warn' : 'fail',
+      figure: `cold:${figure.subject}:launch`,
+      message: `${figure.subject} cold launch median ${formatMilliseconds(median)} ${within ? '<' : '>='} target ${formatMilliseconds(MISSION_TARGETS.launchMs)}`,
+    });
+  }
+  for (const figure of result.memory.filter(targeted)) {
+    const within = figure.perSandbox < MISSION_TARGETS.memoryBytes;
+    findings.push({
+      level: within ? 'pass' : 'fail',
+      figure: `memory:${figure.subject}:per-sandbox`,
+      message: `${figure.subject} memory per sandbox ${formatBytes(figure.perSandbox)} ${within ? '<' : '>='} target ${formatBytes(MISSION_TARGETS.memoryBytes)}`,
+    });
+  }
+  for (const figure of result.cpu.filter(targeted).filter((figure) => figure.job === 'cpu-bound')) {
+    const within = figure.ratio < MISSION_TARGETS.cpuRatio;
+    const noisy = figure.inside.summary.noisy || figure.outside.summary.noisy;
+    findings.push({
+      level: within ? 'pass' : noisy ? 'warn' : 'fail',
+      figure: `cpu:${figure.subject}:cpu-bound`,
+      message: `${figure.subject} CPU-bound ratio ${formatRatio(figure.ratio)} ${within ? '<' : '>='} target ${formatRatio(MISSION_TARGETS.cpuRatio)}${noisy ? ' (noisy)' : ''}`,
+    });
+  }
+  for (const subject of result.subjects.filter((candidate) => candidate.family === 'bulkhead' && !candidate.available)) {
+    findings.push({
+      level: 'warn',
+      figure: `subject:${subject.id}`,
+      message: `${subject.id} could not run, so none of its targets were checked: ${subject.reason ?? 'no reason given'}`,
+    });
+  }
+
+  if (!baseline) {
+    findings.push({ level: 'warn', figure: 'baseline', message: 'no baseline to compare with (write one with --write-baseline)' });
+  } else if (baseline.schemaVersion !== RESULT_SCHEMA_VERSION) {
+    findings.push({
+      level: 'warn',
+      figure: 'baseline',
+      message: `the baseline has result schema ${baseline.schemaVersion}, this run ${RESULT_SCHEMA_VERSION}: not compared (refresh it with --write-baseline)`,
+    });
+  } else {
+    const before = new Map(comparableMetrics(baseline).map((metric) => [metric.key, metric]));
+    for (const metric of comparableMetrics(result)) {
+      const previous = before.get(metric.key);
+      if (!previous || !(previous.value > 0)) continue;
+      const change = metric.value / previous.value - 1;
+      const absolute = metric.value - previous.value;
+      if (change <= REGRESSION_THRESHOLD || absolute <= NOISE_FLOORS[metric.kind]) continue;
+      const ours = isTargeted(result, metric.subject);
+      const noisy = metric.noisy || previous.noisy;
+      findings.push({
+        level: ours && !noisy ? 'fail' : 'warn',
+        figure: metric.key,
+        message: `${metric.key} regressed ${(change * 100).toFixed(0)}%: ${show(previous.value, metric.kind)} -> ${show(metric.value, metric.kind)}${noisy ? ' (noisy, not failing)' : ''}${ours ? '' : ' (not a Bulkhead tier, not failing)'}`,
+      });
+    }
+  }
+  return { findings, failed: findings.some((finding) => finding.level === 'fail') };
+}

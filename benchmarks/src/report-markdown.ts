@@ -1,0 +1,191 @@
+import { formatBytes, formatMilliseconds, formatRatio } from './format.js';
+import type { BenchResult, SampleSet, SubjectRecord } from './result.js';
+
+const NOISY = '⚠';
+
+function cell(text: string): string {
+  return text.replaceAll('|', '\\|').replaceAll('\n', ' ');
+}
+
+function table(header: string[], rows: string[][]): string {
+  return [
+    `| ${header.join(' | ')} |`,
+    `| ${header.map(() => '---').join(' | ')} |`,
+    ...rows.map((row) => `| ${row.map(cell).join(' | ')} |`),
+  ].join('\n');
+}
+
+function median(set: SampleSet | undefined): string {
+  if (!set) return '–';
+  return `${formatMilliseconds(set.summary.median)}${set.summary.noisy ? ` ${NOISY}` : ''}`;
+}
+
+function range(set: SampleSet | undefined): string {
+  return set ? `${formatMilliseconds(set.summary.min)}–${formatMilliseconds(set.summary.max)}` : '–';
+}
+
+function labelOf(result: BenchResult, id: string): string {
+  return result.subjects.find((subject) => subject.id === id)?.label ?? id;
+}
+
+function machineLine(result: BenchResult): string {
+  const machine = result.machine;
+  return [
+    `**Machine:** ${machine.cpuModel}, ${machine.cores} cores, ${formatBytes(machine.memoryBytes)} RAM; ${machine.os}, kernel ${machine.kernel}`,
+    `cgroup ${machine.cgroup}; Landlock ABI ${machine.landlockAbi ?? 'unknown'}; KVM: ${machine.kvm}; Node ${machine.node}`,
+    `load average at start ${machine.loadAverage.join(' / ')}`,
+  ].join('; ');
+}
+
+function runLine(result: BenchResult): string {
+  const options = result.options;
+  return `**Run:** ${options.quick ? 'quick (CI)' : 'full'} mode, ${result.startedAt}; warm launch ${options.runs} counted runs after ${options.warmup} warm-up, interleaved across subjects; cold ${options.coldRuns} fresh processes per subject; CPU ${options.cpuRuns} alternating pairs; memory with ${options.memorySandboxes} idle sandboxes per subject.`;
+}
+
+/** The Markdown report of a result: what the README shows and what results/<date>-<host>.md holds. */
+export function renderMarkdown(result: BenchResult, options: { chartPath?: string } = {}): string {
+  const sections: string[] = [];
+  sections.push(`${machineLine(result)}\n\n${runLine(result)}`);
+  if (options.chartPath) sections.push(`![Launch and memory per subject, log scale](${options.chartPath})`);
+
+  if (result.launch.length > 0) {
+    const cold = new Map(result.cold.map((figure) => [figure.subject, figure]));
+    const rows = result.launch.map((figure) => {
+      const subject = result.subjects.find((candidate) => candidate.id === figure.subject);
+      const coldFigure = cold.get(figure.subject);
+      return [
+        labelOf(result, figure.subject),
+        subject?.scope ?? '',
+        median(figure.exit),
+        figure.exit ? formatMilliseconds(figure.exit.summary.p95) : '–',
+        range(figure.exit),
+        formatRatio(figure.exitRatio),
+        median(figure.firstByte),
+        formatRatio(figure.firstByteRatio),
+        coldFigure ? median(coldFigure.launch) : subject?.scope === 'whole-process' ? '(each run)' : '–',
+        formatRatio(coldFigure?.ratio),
+      ];
+    });
+    sections.push(
+      [
+        '### Launch',
+        'Warm: the SDK prepared and used before (in-process), or a fresh command per launch (whole-process). Cold: a fresh Node process per sample, from the first API call (import of the subject, probe, initialisation) to the exit of the first `/bin/true`. Ratios divide by the bare spawn measured in the same run.',
+        table(
+          ['subject', 'scope', 'to exit (`/bin/true`) median', 'p95', 'min–max', '× bare', 'to first byte (`echo`) median', '× bare', 'cold median', '× bare cold'],
+          rows,
+        ),
+      ].join('\n\n'),
+    );
+  }
+
+  if (result.memory.length > 0) {
+    const rows = result.memory.map((figure) => [
+      labelOf(result, figure.subject),
+      formatBytes(figure.processesPerSandbox),
+      formatBytes(figure.hostGrowth),
+      formatBytes(figure.perSandbox),
+      formatRatio(figure.ratio),
+      formatBytes(figure.chargedPerSandbox),
+      formatBytes(figure.kernelPerSandbox),
+      figure.processes
+        .slice(0, 3)
+        .map((process) => `${process.name}×${process.count} ${formatBytes(process.pssBytes)}`)
+        .join(', ') || '–',
+    ]);
+    sections.push(
+      [
+        '### Memory per sandbox',
+        `Each subject launches ${result.options.memorySandboxes} sandboxes running an idle \`sleep\` from a fresh Node process. *Processes*: PSS (/proc/PID/smaps_rollup) of every process the isolation added, payloads excluded, per sandbox. *Launcher growth*: how much the launching Node process itself grew (library, proxies, native code), in total. *All told*: both, per sandbox. *Charged* and *kernel*: what the launcher's memory cgroup was charged beyond the bare baseline, per sandbox.`,
+        table(
+          ['subject', 'processes / sandbox', 'launcher growth', 'all told / sandbox', '× bare payload', 'charged / sandbox', 'kernel / sandbox', 'largest processes'],
+          rows,
+        ),
+      ].join('\n\n'),
+    );
+  }
+
+  if (result.cpu.length > 0) {
+    const subjects = [...new Set(result.cpu.map((figure) => figure.subject))];
+    const rows = subjects.map((id) => {
+      const bound = result.cpu.find((figure) => figure.subject === id && figure.job === 'cpu-bound');
+      const heavy = result.cpu.find((figure) => figure.subject === id && figure.job === 'syscall-heavy');
+      const noisy = (figure: typeof bound) =>
+        figure && (figure.inside.summary.noisy || figure.outside.summary.noisy) ? ` ${NOISY}` : '';
+      return [
+        labelOf(result, id),
+        `${formatRatio(bound?.ratio)}${noisy(bound)}`,
+        bound ? `${formatMilliseconds(bound.inside.summary.median)} / ${formatMilliseconds(bound.outside.summary.median)}` : '–',
+        `${formatRatio(heavy?.ratio)}${noisy(heavy)}`,
+        heavy ? `${formatMilliseconds(heavy.inside.summary.median)} / ${formatMilliseconds(heavy.outside.summary.median)}` : '–',
+      ];
+    });
+    sections.push(
+      [
+        '### CPU overhead',
+        `The workload times itself (CLOCK_MONOTONIC), so launch cost is not part of it. CPU-bound: ${result.options.cpuIterations.toLocaleString('en')} xorshift rounds; syscall-heavy: ${result.options.syscallIterations.toLocaleString('en')} × stat+open+read+close. Inside and outside alternate; the ratio is of the medians.`,
+        table(['subject', 'CPU-bound inside/outside', 'medians (in / out)', 'syscall-heavy inside/outside', 'medians (in / out)'], rows),
+      ].join('\n\n'),
+    );
+  }
+
+  if (result.concurrency.length > 0) {
+    const rows = result.concurrency.map((figure) => [
+      labelOf(result, figure.subject),
+      String(figure.level),
+      `${figure.succeeded}/${figure.attempted}`,
+      formatMilliseconds(figure.allStartedMs),
+      figure.launch ? formatMilliseconds(figure.launch.summary.median) : '–',
+      figure.launch ? formatMilliseconds(figure.launch.summary.p95) : '–',
+      formatBytes(figure.totalMemoryBytes),
+      figure.observed === 'completion' ? 'run() completion' : 'first byte',
+      figure.errors[0] ?? '',
+    ]);
+    sections.push(
+      [
+        '### Concurrency',
+        'N sandboxes launched at once from one fresh Node process, each payload printing `ready` and waiting for stdin to close. *All started*: from the first launch call until every payload said ready. *Memory*: PSS of the isolation processes plus the launcher\'s growth while all run.',
+        table(['subject', 'sandboxes', 'succeeded', 'all started', 'launch p50', 'launch p95', 'memory', 'observed at', 'first error'], rows),
+      ].join('\n\n'),
+    );
+  }
+
+  sections.push(
+    `### Network\n\n${result.network.status === 'measured' ? 'Measured.' : `Not measured: ${result.network.reason ?? 'no reason given'}`}`,
+  );
+
+  const unavailable = result.subjects.filter((subject) => !subject.available);
+  const omissions = [
+    ...unavailable.map((subject) => `- **${subject.label}** could not run here: ${subject.reason ?? 'no reason given'}`),
+    ...result.omissions.map((omission) => `- ${omission.subject === '*' ? 'all' : `**${labelOf(result, omission.subject)}**`}, ${omission.measurement}: ${omission.reason}`),
+  ];
+  if (omissions.length > 0) sections.push(`### Not measured\n\n${omissions.join('\n')}`);
+
+  const noisy = noisyFigures(result);
+  if (noisy.length > 0) {
+    sections.push(`### Noisy figures (${NOISY})\n\nThe spread of these is too wide to trust the median alone; rerun on a quiet machine.\n\n${noisy.join('\n')}`);
+  }
+
+  sections.push(`### Subjects\n\n${result.subjects.map((subject) => subjectLine(subject)).join('\n')}`);
+  return `${sections.join('\n\n')}\n`;
+}
+
+function subjectLine(subject: SubjectRecord): string {
+  return `- **${subject.label}** (\`${subject.id}\`${subject.version ? `, ${subject.version}` : ''}): ${subject.description}`;
+}
+
+function noisyFigures(result: BenchResult): string[] {
+  const lines: string[] = [];
+  const note = (what: string, set: SampleSet | undefined) => {
+    if (set?.summary.noisy) lines.push(`- ${what}: ${set.summary.spreadReasons.join('; ')}`);
+  };
+  for (const figure of result.launch) {
+    note(`${labelOf(result, figure.subject)}, launch to exit`, figure.exit);
+    note(`${labelOf(result, figure.subject)}, launch to first byte`, figure.firstByte);
+  }
+  for (const figure of result.cold) note(`${labelOf(result, figure.subject)}, cold launch`, figure.launch);
+  for (const figure of result.cpu) {
+    note(`${labelOf(result, figure.subject)}, ${figure.job} inside`, figure.inside);
+    note(`${labelOf(result, figure.subject)}, ${figure.job} outside`, figure.outside);
+  }
+  return lines;
+}

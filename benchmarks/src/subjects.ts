@@ -1,0 +1,332 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { BulkheadError } from '@bulkhead/core';
+import { bulkheadCliSubject, bulkheadSubject } from './bulkhead-subjects.js';
+import type { Readable, Writable } from 'node:stream';
+import { describeError, spawnHandle, type Subject, type SubjectContext, type SubjectSession } from './subject.js';
+import { commandVersion, packageVersion, require } from './versions.js';
+
+/** A package's bin script, resolved through its package.json so no `npx` start-up is measured. */
+async function packageBin(name: string, bin: string): Promise<string> {
+  const manifestPath = require.resolve(`${name}/package.json`);
+  const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as { bin?: string | Record<string, string> };
+  const relative = typeof manifest.bin === 'string' ? manifest.bin : manifest.bin?.[bin];
+  if (!relative) throw new BulkheadError('BENCHMARK_SUBJECT_UNAVAILABLE', `${name} declares no '${bin}' command.`);
+  return path.join(path.dirname(manifestPath), relative);
+}
+
+/** Quotes argv for the peers whose API takes one command line. */
+export function commandLine(command: string[]): string {
+  return command.map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`)).join(' ');
+}
+
+/** A plain child process of Node: the baseline every figure is divided by. */
+export const bareSubject: Subject = {
+  id: 'bare',
+  label: 'bare spawn',
+  family: 'baseline',
+  group: 'bare',
+  scope: 'in-process',
+  description: "node:child_process spawn of the payload, no isolation (the baseline every ratio divides by)",
+  version: async () => `node ${process.versions.node}`,
+  async prepare(): Promise<SubjectSession> {
+    return {
+      start: ([file, ...args]) => spawnHandle(file!, args),
+      close: async () => {},
+    };
+  },
+};
+
+/**
+ * The namespaces and mounts tier-process asks bubblewrap for, without Bulkhead: what the kernel
+ * work costs on its own. Everything Bulkhead adds on top shows as the difference to this row.
+ */
+export function bubblewrapArguments(context: SubjectContext, command: string[]): string[] {
+  return [
+    '--unshare-user',
+    '--unshare-pid',
+    '--unshare-ipc',
+    '--unshare-uts',
+    '--unshare-net',
+    '--unshare-cgroup',
+    '--new-session',
+    '--die-with-parent',
+    '--cap-drop',
+    'ALL',
+    '--ro-bind',
+    '/usr',
+    '/usr',
+    '--symlink',
+    'usr/bin',
+    '/bin',
+    '--symlink',
+    'usr/sbin',
+    '/sbin',
+    '--symlink',
+    'usr/lib',
+    '/lib',
+    '--symlink',
+    'usr/lib64',
+    '/lib64',
+    '--ro-bind',
+    '/etc',
+    '/etc',
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+    '--tmpfs',
+    '/tmp',
+    '--ro-bind',
+    context.workloadDirectory,
+    context.workloadDirectory,
+    '--chdir',
+    '/',
+    '--clearenv',
+    '--setenv',
+    'PATH',
+    '/usr/bin:/bin',
+    '--',
+    ...command,
+  ];
+}
+
+export const bubblewrapSubject: Subject = {
+  id: 'bwrap',
+  label: 'bwrap alone',
+  family: 'peer',
+  group: 'bwrap',
+  scope: 'in-process',
+  description: 'bubblewrap with the namespaces and mounts of tier-process, spawned from Node, no Bulkhead',
+  version: () => commandVersion('bwrap'),
+  async prepare(context): Promise<SubjectSession> {
+    const version = await commandVersion('bwrap');
+    if (!version) {
+      throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'bwrap is not installed.', { fix: 'apt-get install bubblewrap' });
+    }
+    return {
+      start: (command) => spawnHandle('bwrap', bubblewrapArguments(context, command)),
+      close: async () => {},
+    };
+  },
+};
+
+interface MxcProcess {
+  readonly standardInput: Writable | null;
+  readonly standardOutput: Readable | null;
+  readonly standardError: Readable | null;
+  wait(): Promise<{ exitCode: number | null }>;
+  kill(): void;
+  dispose(): void;
+}
+
+interface MxcModule {
+  run(request: Record<string, unknown>): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  spawn(request: Record<string, unknown>): Promise<MxcProcess>;
+  getPlatformSupport(): { isSupported: boolean; reason?: string; availableMethods?: string[] };
+}
+
+function mxcRequest(context: SubjectContext, command: string[]): Record<string, unknown> {
+  return {
+    command: commandLine(command),
+    filesystem: { readonlyPaths: ['/usr', '/etc', context.workloadDirectory] },
+    network: { egress: { default: 'deny' } },
+    timeoutMs: 120_000,
+    containment: { type: 'bubblewrap' },
+  };
+}
+
+/** Microsoft's MXC SDK, bubblewrap backend, through its `run()`. */
+export const mxcSubject: Subject = {
+  id: 'mxc',
+  label: 'MXC run()',
+  family: 'peer',
+  group: 'mxc',
+  scope: 'in-process',
+  description: '@microsoft/mxc-sdk v1 run() with its bubblewrap backend, read-only /usr, /etc and the workload, egress denied',
+  version: async () => packageVersion('@microsoft/mxc-sdk').then((version) => version && `@microsoft/mxc-sdk ${version}`),
+  async prepare(context): Promise<SubjectSession> {
+    const mxc = (await import('@microsoft/mxc-sdk/v1')) as unknown as MxcModule;
+    const support = mxc.getPlatformSupport();
+    if (!support.isSupported || !support.availableMethods?.includes('bubblewrap')) {
+      throw new BulkheadError('BENCHMARK_SUBJECT_UNAVAILABLE', `MXC's bubblewrap backend is not available: ${support.reason || JSON.stringify(support)}`);
+    }
+    // spawn() is MXC's streaming API; on Linux it refuses Node before 24, so it is tried once and,
+    // when refused, the figures that need a live stream say so in MXC's own words.
+    let streamingRefusal: string | undefined;
+    try {
+      const probe = await mxc.spawn(mxcRequest(context, ['/bin/true']));
+      await probe.wait();
+      probe.dispose();
+    } catch (error) {
+      streamingRefusal = `MXC spawn() refused: ${describeError(error)}`;
+    }
+    const session: SubjectSession = {
+      async run(command, options) {
+        const request = mxcRequest(context, command);
+        if (options?.timeoutMs !== undefined) request.timeoutMs = options.timeoutMs;
+        const result = await mxc.run(request);
+        return { exitCode: result.exitCode, stdout: result.stdout };
+      },
+      close: async () => {},
+    };
+    if (streamingRefusal !== undefined) return { ...session, streamingUnavailable: streamingRefusal };
+    return {
+      ...session,
+      async start(command) {
+        const child = await mxc.spawn(mxcRequest(context, command));
+        const stdout = child.standardOutput;
+        if (!stdout) throw new BulkheadError('BENCHMARK_SUBJECT_UNAVAILABLE', 'MXC spawn() gave no stdout stream.');
+        child.standardError?.resume();
+        const exited = child.wait().then((result) => {
+          child.dispose();
+          return result.exitCode;
+        });
+        exited.catch(() => {});
+        return {
+          stdin: child.standardInput,
+          stdout,
+          exited,
+          async kill() {
+            child.kill();
+            await exited.catch(() => {});
+          },
+        };
+      },
+    };
+  },
+};
+
+interface SandboxRuntimeModule {
+  SandboxManager: {
+    initialize(config: Record<string, unknown>): Promise<void>;
+    wrapWithSandboxArgv(command: string): Promise<{ argv: string[]; env: NodeJS.ProcessEnv }>;
+    reset(): Promise<void>;
+  };
+}
+
+/** Deny everything network-wise and write nowhere: the closest srt gets to Bulkhead's default. */
+const SANDBOX_RUNTIME_CONFIG = {
+  network: { allowedDomains: [], deniedDomains: [] },
+  filesystem: { denyRead: [], allowWrite: [], denyWrite: [] },
+};
+
+/** Anthropic's sandbox-runtime as a library: `SandboxManager.wrapWithSandboxArgv()` then spawn. */
+export const sandboxRuntimeSubject: Subject = {
+  id: 'srt',
+  label: 'sandbox-runtime library',
+  family: 'peer',
+  group: 'srt',
+  scope: 'in-process',
+  description: '@anthropic-ai/sandbox-runtime SandboxManager (bubblewrap + seccomp + host proxies), no domains allowed',
+  version: async () =>
+    packageVersion('@anthropic-ai/sandbox-runtime').then((version) => version && `@anthropic-ai/sandbox-runtime ${version}`),
+  async prepare(): Promise<SubjectSession> {
+    const { SandboxManager } = (await import('@anthropic-ai/sandbox-runtime')) as unknown as SandboxRuntimeModule;
+    await SandboxManager.initialize(SANDBOX_RUNTIME_CONFIG);
+    return {
+      async start(command) {
+        const wrapped = await SandboxManager.wrapWithSandboxArgv(commandLine(command));
+        const [file, ...args] = wrapped.argv;
+        // Its own process group: srt's wrapper leaves socat relays in the background.
+        return spawnHandle(file!, args, { processGroup: true, env: wrapped.env });
+      },
+      close: () => SandboxManager.reset(),
+    };
+  },
+};
+
+/** Anthropic's `srt` command, started from outside for every launch. */
+export const sandboxRuntimeCliSubject: Subject = {
+  id: 'srt-cli',
+  label: 'srt CLI',
+  family: 'peer',
+  group: 'srt',
+  scope: 'whole-process',
+  description: '`srt CMD` (a fresh Node process per launch, defaults: no network)',
+  version: sandboxRuntimeSubject.version,
+  async prepare(): Promise<SubjectSession> {
+    const bin = await packageBin('@anthropic-ai/sandbox-runtime', 'srt');
+    return {
+      start: (command) => spawnHandle(process.execPath, [bin, '--', ...command], { processGroup: true }),
+      close: async () => {},
+    };
+  },
+};
+
+/** What starting any Node program costs here: the floor under every whole-process row written in Node. */
+export const nodeStartSubject: Subject = {
+  id: 'node-start',
+  label: 'node start (reference)',
+  family: 'baseline',
+  group: 'bare',
+  scope: 'whole-process',
+  description: 'a fresh `node` that spawns the payload and waits for it: the floor of any CLI written in Node',
+  version: async () => `node ${process.versions.node}`,
+  async prepare(): Promise<SubjectSession> {
+    const script =
+      "const [f,...a]=process.argv.slice(1);require('child_process').spawn(f,a,{stdio:'inherit'}).on('exit',(c)=>process.exit(c??1))";
+    return {
+      start: (command) => spawnHandle(process.execPath, ['-e', script, ...command]),
+      close: async () => {},
+    };
+  },
+};
+
+/** QEMU alone booting the micro-VM tier's guest: a slot until tier-microvm provides the guest. */
+export const qemuSubject: Subject = {
+  id: 'qemu',
+  label: 'QEMU microvm alone',
+  family: 'peer',
+  group: 'qemu',
+  scope: 'whole-process',
+  description: 'qemu-system-x86_64 -M microvm booting the guest kernel of tier-microvm, no Bulkhead',
+  version: () => commandVersion('qemu-system-x86_64'),
+  async prepare(): Promise<SubjectSession> {
+    const version = await commandVersion('qemu-system-x86_64');
+    if (!version) {
+      throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'qemu-system-x86_64 is not installed, and tier-microvm has no guest kernel to boot yet.', {
+        fix: 'apt-get install qemu-system-x86; then build the guest with tier-microvm',
+      });
+    }
+    throw new BulkheadError(
+      'BENCHMARK_SUBJECT_UNAVAILABLE',
+      'QEMU is installed, but tier-microvm does not provide a guest kernel and init to boot yet.',
+    );
+  },
+};
+
+/**
+ * Every subject, in table order. The baseline comes first; a new tier or peer is one more entry.
+ */
+export function allSubjects(): Subject[] {
+  return [
+    bareSubject,
+    bulkheadSubject({ id: 'process-namespace', label: 'Bulkhead process (namespace)', mode: 'namespace' }),
+    bulkheadSubject({ id: 'process-shim-only', label: 'Bulkhead process (shim-only)', mode: 'shim-only' }),
+    bulkheadSubject({ id: 'none', label: 'Bulkhead none tier (no isolation)', mode: 'none' }),
+    bulkheadCliSubject({ id: 'cli-process', label: 'bulkhead run (CLI)' }),
+    bubblewrapSubject,
+    mxcSubject,
+    sandboxRuntimeSubject,
+    sandboxRuntimeCliSubject,
+    nodeStartSubject,
+    qemuSubject,
+  ];
+}
+
+export interface SubjectSelection {
+  /** Bulkhead tiers to include (`process`, `none`, ...); undefined: all. */
+  tiers?: string[];
+  /** Peers to include (`bwrap`, `mxc`, `srt`, `qemu`); undefined: all. */
+  peers?: string[];
+}
+
+/** The subjects a selection names; baselines are always kept, since every ratio needs them. */
+export function selectSubjects(subjects: Subject[], selection: SubjectSelection): Subject[] {
+  return subjects.filter((subject) => {
+    if (subject.family === 'baseline') return true;
+    const wanted = subject.family === 'bulkhead' ? selection.tiers : selection.peers;
+    return wanted === undefined || wanted.includes(subject.group);
+  });
+}
