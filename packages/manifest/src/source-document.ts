@@ -218,6 +218,15 @@ export function readSource(
   };
 }
 
+function valueAt(value: unknown, segments: readonly KeySegment[]): unknown {
+  let current = value;
+  for (const segment of segments) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string, unknown>)[segment];
+  }
+  return current;
+}
+
 function describeReceived(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null (an empty value)';
@@ -259,12 +268,26 @@ export function validateSource<TSchema extends v.GenericSchema>(
     ...located.locate(segments, target),
   });
 
+  const listsReported = new Set<string>();
   if (!result.success) {
     for (const issue of result.issues) {
       const segments = (issue.path ?? []).map((item) => item.key as KeySegment);
       const keyPath = formatKeyPath(segments);
       const parentPath = formatKeyPath(segments.slice(0, -1));
       const last = segments[segments.length - 1];
+      // valibot takes a list for an object with keys 0, 1, ...: say "found a list" once instead.
+      if (issue.type === 'strict_object' && Array.isArray(valueAt(located.value, segments.slice(0, -1)))) {
+        if (listsReported.has(parentPath)) continue;
+        listsReported.add(parentPath);
+        issues.push({
+          message: parentPath
+            ? `${parentPath}: expected a mapping of keys to values; found a list`
+            : `the ${options.what} must be a mapping of keys to values, starting with 'version: 1'; found a list`,
+          ...at(segments.slice(0, -1)),
+          keyPath: parentPath,
+        });
+        continue;
+      }
       if (segments.length === 0 && (issue.type === 'strict_object' || issue.type === 'object')) {
         issues.push({
           message: `the ${options.what} must be a mapping of keys to values, starting with 'version: 1'; found ${describeReceived(issue.input)}`,
@@ -295,9 +318,10 @@ export function validateSource<TSchema extends v.GenericSchema>(
         continue;
       }
       let suggestion: string | undefined;
-      const requirement = issue.requirement as unknown;
-      if (issue.type === 'picklist' && Array.isArray(requirement) && typeof issue.input === 'string') {
-        suggestion = suggest(issue.input, requirement as string[]);
+      if (issue.type === 'picklist' && typeof issue.input === 'string') {
+        // The issue carries the options only as its `expected` text: ("process" | "session" | ...).
+        const choices = [...(issue.expected ?? '').matchAll(/"([^"]*)"/g)].map((match) => match[1] ?? '');
+        suggestion = suggest(issue.input, choices);
       }
       issues.push({
         // A check's message already quotes the value it refused.
