@@ -1,0 +1,683 @@
+/*
+ * bulkhead-shim: applies a confinement plan decided by @bulkhead/linux, then execs the payload.
+ *
+ *   bulkhead-shim [--config-fd N] [--status-fd N] -- PROGRAM [ARGS...]
+ *
+ * The TypeScript side decides everything; this program only applies, in this order:
+ *   1. read and close the plan fd (and the seccomp fd it names);
+ *   2. start the egress relay, if the plan has one;
+ *   3. prctl(PR_SET_NO_NEW_PRIVS);
+ *   4. rlimits;  5. chdir;
+ *   6. the Landlock ruleset, then landlock_restrict_self;
+ *   7. the seccomp filter (raw classic BPF read from the seccomp fd);
+ *   8. setsid (no controlling terminal); default signal dispositions, empty signal mask;
+ *   9. every fd above 2 closed (close-on-exec, so the status fd stays open until the exec);
+ *  10. execvp(PROGRAM) with the environment this process was given.
+ *
+ * Plan format (text, one directive per line, fields separated by one space, numbers in decimal,
+ * paths absolute and running to the end of the line, so they may hold spaces but not newlines):
+ *
+ *   bulkhead-plan 1                                   first line, always
+ *   landlock <min-abi> <fs-mask> <net-mask> <scope>   handled rights; refuse when the ABI is lower
+ *   path <mask> <path>                                allow <mask> beneath path (must exist)
+ *   path-optional <mask> <path>                       same, skipped when the path does not exist
+ *   port <mask> <port>                                allow TCP bind/connect rights on a port
+ *   rlimit <resource> <soft> <hard>                   resource: as core cpu data fsize locks
+ *                                                     memlock msgqueue nice nofile nproc rss
+ *                                                     rtprio rttime sigpending stack;
+ *                                                     soft/hard: a number or "infinity"
+ *   chdir <path>
+ *   seccomp-fd <n>                                    read the filter (struct sock_filter[]) from n
+ *   relay <port> <unix-socket-path>                   relay 127.0.0.1:<port> to the unix socket
+ *
+ * On a rule a path does not accept (a directory right on a file), the shim keeps the rights that
+ * apply to files. Anything malformed is refused.
+ *
+ * Status: before the exec, a failure is written as one line on the status fd (close-on-exec, so
+ * a successful exec closes it with nothing written):
+ *
+ *   error <step> <errno> <detail>
+ *
+ * then the shim exits 125; 127 when the program is not found, 126 when it cannot be executed
+ * (step "exec"). Steps: usage plan seccomp relay no-new-privs rlimit chdir landlock-abi landlock
+ * setsid signals close-fds exec.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* Landlock's uapi, spelled out so the shim builds against headers older than the running kernel. */
+#ifndef SYS_landlock_create_ruleset
+#define SYS_landlock_create_ruleset 444
+#define SYS_landlock_add_rule 445
+#define SYS_landlock_restrict_self 446
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#define LANDLOCK_CREATE_RULESET_VERSION_FLAG (1U << 0)
+#define LANDLOCK_RULE_PATH_BENEATH_TYPE 1
+#define LANDLOCK_RULE_NET_PORT_TYPE 2
+#define CLOSE_RANGE_CLOEXEC_FLAG (1U << 2)
+/* Rights that a rule on a non-directory may carry: execute, write, read, truncate, ioctl_dev. */
+#define LANDLOCK_FILE_RIGHTS ((1ULL << 0) | (1ULL << 1) | (1ULL << 2) | (1ULL << 14) | (1ULL << 15))
+
+struct ruleset_attr {
+  uint64_t handled_access_fs;
+  uint64_t handled_access_net;
+  uint64_t scoped;
+};
+
+struct path_beneath_attr {
+  uint64_t allowed_access;
+  int32_t parent_fd;
+} __attribute__((packed));
+
+struct net_port_attr {
+  uint64_t allowed_access;
+  uint64_t port;
+};
+
+#define PLAN_MAX_BYTES (4 * 1024 * 1024)
+#define SECCOMP_MAX_BYTES (BPF_MAXINSNS * sizeof(struct sock_filter))
+#define RELAY_MAX_PAIRS 128
+#define RELAY_BUFFER 16384
+
+enum { EXIT_SHIM_FAILED = 125, EXIT_NOT_EXECUTABLE = 126, EXIT_NOT_FOUND = 127 };
+
+struct path_rule {
+  uint64_t mask;
+  const char *path;
+  int optional;
+};
+
+struct port_rule {
+  uint64_t mask;
+  uint64_t port;
+};
+
+struct limit_rule {
+  int resource;
+  struct rlimit value;
+};
+
+struct plan {
+  int has_landlock;
+  long min_abi;
+  struct ruleset_attr ruleset;
+  struct path_rule *paths;
+  size_t path_count;
+  struct port_rule *ports;
+  size_t port_count;
+  struct limit_rule *limits;
+  size_t limit_count;
+  const char *chdir_path;
+  int seccomp_fd;
+  int has_relay;
+  unsigned relay_port;
+  const char *relay_socket;
+};
+
+static int status_fd = -1;
+
+/* Reports a failure of the shim itself on the status fd (or stderr without one), then exits. */
+__attribute__((noreturn, format(printf, 4, 5))) static void fail(int exit_code, const char *step, int error,
+                                                                 const char *format, ...) {
+  char detail[1024];
+  char line[1200];
+  va_list arguments;
+  va_start(arguments, format);
+  vsnprintf(detail, sizeof detail, format, arguments);
+  va_end(arguments);
+  for (char *c = detail; *c; c++) {
+    if (*c == '\n') *c = ' ';
+  }
+  int length = snprintf(line, sizeof line, "error %s %d %s\n", step, error, detail);
+  if (length < 0) _exit(exit_code);
+  if ((size_t)length >= sizeof line) length = sizeof line - 1;
+  int fd = status_fd >= 0 ? status_fd : STDERR_FILENO;
+  if (fd == STDERR_FILENO) {
+    static const char prefix[] = "bulkhead-shim: ";
+    ssize_t ignored = write(fd, prefix, sizeof prefix - 1);
+    (void)ignored;
+  }
+  for (const char *p = line; length > 0;) {
+    ssize_t written = write(fd, p, (size_t)length);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) break;
+    p += written;
+    length -= (int)written;
+  }
+  _exit(exit_code);
+}
+
+static int parse_fd(const char *text, int *fd) {
+  char *end;
+  errno = 0;
+  long value = strtol(text, &end, 10);
+  if (errno || end == text || *end || value < 0 || value > INT_MAX) return -1;
+  *fd = (int)value;
+  return 0;
+}
+
+/* Unsigned decimal only: no sign, no leading space, no hex, nothing after it. */
+static int parse_number(const char *text, uint64_t maximum, uint64_t *value) {
+  if (*text < '0' || *text > '9') return -1;
+  char *end;
+  errno = 0;
+  unsigned long long parsed = strtoull(text, &end, 10);
+  if (errno || *end || parsed > maximum) return -1;
+  *value = parsed;
+  return 0;
+}
+
+static int parse_limit(const char *text, rlim_t *value) {
+  if (strcmp(text, "infinity") == 0) {
+    *value = RLIM_INFINITY;
+    return 0;
+  }
+  uint64_t parsed;
+  if (parse_number(text, UINT64_MAX - 1, &parsed)) return -1;
+  *value = (rlim_t)parsed;
+  return 0;
+}
+
+static const struct {
+  const char *name;
+  int resource;
+} resources[] = {
+    {"as", RLIMIT_AS},         {"core", RLIMIT_CORE},       {"cpu", RLIMIT_CPU},
+    {"data", RLIMIT_DATA},     {"fsize", RLIMIT_FSIZE},     {"locks", RLIMIT_LOCKS},
+    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+    {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC},     {"rss", RLIMIT_RSS},
+    {"rtprio", RLIMIT_RTPRIO}, {"rttime", RLIMIT_RTTIME},   {"sigpending", RLIMIT_SIGPENDING},
+    {"stack", RLIMIT_STACK},
+};
+
+static void *grow(void *array, size_t count, size_t size) {
+  /* Doubling at powers of two keeps appends amortised without tracking a capacity. */
+  if (count && (count & (count - 1))) return array;
+  void *grown = realloc(array, (count ? count * 2 : 8) * size);
+  if (!grown) fail(EXIT_SHIM_FAILED, "plan", ENOMEM, "out of memory");
+  return grown;
+}
+
+/* Reads fd to EOF into a NUL-terminated buffer and closes it. */
+static char *read_all(int fd, size_t maximum, size_t *size, const char *step) {
+  size_t capacity = 4096, used = 0;
+  char *buffer = malloc(capacity + 1);
+  if (!buffer) fail(EXIT_SHIM_FAILED, step, ENOMEM, "out of memory");
+  for (;;) {
+    if (used == capacity) {
+      if (capacity >= maximum) fail(EXIT_SHIM_FAILED, step, EFBIG, "fd %d holds more than %zu bytes", fd, maximum);
+      capacity *= 2;
+      char *grown = realloc(buffer, capacity + 1);
+      if (!grown) fail(EXIT_SHIM_FAILED, step, ENOMEM, "out of memory");
+      buffer = grown;
+    }
+    ssize_t count = read(fd, buffer + used, capacity - used);
+    if (count < 0 && errno == EINTR) continue;
+    if (count < 0) fail(EXIT_SHIM_FAILED, step, errno, "cannot read fd %d: %s", fd, strerror(errno));
+    if (count == 0) break;
+    used += (size_t)count;
+  }
+  if (used > maximum) fail(EXIT_SHIM_FAILED, step, EFBIG, "fd %d holds more than %zu bytes", fd, maximum);
+  close(fd);
+  buffer[used] = '\0';
+  *size = used;
+  return buffer;
+}
+
+/* Splits off the next space-separated field; returns NULL when there is none. */
+static char *next_field(char **cursor) {
+  char *start = *cursor;
+  if (!start || !*start) return NULL;
+  char *space = strchr(start, ' ');
+  if (space) {
+    *space = '\0';
+    *cursor = space + 1;
+  } else {
+    *cursor = NULL;
+  }
+  return start;
+}
+
+__attribute__((noreturn)) static void malformed(size_t line_number, const char *why) {
+  fail(EXIT_SHIM_FAILED, "plan", EINVAL, "line %zu: %s", line_number, why);
+}
+
+static void expect_end(char **cursor, size_t line_number) {
+  if (*cursor) malformed(line_number, "unexpected text after the last field");
+}
+
+static const char *expect_path(char **cursor, size_t line_number) {
+  char *path = *cursor;
+  if (!path || path[0] != '/') malformed(line_number, "expected an absolute path");
+  *cursor = NULL;
+  return path;
+}
+
+static uint64_t expect_number(char **cursor, uint64_t maximum, size_t line_number, const char *what) {
+  char *field = next_field(cursor);
+  uint64_t value;
+  if (!field || parse_number(field, maximum, &value)) {
+    char why[96];
+    snprintf(why, sizeof why, "expected %s", what);
+    malformed(line_number, why);
+  }
+  return value;
+}
+
+static void parse_plan(char *text, size_t size, struct plan *plan) {
+  if (memchr(text, '\0', size)) fail(EXIT_SHIM_FAILED, "plan", EINVAL, "the plan holds a NUL byte");
+  if (size == 0 || text[size - 1] != '\n') fail(EXIT_SHIM_FAILED, "plan", EINVAL, "the plan must end with a newline");
+  size_t line_number = 0;
+  for (char *line = text; *line;) {
+    char *newline = strchr(line, '\n');
+    *newline = '\0';
+    char *cursor = line;
+    line = newline + 1;
+    line_number++;
+    char *directive = next_field(&cursor);
+    if (!directive) malformed(line_number, "empty line");
+    if (line_number == 1) {
+      char *version = next_field(&cursor);
+      if (strcmp(directive, "bulkhead-plan") || !version || strcmp(version, "1"))
+        malformed(line_number, "the first line must be 'bulkhead-plan 1'");
+      expect_end(&cursor, line_number);
+    } else if (!strcmp(directive, "landlock")) {
+      if (plan->has_landlock) malformed(line_number, "more than one landlock line");
+      plan->has_landlock = 1;
+      plan->min_abi = (long)expect_number(&cursor, 1000, line_number, "a minimum ABI");
+      plan->ruleset.handled_access_fs = expect_number(&cursor, UINT64_MAX, line_number, "a filesystem mask");
+      plan->ruleset.handled_access_net = expect_number(&cursor, UINT64_MAX, line_number, "a network mask");
+      plan->ruleset.scoped = expect_number(&cursor, UINT64_MAX, line_number, "a scope mask");
+      expect_end(&cursor, line_number);
+      if (plan->min_abi < 1) malformed(line_number, "the minimum ABI must be at least 1");
+    } else if (!strcmp(directive, "path") || !strcmp(directive, "path-optional")) {
+      if (!plan->has_landlock) malformed(line_number, "a path rule before the landlock line");
+      plan->paths = grow(plan->paths, plan->path_count, sizeof *plan->paths);
+      struct path_rule *rule = &plan->paths[plan->path_count++];
+      rule->optional = directive[4] == '-';
+      rule->mask = expect_number(&cursor, UINT64_MAX, line_number, "an access mask");
+      rule->path = expect_path(&cursor, line_number);
+      if (!rule->mask || (rule->mask & ~plan->ruleset.handled_access_fs))
+        malformed(line_number, "a path mask must be non-zero and within the handled filesystem rights");
+    } else if (!strcmp(directive, "port")) {
+      if (!plan->has_landlock) malformed(line_number, "a port rule before the landlock line");
+      plan->ports = grow(plan->ports, plan->port_count, sizeof *plan->ports);
+      struct port_rule *rule = &plan->ports[plan->port_count++];
+      rule->mask = expect_number(&cursor, UINT64_MAX, line_number, "an access mask");
+      rule->port = expect_number(&cursor, 65535, line_number, "a port (0-65535)");
+      expect_end(&cursor, line_number);
+      if (!rule->mask || (rule->mask & ~plan->ruleset.handled_access_net))
+        malformed(line_number, "a port mask must be non-zero and within the handled network rights");
+    } else if (!strcmp(directive, "rlimit")) {
+      char *name = next_field(&cursor);
+      char *soft = next_field(&cursor);
+      char *hard = next_field(&cursor);
+      expect_end(&cursor, line_number);
+      if (!name || !soft || !hard) malformed(line_number, "expected 'rlimit <resource> <soft> <hard>'");
+      plan->limits = grow(plan->limits, plan->limit_count, sizeof *plan->limits);
+      struct limit_rule *rule = &plan->limits[plan->limit_count++];
+      rule->resource = -1;
+      for (size_t i = 0; i < sizeof resources / sizeof resources[0]; i++) {
+        if (!strcmp(name, resources[i].name)) rule->resource = resources[i].resource;
+      }
+      if (rule->resource < 0) malformed(line_number, "unknown rlimit resource");
+      if (parse_limit(soft, &rule->value.rlim_cur) || parse_limit(hard, &rule->value.rlim_max))
+        malformed(line_number, "rlimit values must be numbers or 'infinity'");
+      if (rule->value.rlim_max != RLIM_INFINITY &&
+          (rule->value.rlim_cur == RLIM_INFINITY || rule->value.rlim_cur > rule->value.rlim_max))
+        malformed(line_number, "an rlimit's soft value exceeds its hard value");
+    } else if (!strcmp(directive, "chdir")) {
+      if (plan->chdir_path) malformed(line_number, "more than one chdir line");
+      plan->chdir_path = expect_path(&cursor, line_number);
+    } else if (!strcmp(directive, "seccomp-fd")) {
+      if (plan->seccomp_fd >= 0) malformed(line_number, "more than one seccomp-fd line");
+      plan->seccomp_fd = (int)expect_number(&cursor, INT_MAX, line_number, "an fd number");
+      expect_end(&cursor, line_number);
+      if (plan->seccomp_fd <= STDERR_FILENO || plan->seccomp_fd == status_fd)
+        malformed(line_number, "the seccomp fd must be above 2 and not the status fd");
+    } else if (!strcmp(directive, "relay")) {
+      if (plan->has_relay) malformed(line_number, "more than one relay line");
+      plan->has_relay = 1;
+      plan->relay_port = (unsigned)expect_number(&cursor, 65535, line_number, "a port (1-65535)");
+      plan->relay_socket = expect_path(&cursor, line_number);
+      if (plan->relay_port == 0) malformed(line_number, "the relay port must be 1-65535");
+      if (strlen(plan->relay_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        malformed(line_number, "the relay socket path is too long for a unix socket");
+    } else {
+      malformed(line_number, "unknown directive");
+    }
+  }
+}
+
+/* ---- relay: 127.0.0.1:<port> -> unix socket, one child, one poll loop ---- */
+
+struct relay_direction {
+  char buffer[RELAY_BUFFER];
+  size_t start, end;
+  int closed; /* the source said EOF (or failed) */
+  int shut;   /* the destination's write side is shut */
+};
+
+struct relay_pair {
+  int fds[2]; /* 0: tcp, 1: unix; -1 when unused */
+  struct relay_direction way[2]; /* way[i] carries fds[i] -> fds[1 - i] */
+};
+
+static void relay_close(struct relay_pair *pair) {
+  close(pair->fds[0]);
+  close(pair->fds[1]);
+  pair->fds[0] = pair->fds[1] = -1;
+}
+
+static void relay_step(struct relay_pair *pair, const struct pollfd *polled) {
+  for (int i = 0; i < 2; i++) {
+    struct relay_direction *way = &pair->way[i];
+    int from = pair->fds[i], to = pair->fds[1 - i];
+    if (!way->closed && way->start == way->end && (polled[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ssize_t count = read(from, way->buffer, sizeof way->buffer);
+      if (count > 0) {
+        way->start = 0;
+        way->end = (size_t)count;
+      } else if (count == 0 || (errno != EINTR && errno != EAGAIN)) {
+        way->closed = 1;
+      }
+    }
+    if (way->start < way->end && (polled[1 - i].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t count = send(to, way->buffer + way->start, way->end - way->start, MSG_NOSIGNAL);
+      if (count > 0) {
+        way->start += (size_t)count;
+      } else if (errno != EINTR && errno != EAGAIN) {
+        relay_close(pair);
+        return;
+      }
+    }
+    if (way->closed && way->start == way->end && !way->shut) {
+      shutdown(to, SHUT_WR);
+      way->shut = 1;
+    }
+  }
+  if (pair->way[0].shut && pair->way[1].shut) relay_close(pair);
+}
+
+static int relay_connect(const char *socket_path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un address = {.sun_family = AF_UNIX};
+  strncpy(address.sun_path, socket_path, sizeof address.sun_path - 1);
+  if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+    close(fd);
+    return -1;
+  }
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  return fd;
+}
+
+__attribute__((noreturn)) static void relay_loop(int listener, const char *socket_path) {
+  static struct relay_pair pairs[RELAY_MAX_PAIRS];
+  struct pollfd polled[1 + 2 * RELAY_MAX_PAIRS];
+  for (size_t i = 0; i < RELAY_MAX_PAIRS; i++) pairs[i].fds[0] = pairs[i].fds[1] = -1;
+  for (;;) {
+    size_t free_slot = RELAY_MAX_PAIRS;
+    polled[0] = (struct pollfd){.fd = -1};
+    for (size_t i = 0; i < RELAY_MAX_PAIRS; i++) {
+      struct relay_pair *pair = &pairs[i];
+      for (int side = 0; side < 2; side++) {
+        struct pollfd *entry = &polled[1 + 2 * i + (size_t)side];
+        *entry = (struct pollfd){.fd = pair->fds[side]};
+        if (pair->fds[0] < 0) continue;
+        struct relay_direction *in = &pair->way[side], *out = &pair->way[1 - side];
+        if (!in->closed && in->start == in->end) entry->events |= POLLIN;
+        if (out->start < out->end) entry->events |= POLLOUT;
+        /* Nothing to wait for on this side: a hung-up peer would otherwise wake poll forever. */
+        if (!entry->events) entry->fd = -1;
+      }
+      if (pair->fds[0] < 0 && free_slot == RELAY_MAX_PAIRS) free_slot = i;
+    }
+    /* With every slot busy, new connections wait in the listen backlog. */
+    if (free_slot < RELAY_MAX_PAIRS) polled[0] = (struct pollfd){.fd = listener, .events = POLLIN};
+    if (poll(polled, 1 + 2 * RELAY_MAX_PAIRS, -1) < 0) {
+      if (errno == EINTR) continue;
+      _exit(1);
+    }
+    if (polled[0].revents & POLLIN) {
+      int accepted = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (accepted >= 0) {
+        int upstream = relay_connect(socket_path);
+        if (upstream < 0) {
+          close(accepted); /* the client sees a reset at once instead of a hang */
+        } else {
+          struct relay_pair *pair = &pairs[free_slot];
+          memset(pair, 0, sizeof *pair);
+          pair->fds[0] = accepted;
+          pair->fds[1] = upstream;
+        }
+      }
+    }
+    for (size_t i = 0; i < RELAY_MAX_PAIRS; i++) {
+      if (pairs[i].fds[0] >= 0) relay_step(&pairs[i], &polled[1 + 2 * i]);
+    }
+  }
+}
+
+static void bring_loopback_up(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  struct ifreq request;
+  memset(&request, 0, sizeof request);
+  strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(fd, SIOCGIFFLAGS, &request) == 0 && !(request.ifr_flags & IFF_UP)) {
+    request.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(fd, SIOCSIFFLAGS, &request) < 0) {
+      int error = errno;
+      close(fd);
+      fail(EXIT_SHIM_FAILED, "relay", error, "cannot bring the loopback interface up: %s", strerror(error));
+    }
+  }
+  close(fd);
+}
+
+static void close_all_but(int keep) {
+  if (syscall(SYS_close_range, 0U, (unsigned)keep - 1, 0U) == 0 &&
+      syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0U) == 0)
+    return;
+  long maximum = sysconf(_SC_OPEN_MAX);
+  if (maximum < 0 || maximum > 65536) maximum = 65536;
+  for (int fd = 0; fd < maximum; fd++) {
+    if (fd != keep) close(fd);
+  }
+}
+
+static void start_relay(const struct plan *plan) {
+  bring_loopback_up();
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener < 0) fail(EXIT_SHIM_FAILED, "relay", errno, "cannot create the relay socket: %s", strerror(errno));
+  int on = 1;
+  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)plan->relay_port)};
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(listener, (struct sockaddr *)&address, sizeof address) < 0 || listen(listener, 128) < 0)
+    fail(EXIT_SHIM_FAILED, "relay", errno, "cannot listen on 127.0.0.1:%u: %s", plan->relay_port, strerror(errno));
+  fcntl(listener, F_SETFL, O_NONBLOCK);
+  pid_t parent = getpid();
+  /*
+   * A clone child with no exit signal: the payload's wait()/waitpid(-1) never sees it (only
+   * __WCLONE/__WALL do), so a shell's `wait` does not hang on the relay.
+   */
+  long child = syscall(SYS_clone, 0UL, NULL, NULL, NULL, NULL);
+  if (child < 0) fail(EXIT_SHIM_FAILED, "relay", errno, "cannot start the relay: %s", strerror(errno));
+  if (child == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(0);
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    /* It must not hold the payload's stdio or the status fd, or their readers never see EOF. */
+    close_all_but(listener);
+    signal(SIGPIPE, SIG_IGN);
+    relay_loop(listener, plan->relay_socket);
+  }
+  close(listener);
+}
+
+/* ---- restrictions ---- */
+
+static void apply_landlock(const struct plan *plan) {
+  long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION_FLAG);
+  if (abi < 0) abi = 0;
+  if (abi < plan->min_abi)
+    fail(EXIT_SHIM_FAILED, "landlock-abi", 0, "required=%ld available=%ld", plan->min_abi, abi);
+  /* Older kernels accept only the prefix of the attribute they know; the rest must be zero. */
+  size_t size = sizeof(struct ruleset_attr);
+  if (!plan->ruleset.scoped) size = offsetof(struct ruleset_attr, scoped);
+  if (!plan->ruleset.scoped && !plan->ruleset.handled_access_net) size = offsetof(struct ruleset_attr, handled_access_net);
+  int ruleset = (int)syscall(SYS_landlock_create_ruleset, &plan->ruleset, size, 0U);
+  if (ruleset < 0) fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot create the ruleset: %s", strerror(errno));
+  for (size_t i = 0; i < plan->path_count; i++) {
+    const struct path_rule *rule = &plan->paths[i];
+    int fd = open(rule->path, O_PATH | O_CLOEXEC);
+    if (fd < 0 && rule->optional && (errno == ENOENT || errno == ENOTDIR)) continue;
+    if (fd < 0) fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot open %s: %s", rule->path, strerror(errno));
+    struct stat status;
+    if (fstat(fd, &status) < 0) fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot stat %s: %s", rule->path, strerror(errno));
+    struct path_beneath_attr attribute = {.allowed_access = rule->mask, .parent_fd = fd};
+    if (!S_ISDIR(status.st_mode)) attribute.allowed_access &= LANDLOCK_FILE_RIGHTS;
+    if (attribute.allowed_access &&
+        syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH_TYPE, &attribute, 0U) < 0)
+      fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot add the rule for %s: %s", rule->path, strerror(errno));
+    close(fd);
+  }
+  for (size_t i = 0; i < plan->port_count; i++) {
+    struct net_port_attr attribute = {.allowed_access = plan->ports[i].mask, .port = plan->ports[i].port};
+    if (syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_NET_PORT_TYPE, &attribute, 0U) < 0)
+      fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot add the rule for port %llu: %s",
+           (unsigned long long)plan->ports[i].port, strerror(errno));
+  }
+  if (syscall(SYS_landlock_restrict_self, ruleset, 0U) < 0)
+    fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot restrict the process: %s", strerror(errno));
+  close(ruleset);
+}
+
+static void apply_seccomp(const char *filter, size_t size) {
+  if (size == 0 || size % sizeof(struct sock_filter) || size > SECCOMP_MAX_BYTES)
+    fail(EXIT_SHIM_FAILED, "seccomp", EINVAL, "the filter is %zu bytes, not a whole number of 1-%d instructions", size,
+         BPF_MAXINSNS);
+  struct sock_fprog program = {.len = (unsigned short)(size / sizeof(struct sock_filter)),
+                               .filter = (struct sock_filter *)(void *)filter};
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0U, &program) == 0) return;
+  if (errno == ENOSYS && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) == 0) return;
+  fail(EXIT_SHIM_FAILED, "seccomp", errno, "cannot load the filter: %s", strerror(errno));
+}
+
+static void reset_signals(void) {
+  struct sigaction action;
+  memset(&action, 0, sizeof action);
+  action.sa_handler = SIG_DFL;
+  sigemptyset(&action.sa_mask);
+  for (int signal_number = 1; signal_number < NSIG; signal_number++) {
+    /* SIGKILL, SIGSTOP and the libc-reserved real-time signals refuse; that is expected. */
+    sigaction(signal_number, &action, NULL);
+  }
+  sigset_t empty;
+  sigemptyset(&empty);
+  if (sigprocmask(SIG_SETMASK, &empty, NULL) < 0)
+    fail(EXIT_SHIM_FAILED, "signals", errno, "cannot clear the signal mask: %s", strerror(errno));
+}
+
+static void close_inherited_fds(void) {
+  /* Close-on-exec rather than close: the status fd must stay open until the exec succeeds. */
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC_FLAG) == 0) return;
+  long maximum = sysconf(_SC_OPEN_MAX);
+  if (maximum < 0 || maximum > 65536) maximum = 65536;
+  for (int fd = 3; fd < maximum; fd++) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+      fail(EXIT_SHIM_FAILED, "close-fds", errno, "cannot close fd %d: %s", fd, strerror(errno));
+  }
+}
+
+int main(int argc, char **argv) {
+  int config_fd = -1;
+  int index = 1;
+  for (; index < argc; index++) {
+    const char *argument = argv[index];
+    if (!strcmp(argument, "--")) break;
+    if ((!strcmp(argument, "--config-fd") || !strcmp(argument, "--status-fd")) && index + 1 < argc) {
+      int *target = argument[2] == 'c' ? &config_fd : &status_fd;
+      if (parse_fd(argv[++index], target) || *target <= STDERR_FILENO) {
+        *target = -1;
+        fail(EXIT_SHIM_FAILED, "usage", EINVAL, "%s needs an fd number above 2", argument);
+      }
+      continue;
+    }
+    fail(EXIT_SHIM_FAILED, "usage", EINVAL,
+         "unknown argument '%s'; usage: bulkhead-shim [--config-fd N] [--status-fd N] -- PROGRAM [ARGS...]", argument);
+  }
+  if (status_fd >= 0 && fcntl(status_fd, F_SETFD, FD_CLOEXEC) < 0) {
+    int error = errno;
+    status_fd = -1;
+    fail(EXIT_SHIM_FAILED, "usage", error, "the status fd is not open: %s", strerror(error));
+  }
+  if (index >= argc - 1) fail(EXIT_SHIM_FAILED, "usage", EINVAL, "no program after '--'");
+  if (config_fd >= 0 && config_fd == status_fd) fail(EXIT_SHIM_FAILED, "usage", EINVAL, "the config and status fds must differ");
+  char **command = &argv[index + 1];
+
+  struct plan plan;
+  memset(&plan, 0, sizeof plan);
+  plan.seccomp_fd = -1;
+  char *filter = NULL;
+  size_t filter_size = 0;
+  if (config_fd >= 0) {
+    size_t size;
+    char *text = read_all(config_fd, PLAN_MAX_BYTES, &size, "plan");
+    parse_plan(text, size, &plan);
+    if (plan.seccomp_fd >= 0) {
+      if (plan.seccomp_fd == config_fd) fail(EXIT_SHIM_FAILED, "plan", EINVAL, "the seccomp fd is the config fd");
+      filter = read_all(plan.seccomp_fd, SECCOMP_MAX_BYTES, &filter_size, "seccomp");
+    }
+  }
+
+  if (plan.has_relay) start_relay(&plan);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    fail(EXIT_SHIM_FAILED, "no-new-privs", errno, "cannot set no_new_privs: %s", strerror(errno));
+  for (size_t i = 0; i < plan.limit_count; i++) {
+    if (setrlimit(plan.limits[i].resource, &plan.limits[i].value) < 0)
+      fail(EXIT_SHIM_FAILED, "rlimit", errno, "cannot set rlimit %d: %s", plan.limits[i].resource, strerror(errno));
+  }
+  if (plan.chdir_path && chdir(plan.chdir_path) < 0)
+    fail(EXIT_SHIM_FAILED, "chdir", errno, "cannot enter %s: %s", plan.chdir_path, strerror(errno));
+  if (plan.has_landlock) apply_landlock(&plan);
+  if (filter) apply_seccomp(filter, filter_size);
+  /* Already a session leader (bubblewrap --new-session) is as good as a new session. */
+  if (setsid() < 0 && getsid(0) != getpid())
+    fail(EXIT_SHIM_FAILED, "setsid", errno, "cannot start a new session: %s", strerror(errno));
+  reset_signals();
+  close_inherited_fds();
+  execvp(command[0], command);
+  int error = errno;
+  fail(error == ENOENT || error == ENOTDIR ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE, "exec", error, "%s: %s", command[0],
+       strerror(error));
+}

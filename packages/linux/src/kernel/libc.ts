@@ -1,0 +1,61 @@
+import { BulkheadError } from '@bulkhead/core';
+import koffi from 'koffi';
+
+/**
+ * The few libc entry points the library itself needs (not the shim: it applies the plan in C).
+ * Loaded lazily so importing the package never touches the FFI.
+ */
+
+const SYSCALL_LANDLOCK_CREATE_RULESET = 444;
+const LANDLOCK_CREATE_RULESET_VERSION = 1;
+const MFD_CLOEXEC = 1;
+
+interface LibcFunctions {
+  syscall: (...values: unknown[]) => number | bigint;
+  memfdCreate: (name: string, flags: number) => number;
+}
+
+let functions: LibcFunctions | undefined;
+
+function libc(): LibcFunctions {
+  if (functions) return functions;
+  // dlopen(NULL): the C library Node itself runs on, glibc or musl alike.
+  const library = koffi.load(null);
+  functions = {
+    syscall: library.func('long syscall(long, ...)'),
+    memfdCreate: library.func('int memfd_create(const char *, unsigned int)'),
+  };
+  return functions;
+}
+
+/** `errno` of the last failed FFI call on this thread. */
+export function lastErrno(): number {
+  return koffi.errno();
+}
+
+/** The Landlock ABI version of the running kernel; 0 when Landlock is absent or disabled. */
+export function landlockCreateRulesetVersion(): number {
+  const version = Number(
+    libc().syscall(
+      SYSCALL_LANDLOCK_CREATE_RULESET,
+      'void *',
+      null,
+      'size_t',
+      0,
+      'uint32_t',
+      LANDLOCK_CREATE_RULESET_VERSION,
+    ),
+  );
+  return Math.max(version, 0);
+}
+
+/** An anonymous, close-on-exec memory file; the caller owns (and closes) the fd. */
+export function memfdCreate(name: string): number {
+  const fd = libc().memfdCreate(name, MFD_CLOEXEC);
+  if (fd < 0) {
+    throw new BulkheadError('INTERNAL_ERROR', `memfd_create failed with errno ${lastErrno()}.`, {
+      details: { errno: lastErrno() },
+    });
+  }
+  return fd;
+}

@@ -1,0 +1,261 @@
+import { type Dirent, lstatSync, readdirSync } from 'node:fs';
+import { posix } from 'node:path';
+import { BulkheadError, type NetworkMode, UnenforceableCapabilityError } from '@bulkhead/core';
+import {
+  filesystemRightsForAbi,
+  LANDLOCK_ABI_KNOWN,
+  LANDLOCK_ACCESS_FS,
+  LANDLOCK_ACCESS_NET,
+  LANDLOCK_READ_RIGHTS,
+  minimumAbiFor,
+  networkRightsForAbi,
+  scopesForAbi,
+} from './landlock-rights.js';
+
+export interface LandlockPlanOptions {
+  /** The Landlock ABI of the kernel the shim will run on (see `landlockAbi()`). */
+  abi: number;
+  /** Absolute paths to allow reading and executing. */
+  read: string[];
+  /** Absolute paths to allow everything in. */
+  write: string[];
+  /** Absolute paths to keep unreadable and unwritable, even inside a grant. */
+  deny: string[];
+  /** The tier's own paths (private tmp/home, the shim, device nodes), as the payload sees them. */
+  extraRead?: string[];
+  extraWrite?: string[];
+  network: NetworkMode;
+  /** A loopback port the payload may connect to (the egress relay). */
+  relayPort?: number;
+  /** `host`: Landlock is the only filesystem boundary, so what it cannot do is an error. */
+  pathView: 'host' | 'namespace';
+  /** For error messages. */
+  tier: string;
+}
+
+export interface LandlockPathRule {
+  path: string;
+  access: number;
+}
+
+export interface LandlockPortRule {
+  port: number;
+  access: number;
+}
+
+export interface LandlockPlan {
+  /** False when the kernel has no Landlock and the namespace view lets the tier go on without it. */
+  enabled: boolean;
+  /** The running kernel's ABI. */
+  abi: number;
+  /** The lowest ABI that can apply this plan; the shim refuses to run below it. */
+  minimumAbi: number;
+  handledFilesystem: number;
+  handledNetwork: number;
+  scoped: number;
+  paths: LandlockPathRule[];
+  ports: LandlockPortRule[];
+  /** What the kernel or Landlock's allow-only model could not do exactly, said aloud. */
+  degraded: string[];
+}
+
+const LANDLOCK_FIX =
+  'boot Linux 5.13 or later with Landlock enabled (CONFIG_SECURITY_LANDLOCK=y, and landlock in the lsm= kernel parameter, e.g. lsm=landlock,lockdown,yama,integrity,apparmor)';
+
+export function normalizeAbsolutePath(path: string, role: string): string {
+  if (!posix.isAbsolute(path) || path.includes('\n') || path.includes('\0')) {
+    throw new BulkheadError(
+      'INVALID_LAUNCH_SPEC',
+      `The ${role} path ${JSON.stringify(path)} must be absolute and hold no newline or NUL. Fix: pass an absolute path.`,
+      { path },
+    );
+  }
+  const normalized = posix.normalize(path);
+  return normalized.length > 1 && normalized.endsWith('/') ? normalized.slice(0, -1) : normalized;
+}
+
+/** Is `path` the same as or beneath `ancestor`? */
+export function isWithin(path: string, ancestor: string): boolean {
+  return ancestor === '/' || path === ancestor || path.startsWith(`${ancestor}/`);
+}
+
+/**
+ * Plans a Landlock ruleset. Landlock can only allow, so a deny inside a grant is compiled by
+ * replacing the grant with grants on each sibling along the way down to the denied path.
+ */
+export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
+  const abi = Math.min(options.abi, LANDLOCK_ABI_KNOWN);
+  const degraded: string[] = [];
+  const hostView = options.pathView === 'host';
+  if (abi < 1) {
+    if (hostView) {
+      throw new UnenforceableCapabilityError(
+        options.tier,
+        'filesystem',
+        'Landlock is not available in this kernel, and without a mount namespace it is the only filesystem boundary',
+        LANDLOCK_FIX,
+        { details: { landlockAbi: options.abi } },
+      );
+    }
+    return {
+      enabled: false,
+      abi: options.abi,
+      minimumAbi: 0,
+      handledFilesystem: 0,
+      handledNetwork: 0,
+      scoped: 0,
+      paths: [],
+      ports: [],
+      degraded: [
+        `Landlock is not available in this kernel: the mount namespace alone restricts files, with no second layer (${LANDLOCK_FIX})`,
+      ],
+    };
+  }
+
+  const handledFilesystem = filesystemRightsForAbi(abi);
+  if (abi < 2) degraded.push('Landlock ABI 1: files cannot be renamed or linked into another directory');
+  if (abi < 3) degraded.push(`Landlock ABI ${abi}: truncate() of files in read-only grants is not refused`);
+  if (abi < 5) degraded.push(`Landlock ABI ${abi}: ioctl() on granted device nodes is not filtered`);
+
+  const rules = new Map<string, number>();
+  const grant = (path: string, access: number) => rules.set(path, (rules.get(path) ?? 0) | access);
+  const readAccess = LANDLOCK_READ_RIGHTS & handledFilesystem;
+  for (const path of options.read) grant(normalizeAbsolutePath(path, 'read'), readAccess);
+  for (const path of options.write) grant(normalizeAbsolutePath(path, 'write'), handledFilesystem);
+  const denies = [...new Set(options.deny.map((path) => normalizeAbsolutePath(path, 'deny')))];
+
+  // The tier's own paths in a namespace view are not the host's: they cannot be listed to be split.
+  const fixed = new Map<string, number>();
+  const extraRules = hostView ? rules : fixed;
+  for (const path of options.extraRead ?? []) {
+    const normalized = normalizeAbsolutePath(path, 'extra read');
+    extraRules.set(normalized, (extraRules.get(normalized) ?? 0) | readAccess);
+  }
+  for (const path of options.extraWrite ?? []) {
+    const normalized = normalizeAbsolutePath(path, 'extra write');
+    extraRules.set(normalized, (extraRules.get(normalized) ?? 0) | handledFilesystem);
+  }
+  for (const deny of denies) {
+    for (const path of fixed.keys()) {
+      if (isWithin(deny, path)) {
+        degraded.push(
+          `${deny} lies inside the tier's own path ${path}: the mount namespace alone keeps it denied`,
+        );
+      }
+    }
+  }
+
+  const splitDirectories = new Map<string, number>();
+  const split = (granted: string, deny: string, access: number) => {
+    const components = deny.slice(granted === '/' ? 1 : granted.length + 1).split('/');
+    let directory = granted;
+    let entries = 0;
+    for (const component of components) {
+      let listing: Dirent[];
+      try {
+        listing = readdirSync(directory, { withFileTypes: true });
+      } catch (error) {
+        degraded.push(
+          `${directory} could not be listed (${(error as NodeJS.ErrnoException).code}) to split the grant of ${granted} around the denied ${deny}: nothing in it is granted`,
+        );
+        return;
+      }
+      splitDirectories.set(directory, (splitDirectories.get(directory) ?? 0) | access);
+      let found = false;
+      for (const entry of listing) {
+        if (entry.name === component) {
+          found = true;
+          continue;
+        }
+        // A rule follows a symlink to its target, which the grant never covered: leave links out.
+        if (entry.isSymbolicLink()) continue;
+        grant(posix.join(directory, entry.name), access);
+        entries++;
+      }
+      if (!found) {
+        degraded.push(
+          `${deny} does not exist yet, so the grant of ${granted} was split only down to ${directory} (${entries} entries): ${deny} stays denied, but nothing new can be created in ${directory}`,
+        );
+        return;
+      }
+      directory = posix.join(directory, component);
+    }
+    degraded.push(
+      access & LANDLOCK_ACCESS_FS.makeReg
+        ? `the write grant of ${granted} was split into ${entries} entries to keep ${deny} denied: entries cannot be created, removed or renamed directly in the directories from ${granted} down to ${posix.dirname(deny)}`
+        : `the read grant of ${granted} was split into ${entries} entries to keep ${deny} denied: entries added later directly in the directories from ${granted} down to ${posix.dirname(deny)} are not readable`,
+    );
+  };
+
+  // Each split moves grants strictly deeper, so this reaches a fixed point.
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const deny of denies) {
+      for (const [granted, access] of [...rules]) {
+        if (!isWithin(deny, granted)) continue;
+        rules.delete(granted);
+        changed = true;
+        if (granted !== deny) split(granted, deny, access);
+      }
+    }
+  }
+
+  // A split directory may still be listed when every deny beneath it is an existing non-directory:
+  // READ_DIR is inherited, but listing a file is not reading it.
+  for (const [directory, access] of splitDirectories) {
+    if (!(access & LANDLOCK_ACCESS_FS.readDir) || rules.has(directory)) continue;
+    const listable = denies.every((deny) => {
+      if (!isWithin(deny, directory)) return true;
+      if (deny === directory) return false;
+      try {
+        return !lstatSync(deny).isDirectory();
+      } catch {
+        return false;
+      }
+    });
+    if (listable) rules.set(directory, LANDLOCK_ACCESS_FS.readDir);
+  }
+  for (const [path, access] of fixed) rules.set(path, (rules.get(path) ?? 0) | access);
+
+  let handledNetwork = 0;
+  const ports: LandlockPortRule[] = [];
+  if (options.network !== 'open') {
+    handledNetwork = networkRightsForAbi(abi);
+    if (!handledNetwork) {
+      if (hostView) {
+        throw new UnenforceableCapabilityError(
+          options.tier,
+          `network.${options.network}`,
+          `Landlock ABI ${abi} cannot restrict TCP (ABI 4, Linux 6.7, is needed), and without a network namespace nothing else does`,
+          'run Linux 6.7 or later, or a host where unprivileged user namespaces are allowed',
+          { details: { landlockAbi: options.abi } },
+        );
+      }
+      degraded.push(`Landlock ABI ${abi} cannot restrict TCP: the network namespace alone does`);
+    } else if (options.relayPort !== undefined) {
+      ports.push({ port: options.relayPort, access: LANDLOCK_ACCESS_NET.connectTcp });
+    }
+  }
+  const scoped = scopesForAbi(abi);
+  if (!scoped) {
+    degraded.push(
+      `Landlock ABI ${abi} cannot scope abstract unix sockets and signals (ABI 6, Linux 6.12, is needed)${hostView ? ': host abstract sockets can be connected to and host processes of the same user signalled' : ': the namespaces alone separate them'}`,
+    );
+  }
+
+  const paths = [...rules]
+    .filter(([, access]) => access !== 0)
+    .map(([path, access]) => ({ path, access }))
+    .sort((left, right) => (left.path < right.path ? -1 : left.path > right.path ? 1 : 0));
+  return {
+    enabled: true,
+    abi: options.abi,
+    minimumAbi: minimumAbiFor(handledFilesystem, handledNetwork, scoped),
+    handledFilesystem,
+    handledNetwork,
+    scoped,
+    paths,
+    ports,
+    degraded,
+  };
+}
