@@ -6,3 +6,6 @@ export * from './seccomp/seccomp-policy.js';
 export * from './shim/ensure-shim.js';
 export * from './shim/plan-shim.js';
 export * from './shim/shim-status.js';
+export * from './cgroup/index.js';
+export * from './bubblewrap/index.js';
+export * from './host/index.js';

@@ -1,1 +1,2 @@
-export {};
+export type { ProcessMode } from './probe-process-tier.js';
+export { createProcessProvider, type ProcessProviderOptions } from './process-provider.js';

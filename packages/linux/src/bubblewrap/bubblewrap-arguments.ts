@@ -1,0 +1,249 @@
+import { posix } from 'node:path';
+import type { Capabilities } from '@bulkhead/core';
+import { BulkheadError } from '@bulkhead/core';
+
+/** What a path is on the host, as the caller found it (`lstat`); `missing` when it does not exist. */
+export type HostPathKind = 'directory' | 'file' | 'symlink' | 'other' | 'missing';
+
+export interface BubblewrapArgumentsOptions {
+  capabilities: Capabilities;
+  /** argv run inside the sandbox (the shim and its arguments, then the payload). */
+  command: string[];
+  /** The host kind of every path in `capabilities.filesystem` (grants and denies). */
+  pathKinds: Readonly<Record<string, HostPathKind>>;
+  /** The uid and gid the payload has inside the sandbox. Never 0. */
+  sandboxUid: number;
+  sandboxGid: number;
+  /**
+   * Host sources for grants, by sandbox path: a write grant of a root caller is bound from an
+   * id-mapped copy so that the unprivileged sandbox uid may write it. Absent: the path itself.
+   */
+  sources?: Readonly<Record<string, string>>;
+  /** The shim on the host, bound read-only at `shimSandboxPath`. */
+  shim?: { hostPath: string; sandboxPath: string };
+  /** An empty host file nobody may open, bound over denied files. */
+  deniedFile: string;
+  /** Device nodes to pass through (GPUs), host path = sandbox path. */
+  devices?: string[];
+  /** bwrap writes `{"child-pid": N}` here once the sandbox's first process exists. */
+  infoFd?: number;
+  /** bwrap's sandbox process waits, namespaces and mounts ready, until a byte arrives here. */
+  blockFd?: number;
+  /** Stop further user namespaces inside (`--disable-userns`, bubblewrap 0.8+). */
+  disableUserNamespaces?: boolean;
+}
+
+export interface BubblewrapArguments {
+  /** bwrap's arguments, `--` and the command included. */
+  args: string[];
+  /** The payload's whole environment. */
+  environment: Record<string, string>;
+  /** HOME and TMPDIR inside the sandbox. */
+  home: string;
+  temporaryDirectory: string;
+  /** The tier's own paths the payload may read / write, as it sees them (for the shim's Landlock). */
+  extraReadPaths: string[];
+  extraWritePaths: string[];
+  /** Denied paths that could not be masked, said aloud. */
+  warnings: string[];
+}
+
+export const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const SANDBOX_HOSTNAME = 'bulkhead';
+
+/**
+ * Device nodes the sandbox never gets through the minimal /dev of bubblewrap: bwrap creates only
+ * null, zero, full, random, urandom, tty, pts/ptmx and shm.
+ */
+export const SANDBOX_DEVICE_NODES = [
+  '/dev/null',
+  '/dev/zero',
+  '/dev/full',
+  '/dev/random',
+  '/dev/urandom',
+  '/dev/tty',
+  '/dev/pts',
+  '/dev/ptmx',
+];
+
+function assertSafePath(path: string, what: string): void {
+  // A normalised absolute path can never be read as one of bwrap's options.
+  if (
+    !path.startsWith('/') ||
+    path.includes('\0') ||
+    posix.normalize(path) !== path ||
+    (path !== '/' && path.endsWith('/'))
+  ) {
+    throw new BulkheadError(
+      'INVALID_LAUNCH_SPEC',
+      `The ${what} '${path}' is not an absolute, normalised path. Fix: compile capabilities with @bulkhead/manifest, which resolves paths.`,
+      { path },
+    );
+  }
+}
+
+function isInside(path: string, ancestor: string): boolean {
+  return ancestor === '/' ? path.startsWith('/') : path === ancestor || path.startsWith(`${ancestor}/`);
+}
+
+function depth(path: string): number {
+  return path === '/' ? 0 : path.split('/').length - 1;
+}
+
+interface MountStep {
+  path: string;
+  args: string[];
+}
+
+/**
+ * Builds bwrap's arguments for capabilities: user, pid, ipc, uts, cgroup (and, unless the network is
+ * open, net) namespaces; only the granted paths, read-only or writable; denied paths masked; a
+ * private /tmp, HOME and /dev/shm; a minimal /dev and a new /proc; a read-only root; the
+ * environment cleared to exactly what the capabilities say plus PATH, HOME, TMPDIR and LANG.
+ *
+ * Pure: every host fact (path kinds, sources, devices) comes in through `options`.
+ */
+export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): BubblewrapArguments {
+  const { capabilities } = options;
+  const { read, write, deny } = capabilities.filesystem;
+  if (options.sandboxUid === 0 || options.sandboxGid === 0) {
+    throw new BulkheadError(
+      'INVALID_LAUNCH_SPEC',
+      'The sandbox uid and gid must not be 0: the payload never runs as root.',
+    );
+  }
+  for (const path of [...read, ...write, ...deny]) assertSafePath(path, 'filesystem path');
+  assertSafePath(capabilities.workdir, 'workdir');
+  if (options.shim) assertSafePath(options.shim.sandboxPath, 'shim path');
+  const warnings: string[] = [];
+
+  // deny > read > write at equal paths.
+  const denied = new Set(deny);
+  const readOnly = new Set(read.filter((path) => !denied.has(path)));
+  const writable = new Set(write.filter((path) => !denied.has(path) && !readOnly.has(path)));
+  const grants = [...readOnly, ...writable];
+  const coveredByGrant = (path: string) => grants.some((grant) => isInside(path, grant));
+
+  // /tmp is private unless the manifest grants /tmp itself (or /).
+  const privateTemporary = !grants.some((grant) => grant === '/tmp' || grant === '/');
+  const temporaryDirectory = '/tmp';
+  const home = privateTemporary ? '/tmp/home' : '/run/bulkhead/home';
+
+  const steps: MountStep[] = [];
+  for (const path of [...readOnly, ...writable]) {
+    const kind = options.pathKinds[path] ?? 'missing';
+    const source = options.sources?.[path] ?? path;
+    assertSafePath(source, 'mount source');
+    if (kind === 'missing') {
+      // A grant of something absent grants nothing; a writable one would otherwise be created on the host.
+      continue;
+    }
+    steps.push({ path, args: [writable.has(path) ? '--bind' : '--ro-bind', source, path] });
+  }
+  if (privateTemporary) {
+    steps.push({ path: '/tmp', args: ['--tmpfs', '/tmp'] });
+    steps.push({ path: home, args: ['--perms', '0700', '--dir', home] });
+  } else {
+    steps.push({ path: home, args: ['--perms', '0700', '--tmpfs', home] });
+  }
+  // Sort so that an inner grant lands on top of an outer one (the most specific path wins), and the
+  // private /tmp lands on top of a granted root but under grants inside /tmp. Stable for equal depth.
+  steps.sort((left, right) => depth(left.path) - depth(right.path));
+
+  const args: string[] = [
+    '--unshare-user',
+    '--unshare-pid',
+    '--unshare-ipc',
+    '--unshare-uts',
+    '--unshare-cgroup-try',
+    ...(capabilities.network.mode === 'open' ? [] : ['--unshare-net']),
+    ...(options.disableUserNamespaces ? ['--disable-userns'] : []),
+    '--uid',
+    String(options.sandboxUid),
+    '--gid',
+    String(options.sandboxGid),
+    '--hostname',
+    SANDBOX_HOSTNAME,
+    '--new-session',
+    '--die-with-parent',
+    '--cap-drop',
+    'ALL',
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+    '--tmpfs',
+    '/dev/shm',
+  ];
+  for (const step of steps) args.push(...step.args);
+
+  // Masks go last, over whatever grant holds them. A denied path outside every grant is absent anyway.
+  for (const path of [...denied].sort((left, right) => depth(left) - depth(right))) {
+    if (!coveredByGrant(path)) continue;
+    const kind = options.pathKinds[path] ?? 'missing';
+    if (kind === 'directory') args.push('--perms', '0000', '--tmpfs', path, '--remount-ro', path);
+    else if (kind === 'file' || kind === 'other') args.push('--ro-bind', options.deniedFile, path);
+    else if (kind === 'missing') {
+      if ([...writable].some((grant) => isInside(path, grant))) {
+        warnings.push(
+          `${path} is denied but does not exist inside a writable grant: the payload could create it there`,
+        );
+      }
+    } else {
+      warnings.push(`${path} is denied but is a symbolic link: deny its target instead`);
+    }
+  }
+
+  for (const device of options.devices ?? []) {
+    assertSafePath(device, 'device');
+    args.push('--dev-bind', device, device);
+  }
+  if (options.shim) args.push('--ro-bind', options.shim.hostPath, options.shim.sandboxPath);
+  // Nothing may be written to the sandbox's own root: only grants, /tmp, HOME and /dev/shm are writable.
+  args.push('--remount-ro', '/');
+
+  const environment: Record<string, string> = {
+    PATH: SANDBOX_PATH,
+    HOME: home,
+    TMPDIR: temporaryDirectory,
+    LANG: 'C.UTF-8',
+    ...capabilities.env,
+  };
+  args.push('--chdir', capabilities.workdir, '--clearenv');
+  for (const [name, value] of Object.entries(environment)) {
+    if (!name || name.includes('=') || name.includes('\0') || value.includes('\0')) {
+      throw new BulkheadError(
+        'INVALID_LAUNCH_SPEC',
+        `The environment variable ${JSON.stringify(name)} cannot be passed: names must be non-empty without '=' and values without NUL bytes.`,
+      );
+    }
+    args.push('--setenv', name, value);
+  }
+  if (options.infoFd !== undefined) args.push('--info-fd', String(options.infoFd));
+  if (options.blockFd !== undefined) args.push('--block-fd', String(options.blockFd));
+  args.push('--', ...options.command);
+
+  return {
+    args,
+    environment,
+    home,
+    temporaryDirectory,
+    extraReadPaths: [
+      '/proc',
+      '/dev',
+      ...(options.shim ? [options.shim.sandboxPath] : []),
+      ...(options.devices ?? []),
+    ],
+    extraWritePaths: [
+      ...(privateTemporary ? ['/tmp'] : [home]),
+      '/dev/shm',
+      '/dev/null',
+      '/dev/zero',
+      '/dev/full',
+      '/dev/tty',
+      '/dev/pts',
+      ...(options.devices ?? []),
+    ],
+    warnings,
+  };
+}

@@ -1,0 +1,272 @@
+import { spawn } from 'node:child_process';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rmdir,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
+import { posix } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { BulkheadError } from '@bulkhead/core';
+import koffi from 'koffi';
+import { runtimeDirectory } from './runtime-directory.js';
+
+/*
+ * A root caller's sandbox runs as an unprivileged host uid, never as root. Its grants are owned by
+ * root, so they are bound from id-mapped copies (Linux 5.12+, mount_setattr MOUNT_ATTR_IDMAP) in
+ * which files owned by root appear owned by the sandbox uid: the payload may write its write grants,
+ * and what it creates lands on disk owned by root, like the caller's own files. bubblewrap cannot
+ * bind a detached mount, so each copy is attached under a private staging folder for the sandbox's
+ * lifetime and removed at dispose (or, after a crash, at the next start).
+ */
+
+const SYS_OPEN_TREE = 428;
+const SYS_MOVE_MOUNT = 429;
+const SYS_MOUNT_SETATTR = 442;
+const AT_FDCWD = -100;
+const AT_EMPTY_PATH = 0x1000;
+const AT_RECURSIVE = 0x8000;
+const OPEN_TREE_CLONE = 1;
+const OPEN_TREE_CLOEXEC = 0o2000000;
+const MOUNT_ATTR_IDMAP = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH = 0x4;
+const MNT_DETACH = 2;
+const UMOUNT_NOFOLLOW = 8;
+
+interface MountFunctions {
+  syscall: (...values: unknown[]) => number | bigint;
+  umount2: (target: string, flags: number) => number;
+  close: (fd: number) => number;
+}
+
+let functions: MountFunctions | undefined;
+
+function mountFunctions(): MountFunctions {
+  if (functions) return functions;
+  const library = koffi.load(null);
+  functions = {
+    syscall: library.func('long syscall(long, ...)'),
+    umount2: library.func('int umount2(const char *, int)'),
+    close: library.func('int close(int)'),
+  };
+  return functions;
+}
+
+function failure(step: string, path: string): BulkheadError {
+  const errno = koffi.errno();
+  return new BulkheadError(
+    'ID_MAPPED_MOUNT_FAILED',
+    `Could not make an id-mapped copy of ${path} (${step} failed, errno ${errno}). A root caller's sandbox runs as an unprivileged uid and needs one to reach root-owned grants; the filesystem may not support id-mapped mounts (ext4, xfs, btrfs and tmpfs do since Linux 6.3). Fix: grant a folder on such a filesystem, or run the caller as an unprivileged user.`,
+    { path, details: { step, errno } },
+  );
+}
+
+let namespace: Promise<number> | undefined;
+/** Held so that garbage collection never closes the namespace fd under the mounts that use it. */
+let namespaceHandle: FileHandle | undefined;
+
+/**
+ * A user namespace whose only mapping is `0 -> uid` (and `0 -> gid`), held by an open fd for the
+ * process's lifetime. It describes the id-mapping; no process runs in it.
+ */
+function idMapNamespace(uid: number, gid: number): Promise<number> {
+  namespace ??= (async () => {
+    const ownNamespace = await readlink('/proc/self/ns/user');
+    const holder = spawn('unshare', ['--user', '--', 'cat'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const spawned = new Promise<void>((resolve, reject) => {
+      holder.once('spawn', resolve);
+      holder.once('error', reject);
+    });
+    try {
+      await spawned;
+      const pid = holder.pid!;
+      for (let attempt = 0; ; attempt++) {
+        const current = await readlink(`/proc/${pid}/ns/user`).catch(() => ownNamespace);
+        if (current !== ownNamespace) break;
+        if (attempt > 2000 || holder.exitCode !== null) {
+          throw new BulkheadError(
+            'ID_MAPPED_MOUNT_FAILED',
+            'unshare --user did not create a user namespace.',
+          );
+        }
+        await delay(1);
+      }
+      await writeFile(`/proc/${pid}/uid_map`, `0 ${uid} 1\n`);
+      await writeFile(`/proc/${pid}/gid_map`, `0 ${gid} 1\n`);
+      namespaceHandle = await open(`/proc/${pid}/ns/user`, 'r');
+      return namespaceHandle.fd;
+    } finally {
+      holder.stdin?.end();
+      holder.kill('SIGKILL');
+    }
+  })();
+  namespace.catch(() => {
+    namespace = undefined;
+  });
+  return namespace;
+}
+
+export interface StagedMounts {
+  /** Host source to bind, by granted path. */
+  sources: Record<string, string>;
+  /** Unmounts the copies and removes the staging folder. Idempotent. */
+  release(): Promise<void>;
+}
+
+function stagingRoot(): string {
+  return posix.join(runtimeDirectory(), 'mounts');
+}
+
+/** Removes a mount point made by this module: never recursively, so a live mount is never emptied. */
+async function removeMountPoint(path: string): Promise<void> {
+  mountFunctions().umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW);
+  try {
+    await rmdir(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') await unlink(path).catch(() => {});
+  }
+}
+
+/**
+ * Attaches an id-mapped copy of each path (a file or a folder, with what is mounted inside it) under
+ * a staging folder named after the owner pid and the sandbox, and returns where each copy is.
+ */
+export async function stageIdMappedMounts(options: {
+  sandboxName: string;
+  paths: { path: string; kind: 'directory' | 'file' }[];
+  uid: number;
+  gid: number;
+}): Promise<StagedMounts> {
+  const sources: Record<string, string> = {};
+  if (options.paths.length === 0) return { sources, release: async () => {} };
+  await reapStaleStagingOnce();
+  const userNamespace = await idMapNamespace(options.uid, options.gid);
+  const root = stagingRoot();
+  const folder = posix.join(root, options.sandboxName);
+  await mkdir(root, { recursive: true, mode: 0o711 });
+  await mkdir(folder, { mode: 0o711 });
+  const made: string[] = [];
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    for (const path of made.reverse()) await removeMountPoint(path);
+    await rmdir(folder).catch(() => {});
+  };
+  const { syscall, close } = mountFunctions();
+  const attributes = Buffer.alloc(32);
+  attributes.writeBigUInt64LE(BigInt(MOUNT_ATTR_IDMAP), 0);
+  attributes.writeBigUInt64LE(BigInt(userNamespace), 24);
+  try {
+    for (const [index, { path, kind }] of options.paths.entries()) {
+      const target = posix.join(folder, String(index));
+      if (kind === 'directory') await mkdir(target, { mode: 0o700 });
+      else await (await open(target, 'wx', 0o600)).close();
+      made.push(target);
+      const fd = Number(
+        syscall(
+          SYS_OPEN_TREE,
+          'int',
+          AT_FDCWD,
+          'const char *',
+          path,
+          'unsigned int',
+          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE,
+        ),
+      );
+      if (fd < 0) throw failure('open_tree', path);
+      try {
+        const set = Number(
+          syscall(
+            SYS_MOUNT_SETATTR,
+            'int',
+            fd,
+            'const char *',
+            '',
+            'unsigned int',
+            AT_EMPTY_PATH | AT_RECURSIVE,
+            'void *',
+            attributes,
+            'size_t',
+            32,
+          ),
+        );
+        if (set < 0) throw failure('mount_setattr', path);
+        const moved = Number(
+          syscall(
+            SYS_MOVE_MOUNT,
+            'int',
+            fd,
+            'const char *',
+            '',
+            'int',
+            AT_FDCWD,
+            'const char *',
+            target,
+            'unsigned int',
+            MOVE_MOUNT_F_EMPTY_PATH,
+          ),
+        );
+        if (moved < 0) throw failure('move_mount', path);
+      } finally {
+        close(fd);
+      }
+      sources[path] = target;
+    }
+  } catch (error) {
+    await release();
+    throw error;
+  }
+  return { sources, release };
+}
+
+function ownerAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Unmounts and removes the staging folders of sandboxes whose owner process died. */
+export async function reapStaleStaging(): Promise<number> {
+  const root = stagingRoot();
+  let entries: string[];
+  try {
+    entries = await readdir(root);
+  } catch {
+    return 0;
+  }
+  const stale = entries.filter((entry) => {
+    const match = /^(\d+)-/.exec(entry);
+    return match !== null && !ownerAlive(Number(match[1]));
+  });
+  if (stale.length === 0) return 0;
+  const mountInfo = await readFile('/proc/self/mountinfo', 'utf8');
+  for (const entry of stale) {
+    const folder = posix.join(root, entry);
+    const mountPoints = mountInfo
+      .split('\n')
+      .map((line) => line.split(' ')[4])
+      .filter((point): point is string => point?.startsWith(`${folder}/`) ?? false);
+    for (const point of mountPoints) mountFunctions().umount2(point, MNT_DETACH | UMOUNT_NOFOLLOW);
+    for (const name of await readdir(folder).catch(() => [] as string[]))
+      await removeMountPoint(posix.join(folder, name));
+    await rmdir(folder).catch(() => {});
+  }
+  return stale.length;
+}
+
+let reaped: Promise<unknown> | undefined;
+
+function reapStaleStagingOnce(): Promise<unknown> {
+  reaped ??= reapStaleStaging().catch(() => 0);
+  return reaped;
+}

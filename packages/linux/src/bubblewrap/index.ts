@@ -1,0 +1,3 @@
+export * from './bubblewrap-arguments.js';
+export * from './id-mapped-mounts.js';
+export * from './runtime-directory.js';

@@ -1,0 +1,34 @@
+import { chmod, mkdir, open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { posix } from 'node:path';
+
+/**
+ * Bulkhead's per-user runtime folder: staging mounts of root callers and the file that masks denied
+ * files. Mode 0711 so that an unprivileged sandbox uid can reach what is bound from it, never list it.
+ */
+export function runtimeDirectory(): string {
+  const uid = process.getuid?.() ?? 0;
+  if (uid === 0) return '/run/bulkhead';
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  return runtime?.startsWith('/') ? posix.join(runtime, 'bulkhead') : posix.join(tmpdir(), `bulkhead-${uid}`);
+}
+
+let prepared: Promise<{ directory: string; deniedFile: string }> | undefined;
+
+/** Makes the runtime folder and the denied-file mask (empty, mode 000) once per process. */
+export function prepareRuntimeDirectory(): Promise<{ directory: string; deniedFile: string }> {
+  prepared ??= (async () => {
+    const directory = runtimeDirectory();
+    await mkdir(directory, { recursive: true, mode: 0o711 });
+    await chmod(directory, 0o711);
+    const deniedFile = posix.join(directory, 'denied');
+    const handle = await open(deniedFile, 'a', 0o000);
+    await handle.close();
+    await chmod(deniedFile, 0o000);
+    return { directory, deniedFile };
+  })();
+  prepared.catch(() => {
+    prepared = undefined;
+  });
+  return prepared;
+}

@@ -1,0 +1,386 @@
+import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { BulkheadError } from '@bulkhead/core';
+import {
+  type CgroupFeature,
+  type CgroupMechanism,
+  type CgroupSupport,
+  probeCgroupSupport,
+} from './cgroup-support.js';
+
+export interface CgroupLimits {
+  /** Memory cap in bytes (swap included where the host can say so). */
+  memoryBytes?: number;
+  /** Upper bound on processes and threads. */
+  maxProcesses?: number;
+  /** CPU bandwidth in CPUs (0.5 = half of one CPU). */
+  cpus?: number;
+}
+
+export interface CgroupStatistics {
+  peakMemoryBytes?: number;
+  cpuMs?: number;
+  /** The kernel's OOM killer ended a process of the sandbox at the memory cap. */
+  oomKilled: boolean;
+  /** Forks refused at the process cap (pids.events `max`). */
+  processLimitHits: number;
+}
+
+/**
+ * The cgroups of one sandbox, one per hierarchy it needs. Every process of the sandbox must be placed
+ * with `addProcess()` before it can run payload code (a gated spawn), so that nothing escapes them.
+ */
+export interface SandboxCgroup {
+  /** Which cgroup version enforces each limit (`memory: 'cgroup-v1'`). */
+  readonly enforcement: {
+    memory?: CgroupMechanism;
+    processes?: CgroupMechanism;
+    cpus?: CgroupMechanism;
+    kill?: CgroupMechanism;
+  };
+  /** Limits the host could not enforce as asked (swap not capped, ...). */
+  readonly warnings: string[];
+  /** Directories made, one per hierarchy. */
+  readonly directories: string[];
+  /** Moves a process (with its threads) into every cgroup of the sandbox. */
+  addProcess(pid: number): Promise<void>;
+  /** Pids currently in the sandbox. */
+  processes(): Promise<number[]>;
+  /** Sends `signal` to every process of the sandbox except `exclude`. */
+  signal(signal: NodeJS.Signals, exclude?: readonly number[]): Promise<void>;
+  /** Kills the whole tree and returns once it is empty (freeze + kill + thaw on v1; cgroup.kill on v2). */
+  kill(): Promise<void>;
+  statistics(): Promise<CgroupStatistics>;
+  /** Kills what is left and removes every directory. Idempotent. */
+  remove(): Promise<void>;
+}
+
+const OWNER_PREFIX = `${process.pid}-`;
+
+/** The directory name of a sandbox's cgroup: owner pid first, so a later start can reap it. */
+export function sandboxCgroupName(sandboxId: string): string {
+  return `${OWNER_PREFIX}${sandboxId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 100)}`;
+}
+
+async function readText(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function keyedNumber(text: string | undefined, key: string): number | undefined {
+  if (!text) return undefined;
+  const match = new RegExp(`^${key} (\\d+)$`, 'm').exec(text);
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+function parsePids(text: string | undefined): number[] {
+  if (!text) return [];
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map(Number)
+    .filter((pid) => Number.isInteger(pid) && pid > 0);
+}
+
+function signalProcess(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // Gone already.
+  }
+}
+
+interface Directory {
+  feature: CgroupFeature;
+  path: string;
+}
+
+/**
+ * Makes the cgroups of one sandbox and applies the limits. Throws `CGROUP_SETUP_FAILED` (after
+ * removing what it made) when the kernel refuses a limit.
+ */
+export async function createSandboxCgroup(options: {
+  sandboxId: string;
+  limits: CgroupLimits;
+}): Promise<SandboxCgroup> {
+  const support = await probeCgroupSupport();
+  await reapStaleCgroupsOnce(support);
+  const { limits } = options;
+  const name = sandboxCgroupName(options.sandboxId);
+  const byDirectory = new Map<string, Directory>();
+  const directoryOf = (feature: CgroupFeature | undefined): Directory | undefined => {
+    if (!feature) return undefined;
+    const path = posix.join(feature.base.directory, name);
+    let directory = byDirectory.get(path);
+    if (!directory) {
+      directory = { feature, path };
+      byDirectory.set(path, directory);
+    }
+    return directory;
+  };
+  const memory =
+    limits.memoryBytes !== undefined && Number.isFinite(limits.memoryBytes)
+      ? directoryOf(support.memory)
+      : undefined;
+  const processes =
+    limits.maxProcesses !== undefined && Number.isFinite(limits.maxProcesses)
+      ? directoryOf(support.processes)
+      : undefined;
+  const cpus = limits.cpus !== undefined ? directoryOf(support.cpus) : undefined;
+  // Peak memory and OOM come from the memory controller even without a cap.
+  const memoryAccounting = memory ?? directoryOf(support.memory);
+  const cpuTime = directoryOf(support.cpuTime);
+  const killer = directoryOf(support.kill);
+  const directories = [...byDirectory.values()];
+  const warnings: string[] = [];
+
+  const made: string[] = [];
+  const removeMade = async () => {
+    for (const path of made.reverse()) await rmdir(path).catch(() => {});
+  };
+  try {
+    for (const directory of directories) {
+      await mkdir(directory.path);
+      made.push(directory.path);
+    }
+    if (memory && limits.memoryBytes !== undefined) {
+      const bytes = String(Math.max(4096, Math.floor(limits.memoryBytes)));
+      if (memory.feature.mechanism === 'cgroup-v2') {
+        await writeFile(posix.join(memory.path, 'memory.max'), bytes);
+        // Without this, the payload could page out past the cap: the cap would not be real.
+        await writeFile(posix.join(memory.path, 'memory.swap.max'), '0').catch(() => {
+          warnings.push('Swap is not capped (no memory.swap.max): the memory cap counts RAM only.');
+        });
+      } else {
+        await writeFile(posix.join(memory.path, 'memory.limit_in_bytes'), bytes);
+        const swapFile = posix.join(memory.path, 'memory.memsw.limit_in_bytes');
+        const hasSwapAccounting = await access(swapFile).then(
+          () => true,
+          () => false,
+        );
+        if (hasSwapAccounting) await writeFile(swapFile, bytes);
+        else if ((await readText('/proc/swaps'))?.trim().includes('\n')) {
+          warnings.push(
+            'Swap is not capped (cgroup v1 without swap accounting; boot with swapaccount=1): the memory cap counts RAM only.',
+          );
+        }
+      }
+    }
+    if (processes && limits.maxProcesses !== undefined) {
+      await writeFile(
+        posix.join(processes.path, 'pids.max'),
+        String(Math.max(1, Math.floor(limits.maxProcesses))),
+      );
+    }
+    if (cpus && limits.cpus !== undefined) {
+      const period = 100_000;
+      const quota = Math.max(1000, Math.round(limits.cpus * period));
+      if (cpus.feature.mechanism === 'cgroup-v2')
+        await writeFile(posix.join(cpus.path, 'cpu.max'), `${quota} ${period}`);
+      else {
+        await writeFile(posix.join(cpus.path, 'cpu.cfs_period_us'), String(period));
+        await writeFile(posix.join(cpus.path, 'cpu.cfs_quota_us'), String(quota));
+      }
+    }
+  } catch (error) {
+    await removeMade();
+    throw new BulkheadError(
+      'CGROUP_SETUP_FAILED',
+      `Could not set up the sandbox's cgroups (${(error as Error).message}). The limits cannot be enforced, so nothing was started. Fix: check that ${directories.map((directory) => directory.feature.base.directory).join(', ')} are writable cgroup directories.`,
+      { cause: error },
+    );
+  }
+
+  const membership = killer ?? processes ?? memoryAccounting ?? directories[0];
+  const processes_ = async () =>
+    membership ? parsePids(await readText(posix.join(membership.path, 'cgroup.procs'))) : [];
+  let removed = false;
+
+  const freezerState = async (state: 'FROZEN' | 'THAWED') => {
+    if (!killer || killer.feature.mechanism !== 'cgroup-v1') return;
+    await writeFile(posix.join(killer.path, 'freezer.state'), state).catch(() => {});
+    if (state !== 'FROZEN') return;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const current = (await readText(posix.join(killer.path, 'freezer.state')))?.trim();
+      if (current !== 'FREEZING') return;
+      await delay(1);
+    }
+  };
+
+  const kill = async () => {
+    for (let round = 0; round < 2000; round++) {
+      let pids = await processes_();
+      if (pids.length === 0) return;
+      if (killer?.feature.mechanism === 'cgroup-v2') {
+        await writeFile(posix.join(killer.path, 'cgroup.kill'), '1').catch(() => {});
+      } else {
+        // Frozen, nothing can fork between the listing and the kill.
+        await freezerState('FROZEN');
+        pids = await processes_();
+        for (const pid of pids) signalProcess(pid, 'SIGKILL');
+        await freezerState('THAWED');
+      }
+      await delay(round < 20 ? 1 : 10);
+    }
+    throw new BulkheadError(
+      'CGROUP_KILL_FAILED',
+      `Processes of the sandbox survived repeated SIGKILL in ${membership?.path}.`,
+    );
+  };
+
+  return {
+    enforcement: {
+      ...(memory ? { memory: memory.feature.mechanism } : {}),
+      ...(processes ? { processes: processes.feature.mechanism } : {}),
+      ...(cpus ? { cpus: cpus.feature.mechanism } : {}),
+      ...(killer ? { kill: killer.feature.mechanism } : {}),
+    },
+    warnings,
+    directories: directories.map((directory) => directory.path),
+    async addProcess(pid) {
+      for (const directory of directories)
+        await writeFile(posix.join(directory.path, 'cgroup.procs'), String(pid));
+    },
+    processes: processes_,
+    async signal(signal, exclude = []) {
+      for (const pid of await processes_()) if (!exclude.includes(pid)) signalProcess(pid, signal);
+    },
+    kill,
+    async statistics() {
+      const result: CgroupStatistics = { oomKilled: false, processLimitHits: 0 };
+      if (memoryAccounting) {
+        if (memoryAccounting.feature.mechanism === 'cgroup-v2') {
+          const peak = await readText(posix.join(memoryAccounting.path, 'memory.peak'));
+          if (peak) result.peakMemoryBytes = Number(peak.trim());
+          result.oomKilled =
+            (keyedNumber(await readText(posix.join(memoryAccounting.path, 'memory.events')), 'oom_kill') ??
+              0) > 0;
+        } else {
+          const peak = await readText(posix.join(memoryAccounting.path, 'memory.max_usage_in_bytes'));
+          if (peak) result.peakMemoryBytes = Number(peak.trim());
+          result.oomKilled =
+            (keyedNumber(
+              await readText(posix.join(memoryAccounting.path, 'memory.oom_control')),
+              'oom_kill',
+            ) ?? 0) > 0;
+        }
+      }
+      if (cpuTime) {
+        if (cpuTime.feature.mechanism === 'cgroup-v2') {
+          const usage = keyedNumber(await readText(posix.join(cpuTime.path, 'cpu.stat')), 'usage_usec');
+          if (usage !== undefined) result.cpuMs = usage / 1000;
+        } else {
+          const usage = await readText(posix.join(cpuTime.path, 'cpuacct.usage'));
+          if (usage) result.cpuMs = Number(usage.trim()) / 1e6;
+        }
+      }
+      if (processes) {
+        result.processLimitHits =
+          keyedNumber(await readText(posix.join(processes.path, 'pids.events')), 'max') ?? 0;
+      }
+      return result;
+    },
+    async remove() {
+      if (removed) return;
+      await kill();
+      removed = true;
+      await removeDirectories(directories.map((directory) => directory.path));
+    },
+  };
+}
+
+async function removeDirectories(paths: string[]): Promise<void> {
+  for (const path of paths) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await rmdir(path);
+        break;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') break;
+        // The kernel frees a cgroup a moment after its last process is reaped.
+        if (code === 'EBUSY' && attempt < 200) {
+          await delay(attempt < 20 ? 1 : 10);
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+}
+
+function ownerAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes sandbox cgroups whose owner process is dead (a caller that crashed before dispose): kills
+ * what still runs in them, then removes them. Returns the number of cgroups removed.
+ */
+export async function reapStaleCgroups(support?: CgroupSupport): Promise<number> {
+  const resolved = support ?? (await probeCgroupSupport());
+  const bases = new Set<string>();
+  for (const feature of [
+    resolved.memory,
+    resolved.processes,
+    resolved.cpus,
+    resolved.cpuTime,
+    resolved.kill,
+  ]) {
+    if (feature) bases.add(feature.base.directory);
+  }
+  const stale = new Map<string, string[]>();
+  for (const base of bases) {
+    let entries: string[];
+    try {
+      entries = await readdir(base);
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      const match = /^(\d+)-/.exec(entry);
+      if (!match || ownerAlive(Number(match[1]))) continue;
+      stale.set(entry, [...(stale.get(entry) ?? []), posix.join(base, entry)]);
+    }
+  }
+  let removed = 0;
+  for (const [, paths] of stale) {
+    const freezer = paths.find(
+      (path) => resolved.kill?.mechanism === 'cgroup-v1' && path.startsWith(resolved.kill.base.directory),
+    );
+    for (let round = 0; round < 200; round++) {
+      const pids = new Set<number>();
+      for (const path of paths)
+        for (const pid of parsePids(await readText(posix.join(path, 'cgroup.procs')))) pids.add(pid);
+      if (pids.size === 0) break;
+      if (freezer) await writeFile(posix.join(freezer, 'freezer.state'), 'FROZEN').catch(() => {});
+      for (const path of paths) await writeFile(posix.join(path, 'cgroup.kill'), '1').catch(() => {});
+      for (const pid of pids) signalProcess(pid, 'SIGKILL');
+      if (freezer) await writeFile(posix.join(freezer, 'freezer.state'), 'THAWED').catch(() => {});
+      await delay(5);
+    }
+    try {
+      await removeDirectories(paths);
+      removed++;
+    } catch {
+      // Still busy: the next start tries again.
+    }
+  }
+  return removed;
+}
+
+let reaped: Promise<unknown> | undefined;
+
+function reapStaleCgroupsOnce(support: CgroupSupport): Promise<unknown> {
+  reaped ??= reapStaleCgroups(support).catch(() => 0);
+  return reaped;
+}

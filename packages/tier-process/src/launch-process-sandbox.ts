@@ -1,0 +1,464 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { chown, mkdir, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:os';
+import { posix } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import {
+  BulkheadError,
+  type CapabilityKey,
+  createChildProcessSandbox,
+  type EnforcementMechanism,
+  type LaunchSpec,
+  type Sandbox,
+  type SandboxResult,
+  type Violation,
+} from '@bulkhead/core';
+import {
+  buildBubblewrapArguments,
+  createSandboxCgroup,
+  planShim,
+  prepareRuntimeDirectory,
+  readShimStatus,
+  type SandboxCgroup,
+  SHIM_SANDBOX_PATH,
+  sandboxCgroupName,
+  sandboxIdentity,
+  stageIdMappedMounts,
+} from '@bulkhead/linux';
+import { gpuDeviceNodes, inspectPaths, readableByOthers } from './host-paths.js';
+import type { ProcessTierHost } from './probe-process-tier.js';
+
+type Cleanup = () => Promise<unknown> | unknown;
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
+  Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]),
+);
+
+/**
+ * bubblewrap's init reports a payload killed by signal N as exit status 128+N (like a shell): turn it
+ * back into the signal. An exit status in 129-192 chosen by the payload itself reads the same.
+ */
+function translateBubblewrapExit(exitCode: number | null, signal: NodeJS.Signals | null) {
+  if (signal !== null || exitCode === null || exitCode <= 128) return { exitCode, signal };
+  const name = SIGNAL_NAMES.get(exitCode - 128);
+  return name ? { exitCode: null, signal: name } : { exitCode, signal };
+}
+
+function readToEnd(stream: Readable): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.once('end', () => resolve(Buffer.concat(chunks)));
+    stream.once('error', () => resolve(Buffer.concat(chunks)));
+    stream.once('close', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+function spawned(child: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+}
+
+async function runCleanups(cleanups: Cleanup[]): Promise<void> {
+  for (const cleanup of cleanups.reverse()) {
+    try {
+      await cleanup();
+    } catch {
+      // Keep releasing the rest.
+    }
+  }
+}
+
+function endPipe(stream: unknown, data?: Buffer): void {
+  const writable = stream as Writable | null;
+  if (!writable) return;
+  writable.on('error', () => {});
+  writable.end(data);
+}
+
+interface Resources {
+  cgroup: SandboxCgroup;
+  enforcement: Partial<Record<CapabilityKey, EnforcementMechanism[]>>;
+  warnings: string[];
+  rlimits: { [resource: string]: [number, number] };
+}
+
+/** The sandbox's cgroups, and the per-process rlimit that stands in for a memory cgroup when none is writable. */
+async function prepareResources(spec: LaunchSpec, id: string, host: ProcessTierHost): Promise<Resources> {
+  const { resources, process: processes } = spec.capabilities;
+  const cgroup = await createSandboxCgroup({
+    sandboxId: id,
+    limits: {
+      memoryBytes: resources.memoryBytes,
+      maxProcesses: processes.maxProcesses,
+      ...(resources.cpus === undefined ? {} : { cpus: resources.cpus }),
+    },
+  });
+  const enforcement: Resources['enforcement'] = {};
+  const warnings = [...cgroup.warnings];
+  const rlimits: Resources['rlimits'] = {};
+  if (Number.isFinite(resources.memoryBytes)) {
+    if (cgroup.enforcement.memory) enforcement['resources.memory'] = [cgroup.enforcement.memory];
+    else {
+      const bytes = Math.floor(resources.memoryBytes);
+      rlimits.as = [bytes, bytes];
+      enforcement['resources.memory'] = ['rlimit'];
+      warnings.push(
+        `No writable memory cgroup: RLIMIT_AS (${bytes} bytes) caps each process's address space, not the sandbox's total. ${host.report.enforcement['resources.memory']?.enforced ? ((host.report.enforcement['resources.memory'] as { note?: string }).note ?? '') : ''}`.trim(),
+      );
+    }
+  }
+  if (Number.isFinite(processes.maxProcesses) && cgroup.enforcement.processes) {
+    enforcement['process.maxProcesses'] = [cgroup.enforcement.processes];
+  }
+  if (resources.cpus !== undefined && cgroup.enforcement.cpus)
+    enforcement['resources.cpus'] = [cgroup.enforcement.cpus];
+  return { cgroup, enforcement, warnings, rlimits };
+}
+
+/** Turns what the shim reported into the result: a missing or non-executable command is an exit status. */
+function shimOutcome(status: Buffer): { error?: BulkheadError; warning?: string } {
+  const error = readShimStatus(status, { tier: 'process' });
+  if (!error) return {};
+  if (error.code === 'COMMAND_NOT_FOUND' || error.code === 'COMMAND_NOT_EXECUTABLE')
+    return { warning: error.message };
+  return { error };
+}
+
+interface StartedChild {
+  child: ChildProcess;
+  /** Pids the supervisor itself owns (bwrap's monitor and init): not signalled with a soft signal. */
+  supervisors: number[];
+  enforcement: Partial<Record<CapabilityKey, EnforcementMechanism[]>>;
+  warnings: string[];
+  status: Promise<Buffer>;
+  translateExit?: (
+    exitCode: number | null,
+    signal: NodeJS.Signals | null,
+  ) => { exitCode: number | null; signal: NodeJS.Signals | null };
+  /** Kills the tree without the cgroup (its last resort). */
+  fallbackKill: () => void;
+}
+
+async function assertWorkdir(spec: LaunchSpec): Promise<void> {
+  const { workdir, filesystem } = spec.capabilities;
+  const granted = [...filesystem.read, ...filesystem.write].some(
+    (grant) => workdir === grant || grant === '/' || workdir.startsWith(`${grant}/`),
+  );
+  const isDirectory = await stat(workdir).then(
+    (status) => status.isDirectory(),
+    () => false,
+  );
+  if (!granted || !isDirectory) {
+    throw new BulkheadError(
+      'INVALID_LAUNCH_SPEC',
+      `The working directory ${workdir} ${isDirectory ? 'is not inside any read or write grant' : 'does not exist'}. Fix: create it and grant it in filesystem.read or filesystem.write.`,
+      { path: workdir, tier: 'process' },
+    );
+  }
+}
+
+async function startNamespace(
+  spec: LaunchSpec,
+  id: string,
+  host: ProcessTierHost,
+  resources: Resources,
+  cleanups: Cleanup[],
+): Promise<StartedChild> {
+  const { capabilities } = spec;
+  const identity = sandboxIdentity();
+  const [runtime, pathKinds] = await Promise.all([prepareRuntimeDirectory(), inspectPaths(capabilities)]);
+  const devices =
+    capabilities.resources.gpus === 'none' ? [] : await gpuDeviceNodes(capabilities.resources.gpus);
+
+  let sources: Record<string, string> = {};
+  if (identity.switchFromRoot) {
+    // The sandbox uid owns nothing: root-owned grants it must write, or cannot read, come id-mapped.
+    const { read, write, deny } = capabilities.filesystem;
+    const staged: { path: string; kind: 'directory' | 'file' }[] = [];
+    for (const path of new Set([...write, ...read])) {
+      const kind = pathKinds[path];
+      if (deny.includes(path) || (kind !== 'directory' && kind !== 'file')) continue;
+      const writable = write.includes(path) && !read.includes(path);
+      if (writable || !(await readableByOthers(path))) staged.push({ path, kind });
+    }
+    const mounts = await stageIdMappedMounts({
+      sandboxName: sandboxCgroupName(id),
+      paths: staged,
+      uid: identity.uid,
+      gid: identity.gid,
+    });
+    cleanups.push(mounts.release);
+    sources = mounts.sources;
+  }
+
+  const common = {
+    capabilities,
+    pathKinds,
+    sandboxUid: identity.uid,
+    sandboxGid: identity.gid,
+    sources,
+    shim: { hostPath: host.shimPath!, sandboxPath: SHIM_SANDBOX_PATH },
+    deniedFile: runtime.deniedFile,
+    devices,
+    disableUserNamespaces: host.supportsDisableUserNamespaces,
+  };
+  const view = buildBubblewrapArguments({ ...common, command: [] });
+  const plan = planShim({
+    capabilities,
+    extraReadPaths: view.extraReadPaths,
+    extraWritePaths: view.extraWritePaths,
+    workdir: capabilities.workdir,
+    pathView: 'namespace',
+    rlimits: resources.rlimits,
+  });
+  const infoFd = plan.statusFd + 1;
+  const blockFd = plan.statusFd + 2;
+  const bubblewrap = buildBubblewrapArguments({
+    ...common,
+    command: [SHIM_SANDBOX_PATH, ...plan.args, '--', ...spec.command],
+    infoFd,
+    blockFd,
+  });
+
+  const child = spawn(host.bubblewrapPath!, bubblewrap.args, {
+    cwd: '/',
+    env: {},
+    stdio: Array.from({ length: blockFd + 1 }, () => 'pipe' as const),
+    ...(identity.switchFromRoot ? { uid: identity.uid, gid: identity.gid } : {}),
+  });
+  child.once('error', () => {});
+  await spawned(child);
+  const bwrapPid = child.pid!;
+  cleanups.push(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const info = await readToEnd(child.stdio[infoFd] as Readable);
+  const childPid = Number(/"child-pid"\s*:\s*(\d+)/.exec(info.toString())?.[1]);
+  if (!Number.isInteger(childPid) || childPid <= 0) {
+    const stderr = await readToEnd(child.stderr!);
+    throw new BulkheadError(
+      'LAUNCH_FAILED',
+      `bubblewrap did not start the sandbox: ${stderr.toString().trim() || 'no reason given'}.`,
+      {
+        tier: 'process',
+        fix: 'run `bulkhead doctor` to see what this host lacks',
+      },
+    );
+  }
+  // Both processes wait (bwrap's sandbox process on the block fd): nothing of the payload runs yet,
+  // so whatever it starts is born inside the cgroups.
+  await resources.cgroup.addProcess(bwrapPid);
+  await resources.cgroup.addProcess(childPid);
+  for (const [index, data] of plan.fds.entries()) endPipe(child.stdio[3 + index], data);
+  const status = readToEnd(child.stdio[plan.statusFd] as Readable);
+  endPipe(child.stdio[blockFd], Buffer.from([1]));
+
+  return {
+    child,
+    supervisors: [bwrapPid, childPid],
+    enforcement: {
+      ...plan.enforcement,
+      filesystem: ['mount-namespace', 'user-namespace', ...(plan.enforcement.filesystem ?? [])],
+      [`network.${capabilities.network.mode}`]:
+        capabilities.network.mode === 'open'
+          ? []
+          : ['network-namespace', ...(plan.enforcement[`network.${capabilities.network.mode}`] ?? [])],
+      'devices.deny': ['mount-namespace'],
+      env: ['environment'],
+      'resources.timeout': [
+        'supervisor',
+        'pid-namespace',
+        ...(resources.cgroup.enforcement.kill ? [resources.cgroup.enforcement.kill] : []),
+      ],
+      ...(devices.length > 0 ? { 'resources.gpus': ['device-nodes', 'mount-namespace'] } : {}),
+    },
+    warnings: [...bubblewrap.warnings, ...plan.warnings],
+    status,
+    translateExit: translateBubblewrapExit,
+    // Killing the pid namespace's init kills every process in it.
+    fallbackKill: () => {
+      try {
+        process.kill(childPid, 'SIGKILL');
+      } catch {
+        // Gone.
+      }
+    },
+  };
+}
+
+async function startShimOnly(
+  spec: LaunchSpec,
+  id: string,
+  host: ProcessTierHost,
+  resources: Resources,
+  cleanups: Cleanup[],
+): Promise<StartedChild> {
+  const { capabilities } = spec;
+  const identity = sandboxIdentity();
+  const runtime = await prepareRuntimeDirectory();
+  // No mount namespace: the private /tmp and HOME are folders of the host, removed at dispose.
+  const privateRoot = posix.join(runtime.directory, 'sandboxes', sandboxCgroupName(id));
+  const home = posix.join(privateRoot, 'home');
+  const temporary = posix.join(privateRoot, 'tmp');
+  await mkdir(posix.dirname(privateRoot), { recursive: true, mode: 0o711 });
+  await mkdir(privateRoot, { mode: 0o711 });
+  cleanups.push(() => rm(privateRoot, { recursive: true, force: true }));
+  await mkdir(home, { mode: 0o700 });
+  await mkdir(temporary, { mode: 0o700 });
+  if (identity.switchFromRoot) {
+    await chown(home, identity.uid, identity.gid);
+    await chown(temporary, identity.uid, identity.gid);
+  }
+  const devices =
+    capabilities.resources.gpus === 'none' ? [] : await gpuDeviceNodes(capabilities.resources.gpus);
+  const plan = planShim({
+    capabilities,
+    extraReadPaths: ['/dev/urandom', '/dev/random', '/proc/self', ...devices],
+    extraWritePaths: [home, temporary, '/dev/null', '/dev/zero', '/dev/full', ...devices],
+    workdir: capabilities.workdir,
+    pathView: 'host',
+    rlimits: resources.rlimits,
+  });
+  const environment = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: home,
+    TMPDIR: temporary,
+    LANG: 'C.UTF-8',
+    ...capabilities.env,
+  };
+  const child = spawn(host.shimPath!, [...plan.args, '--', ...spec.command], {
+    cwd: '/',
+    env: environment,
+    stdio: Array.from({ length: plan.statusFd + 1 }, () => 'pipe' as const),
+    ...(identity.switchFromRoot ? { uid: identity.uid, gid: identity.gid } : {}),
+  });
+  child.once('error', () => {});
+  await spawned(child);
+  cleanups.push(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  // The shim waits for its plan on the config fd: placed in the cgroups first, it cannot fork outside.
+  await resources.cgroup.addProcess(child.pid!);
+  const status = readToEnd(child.stdio[plan.statusFd] as Readable);
+  for (const [index, data] of plan.fds.entries()) endPipe(child.stdio[3 + index], data);
+  // The status fd is close-on-exec: its end means the payload runs (or the shim failed).
+  const reported = shimOutcome(await status);
+  if (reported.error) throw reported.error;
+  const pid = child.pid!;
+  return {
+    child,
+    supervisors: [],
+    enforcement: {
+      ...plan.enforcement,
+      'devices.deny': ['landlock'],
+      env: ['environment'],
+      ...(resources.cgroup.enforcement.kill
+        ? { 'resources.timeout': ['supervisor', resources.cgroup.enforcement.kill] }
+        : {}),
+      ...(devices.length > 0 ? { 'resources.gpus': ['landlock'] } : {}),
+    },
+    warnings: [...plan.warnings],
+    status,
+    fallbackKill: () => {
+      try {
+        // The shim made a new session: its process group holds what did not leave it.
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // Gone.
+      }
+    },
+  };
+}
+
+/** Launches one process-tier sandbox in the mode the probe chose. */
+export async function launchProcessSandbox(spec: LaunchSpec, host: ProcessTierHost): Promise<Sandbox> {
+  if (!Array.isArray(spec.command) || spec.command.length === 0 || !spec.command[0]) {
+    throw new BulkheadError(
+      'INVALID_LAUNCH_SPEC',
+      'Nothing to run: the command is empty. Fix: pass the program and its arguments.',
+      { tier: 'process' },
+    );
+  }
+  await assertWorkdir(spec);
+  const id = spec.id ?? randomUUID();
+  const cleanups: Cleanup[] = [];
+  let resources: Resources | undefined;
+  let started: StartedChild;
+  try {
+    resources = await prepareResources(spec, id, host);
+    cleanups.push(resources.cgroup.remove);
+    started =
+      host.mode === 'namespace'
+        ? await startNamespace(spec, id, host, resources, cleanups)
+        : await startShimOnly(spec, id, host, resources, cleanups);
+  } catch (error) {
+    await runCleanups(cleanups);
+    throw error;
+  }
+  const { cgroup } = resources;
+  const violations: Violation[] = [];
+  const warnings = [...resources.warnings, ...started.warnings];
+  const enforcement = { ...started.enforcement, ...resources.enforcement };
+
+  return createChildProcessSandbox({
+    id,
+    tier: 'process',
+    child: started.child,
+    timeoutMs: spec.capabilities.resources.timeoutMs,
+    killTree: async (signal) => {
+      if (signal !== 'SIGKILL') {
+        await cgroup.signal(signal, started.supervisors);
+        return;
+      }
+      if (cgroup.enforcement.kill) await cgroup.kill();
+      else started.fallbackKill();
+    },
+    finish: async () => {
+      const result: Partial<SandboxResult> = {};
+      try {
+        const statistics = await cgroup.statistics();
+        if (statistics.peakMemoryBytes !== undefined) result.peakMemoryBytes = statistics.peakMemoryBytes;
+        if (statistics.cpuMs !== undefined) result.cpuMs = statistics.cpuMs;
+        result.oomKilled = statistics.oomKilled;
+        if (statistics.oomKilled) {
+          const violation: Violation = {
+            time: new Date().toISOString(),
+            sandboxId: id,
+            kind: 'resource',
+            message: `a process was killed at the memory cap of ${spec.capabilities.resources.memoryBytes} bytes`,
+            rule: 'resources.memory',
+          };
+          violations.push(violation);
+          spec.onViolation?.(violation);
+        }
+        if (statistics.processLimitHits > 0) {
+          const violation: Violation = {
+            time: new Date().toISOString(),
+            sandboxId: id,
+            kind: 'process',
+            message: `${statistics.processLimitHits} process creation(s) refused at processes.max = ${spec.capabilities.process.maxProcesses}`,
+            rule: 'process.maxProcesses',
+          };
+          violations.push(violation);
+          spec.onViolation?.(violation);
+        }
+        // Every holder of the status fd is dead by now (the tree was killed), so it ends at once.
+        const reported = shimOutcome(await started.status);
+        if (reported.warning) warnings.push(reported.warning);
+        if (reported.error)
+          warnings.push(`The exec shim failed before the payload ran: ${reported.error.message}`);
+      } finally {
+        await runCleanups(cleanups);
+      }
+      return result;
+    },
+    violations,
+    warnings,
+    enforcement,
+    ...(started.translateExit ? { translateExit: started.translateExit } : {}),
+  });
+}

@@ -1,0 +1,210 @@
+import {
+  CAPABILITY_KEYS,
+  type CapabilityKey,
+  type Enforcement,
+  type EnforcementMechanism,
+  type ProbeReport,
+} from '@bulkhead/core';
+import {
+  type CgroupSupport,
+  ensureShim,
+  hostFacts,
+  landlockAbi,
+  probeBubblewrap,
+  probeCgroupSupport,
+  probeUserNamespaces,
+  sandboxIdentity,
+} from '@bulkhead/linux';
+import { gpuDeviceNodes } from './host-paths.js';
+
+export type ProcessMode = 'namespace' | 'shim-only';
+
+export interface ProcessTierHost {
+  mode: ProcessMode | undefined;
+  bubblewrapPath?: string;
+  shimPath?: string;
+  cgroups: CgroupSupport;
+  landlockAbi: number;
+  supportsDisableUserNamespaces: boolean;
+  report: ProbeReport;
+}
+
+const LANDLOCK_FIX =
+  'boot Linux 5.13+ with Landlock enabled (lsm=landlock,... on the kernel command line, CONFIG_SECURITY_LANDLOCK=y)';
+const ALLOWLIST_NAMESPACE = 'egress proxy not available yet: a network allow-list needs @bulkhead/egress';
+const ALLOWLIST_SHIM = 'Landlock filters ports, not hosts, and the egress proxy is not available yet';
+
+function enforced(mechanisms: EnforcementMechanism[], note?: string): Enforcement {
+  return note === undefined ? { enforced: true, mechanisms } : { enforced: true, mechanisms, note };
+}
+
+function refused(reason: string, fix?: string): Enforcement {
+  return fix === undefined ? { enforced: false, reason } : { enforced: false, reason, fix };
+}
+
+/**
+ * Finds out what the process tier can do here and how: the mode (`auto` resolves to namespace when
+ * bubblewrap can make a user namespace, else shim-only), and per capability the mechanism or why not.
+ */
+export async function probeProcessTier(options: {
+  mode: 'auto' | ProcessMode;
+  bubblewrapPath: string;
+}): Promise<ProcessTierHost> {
+  const [bubblewrap, userNamespaces, cgroups, shim] = await Promise.all([
+    probeBubblewrap(options.bubblewrapPath),
+    probeUserNamespaces(options.bubblewrapPath),
+    probeCgroupSupport(),
+    ensureShim().then(
+      (path) => ({ path, error: undefined }),
+      (error: unknown) => ({ path: undefined, error: error as Error & { fix?: string } }),
+    ),
+  ]);
+  let abi = 0;
+  try {
+    abi = landlockAbi();
+  } catch {
+    abi = 0;
+  }
+  const gpus = await gpuDeviceNodes('all');
+  const host = hostFacts();
+  const identity = sandboxIdentity();
+  const namespaceReady = bubblewrap.found && userNamespaces.usable;
+  const mode: ProcessMode =
+    options.mode === 'auto' ? (namespaceReady ? 'namespace' : 'shim-only') : options.mode;
+
+  const warnings: string[] = [];
+  let available = true;
+  let reason: string | undefined;
+  let fix: string | undefined;
+  if (!shim.path) {
+    available = false;
+    reason = `the exec shim is unavailable: ${shim.error?.message ?? 'it could not be built'}`;
+    fix = shim.error?.fix ?? 'apt-get install gcc libc6-dev';
+  } else if (mode === 'namespace' && !namespaceReady) {
+    available = false;
+    reason = bubblewrap.found
+      ? `user namespaces are unusable: ${userNamespaces.reason}`
+      : (bubblewrap.reason ?? 'bubblewrap is missing');
+    fix = (bubblewrap.found ? userNamespaces.fix : bubblewrap.fix) ?? 'apt-get install bubblewrap';
+  } else if (mode === 'shim-only' && abi < 1) {
+    available = false;
+    reason = 'Landlock is unavailable, and in shim-only mode it is the only filesystem boundary';
+    fix = LANDLOCK_FIX;
+  }
+  if (options.mode === 'auto' && mode === 'shim-only' && !namespaceReady) {
+    warnings.push(
+      `Namespace mode is unavailable (${bubblewrap.found ? userNamespaces.reason : bubblewrap.reason}); the shim alone (Landlock, seccomp, cgroups) isolates. Fix: ${(bubblewrap.found ? userNamespaces.fix : bubblewrap.fix) ?? ''}`,
+    );
+  }
+
+  const namespace = mode === 'namespace';
+  const enforcement: Partial<Record<CapabilityKey, Enforcement>> = {};
+  const landlock: EnforcementMechanism[] = abi >= 1 ? ['landlock'] : [];
+  enforcement.filesystem = namespace
+    ? enforced(['mount-namespace', 'user-namespace', ...landlock])
+    : abi >= 1
+      ? enforced(['landlock'])
+      : refused(
+          'Landlock is not available in this kernel and shim-only mode has no mount namespace',
+          LANDLOCK_FIX,
+        );
+  enforcement['network.none'] = namespace
+    ? enforced(['network-namespace', ...(abi >= 4 ? ['landlock'] : []), 'seccomp'])
+    : abi >= 4
+      ? enforced(['landlock', 'seccomp'])
+      : refused(
+          `Landlock ABI ${abi} cannot restrict TCP (ABI 4, Linux 6.7, is needed) and shim-only mode has no network namespace`,
+          'run Linux 6.7 or later, or allow user namespaces for the namespace mode',
+        );
+  enforcement['network.open'] = enforced([], 'the host network, unrestricted');
+  enforcement['network.allowlist'] = namespace
+    ? refused(ALLOWLIST_NAMESPACE, "use network 'none' or 'open' until @bulkhead/egress is installed")
+    : refused(
+        ALLOWLIST_SHIM,
+        "use network 'none' or 'open', or the namespace mode once @bulkhead/egress is installed",
+      );
+  enforcement['process.spawn'] = enforced(['seccomp']);
+  enforcement['process.maxProcesses'] = cgroups.processes
+    ? enforced([cgroups.processes.mechanism])
+    : refused(cgroups.unavailable.processes?.reason ?? 'no pids cgroup', cgroups.unavailable.processes?.fix);
+  enforcement['resources.memory'] = cgroups.memory
+    ? enforced([cgroups.memory.mechanism])
+    : enforced(
+        ['rlimit'],
+        `no writable memory cgroup (${cgroups.unavailable.memory?.reason}): RLIMIT_AS caps each process, not the sandbox. Fix: ${cgroups.unavailable.memory?.fix}`,
+      );
+  const killMechanism: EnforcementMechanism[] = cgroups.kill ? [cgroups.kill.mechanism] : [];
+  enforcement['resources.timeout'] = namespace
+    ? enforced(['supervisor', 'pid-namespace', ...killMechanism])
+    : cgroups.kill
+      ? enforced(['supervisor', ...killMechanism])
+      : refused(
+          `without a pid namespace or a writable cgroup, descendants that left the session (setsid, double fork) cannot be found at the timeout: ${cgroups.unavailable.kill?.reason}`,
+          cgroups.unavailable.kill?.fix,
+        );
+  enforcement['resources.cpus'] = cgroups.cpus
+    ? enforced([cgroups.cpus.mechanism])
+    : refused(cgroups.unavailable.cpus?.reason ?? 'no cpu cgroup', cgroups.unavailable.cpus?.fix);
+  enforcement['resources.gpus'] =
+    gpus.length === 0
+      ? refused(
+          'no GPU device nodes (/dev/nvidia*, /dev/dri/renderD*) exist on this host',
+          'install the GPU driver, or ask for gpus: none',
+        )
+      : namespace
+        ? enforced(['device-nodes', 'mount-namespace'])
+        : enforced(['landlock']);
+  enforcement['devices.deny'] = namespace
+    ? enforced(['mount-namespace'])
+    : abi >= 1
+      ? enforced(['landlock'])
+      : refused('without Landlock or a mount namespace, /dev is the host’s', LANDLOCK_FIX);
+  for (const device of ['clipboard', 'audio', 'webcam', 'display', 'input'] as const) {
+    enforcement[`devices.${device}`] = refused(
+      `the process tier grants no ${device} access: it would hand the sandbox the caller's desktop session`,
+      'use the session tier, which gives a sandbox its own display and devices',
+    );
+  }
+  enforcement.env = enforced(['environment']);
+  enforcement.identity = refused(
+    'the process tier runs every sandbox under one unprivileged uid; identities belong to the session tier',
+    'use --tier session',
+  );
+  for (const key of CAPABILITY_KEYS) enforcement[key] ??= refused('not enforced by the process tier');
+
+  const facts: Record<string, string | number | boolean> = {
+    mode,
+    requestedMode: options.mode,
+    kernel: host.kernel,
+    architecture: host.architecture,
+    landlockAbi: abi,
+    userNamespaces: userNamespaces.usable,
+    bubblewrap: bubblewrap.found
+      ? `${bubblewrap.version ?? 'unknown version'} (${bubblewrap.path})`
+      : 'missing',
+    callerUid: host.callerUid,
+    sandboxUid: identity.uid,
+    shim: shim.path ?? 'unavailable',
+    ...cgroups.facts,
+  };
+  if (!userNamespaces.usable && userNamespaces.reason) facts.userNamespacesReason = userNamespaces.reason;
+
+  const report: ProbeReport = {
+    tier: 'process',
+    available,
+    ...(reason === undefined ? {} : { reason }),
+    ...(fix === undefined ? {} : { fix }),
+    enforcement,
+    facts,
+    warnings,
+  };
+  return {
+    mode: available ? mode : undefined,
+    ...(bubblewrap.path === undefined ? {} : { bubblewrapPath: bubblewrap.path }),
+    ...(shim.path === undefined ? {} : { shimPath: shim.path }),
+    cgroups,
+    landlockAbi: abi,
+    supportsDisableUserNamespaces: bubblewrap.supportsDisableUserNamespaces,
+    report,
+  };
+}
