@@ -1,20 +1,5 @@
-import { existsSync } from 'node:fs';
 import type { Capabilities } from '@bulkhead/core';
-
-/** What a program needs to start: the system directories, read-only. */
-const SYSTEM_READ_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib64', '/etc'];
-
-/** Secrets under /etc that no sandbox reads, even with /etc granted. */
-const SYSTEM_SECRETS = [
-  '/etc/shadow',
-  '/etc/shadow-',
-  '/etc/gshadow',
-  '/etc/gshadow-',
-  '/etc/ssh',
-  '/etc/sudoers',
-  '/etc/sudoers.d',
-  '/etc/ssl/private',
-];
+import { defaultCapabilities } from '@bulkhead/manifest';
 
 export interface BaseCapabilitiesOptions {
   /** Read-write directory and working directory of the payload. */
@@ -27,26 +12,32 @@ export interface BaseCapabilitiesOptions {
   deny?: string[];
 }
 
+/** Shorter than the manifest's default of 10 minutes: a hung conformance test should fail soon. */
+const CONFORMANCE_TIMEOUT_MS = 30_000;
+
 /**
- * The capabilities every conformance launch starts from: the default-deny shape of
- * `@bulkhead/manifest`'s defaults (system directories readable minus secrets, one writable workspace,
- * no network, spawn allowed up to 256 processes, 1 GiB, 30 s, no devices, an empty environment).
+ * The capabilities every conformance launch starts from: `@bulkhead/manifest`'s defaults (system
+ * directories readable minus secrets, the workspace writable, no network, spawn up to 256 processes,
+ * 1 GiB, no devices) with an empty environment, no organisation policy and a 30 s timeout.
  *
- * Written here rather than taken from `defaultCapabilities()` so that the suite does not depend on the
- * caller's cwd, home or environment: a conformance run must be reproducible.
+ * The caller's cwd, home, environment and policy are kept out so that a conformance run is reproducible.
  */
 export function createBaseCapabilities(options: BaseCapabilitiesOptions): Capabilities {
-  const existing = (paths: string[]) => paths.filter((path) => existsSync(path));
+  const defaults = defaultCapabilities({
+    cwd: options.workspace,
+    workspace: options.workspace,
+    home: options.workspace,
+    env: {},
+    policy: null,
+  });
   return {
+    ...defaults,
     filesystem: {
-      read: [...existing(SYSTEM_READ_PATHS), ...(options.read ?? [])],
-      write: [options.workspace, ...(options.write ?? [])],
-      deny: [...existing(SYSTEM_SECRETS), ...(options.deny ?? [])],
+      read: [...defaults.filesystem.read, ...(options.read ?? [])],
+      write: [...defaults.filesystem.write, ...(options.write ?? [])],
+      deny: [...defaults.filesystem.deny, ...(options.deny ?? [])],
     },
-    network: { mode: 'none', allow: [] },
-    process: { spawn: true, maxProcesses: 256 },
-    resources: { memoryBytes: 1024 * 1024 * 1024, timeoutMs: 30_000, gpus: 'none' },
-    devices: { clipboard: false, audio: false, webcam: false, display: false, input: false },
+    resources: { ...defaults.resources, timeoutMs: CONFORMANCE_TIMEOUT_MS },
     env: {},
     workdir: options.workspace,
   };
