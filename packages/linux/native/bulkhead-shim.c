@@ -77,6 +77,9 @@
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 #define LANDLOCK_CREATE_RULESET_VERSION_FLAG (1U << 0)
 #define LANDLOCK_RULE_PATH_BENEATH_TYPE 1
 #define LANDLOCK_RULE_NET_PORT_TYPE 2
@@ -438,9 +441,9 @@ static int relay_connect(const char *socket_path) {
   return fd;
 }
 
-__attribute__((noreturn)) static void relay_loop(int listener, const char *socket_path) {
+__attribute__((noreturn)) static void relay_loop(int listener, int payload, const char *socket_path) {
   static struct relay_pair pairs[RELAY_MAX_PAIRS];
-  struct pollfd polled[1 + 2 * RELAY_MAX_PAIRS];
+  struct pollfd polled[2 + 2 * RELAY_MAX_PAIRS];
   for (size_t i = 0; i < RELAY_MAX_PAIRS; i++) pairs[i].fds[0] = pairs[i].fds[1] = -1;
   for (;;) {
     size_t free_slot = RELAY_MAX_PAIRS;
@@ -461,10 +464,12 @@ __attribute__((noreturn)) static void relay_loop(int listener, const char *socke
     }
     /* With every slot busy, new connections wait in the listen backlog. */
     if (free_slot < RELAY_MAX_PAIRS) polled[0] = (struct pollfd){.fd = listener, .events = POLLIN};
-    if (poll(polled, 1 + 2 * RELAY_MAX_PAIRS, -1) < 0) {
+    polled[1 + 2 * RELAY_MAX_PAIRS] = (struct pollfd){.fd = payload, .events = POLLIN};
+    if (poll(polled, 2 + 2 * RELAY_MAX_PAIRS, -1) < 0) {
       if (errno == EINTR) continue;
       _exit(1);
     }
+    if (polled[1 + 2 * RELAY_MAX_PAIRS].revents) _exit(0); /* the payload is gone */
     if (polled[0].revents & POLLIN) {
       int accepted = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (accepted >= 0) {
@@ -502,14 +507,15 @@ static void bring_loopback_up(void) {
   close(fd);
 }
 
-static void close_all_but(int keep) {
-  if (syscall(SYS_close_range, 0U, (unsigned)keep - 1, 0U) == 0 &&
-      syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0U) == 0)
+/* Closes every fd but `first` and `first + 1`. */
+static void close_all_but_two(int first) {
+  if (syscall(SYS_close_range, 0U, (unsigned)first - 1, 0U) == 0 &&
+      syscall(SYS_close_range, (unsigned)first + 2, ~0U, 0U) == 0)
     return;
   long maximum = sysconf(_SC_OPEN_MAX);
   if (maximum < 0 || maximum > 65536) maximum = 65536;
   for (int fd = 0; fd < maximum; fd++) {
-    if (fd != keep) close(fd);
+    if (fd != first && fd != first + 1) close(fd);
   }
 }
 
@@ -532,13 +538,20 @@ static void start_relay(const struct plan *plan) {
   long child = syscall(SYS_clone, 0UL, NULL, NULL, NULL, NULL);
   if (child < 0) fail(EXIT_SHIM_FAILED, "relay", errno, "cannot start the relay: %s", strerror(errno));
   if (child == 0) {
+    /*
+     * Landlock's signal scope stops the payload's death signal from reaching the relay, which sits
+     * outside the sandbox's domain: a pidfd of the payload, readable once it exits, ends the relay.
+     * Kernels before 5.3 have no pidfd, and no Landlock scope either: the death signal works there.
+     */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(0);
+    int payload = (int)syscall(SYS_pidfd_open, parent, 0U);
+    if ((payload < 0 && errno != ENOSYS) || getppid() != parent) _exit(0);
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     /* It must not hold the payload's stdio or the status fd, or their readers never see EOF. */
-    close_all_but(listener);
+    if (payload >= 0 && dup2(payload, listener + 1) < 0) _exit(0);
+    close_all_but_two(listener);
     signal(SIGPIPE, SIG_IGN);
-    relay_loop(listener, plan->relay_socket);
+    relay_loop(listener, payload >= 0 ? listener + 1 : -1, plan->relay_socket);
   }
   close(listener);
 }

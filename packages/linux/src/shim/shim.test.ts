@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -328,5 +328,33 @@ print(attempt(lambda: open('/dev/tty', 'r+')))`),
       plan({}, { rlimits: { nofile: [64, 128] } }),
     );
     expect(result.stdout).toBe('64\n128\n');
+  });
+});
+
+// Creating a throwaway account needs root. Run unprivileged, every test above already is the
+// unprivileged case, so nothing is lost by skipping this block then.
+describe.skipIf(process.getuid?.() !== 0)('the exec shim, run by an unprivileged user', () => {
+  const name = `bh-shim-${process.pid}`;
+  let uid: number;
+  let gid: number;
+
+  beforeAll(() => {
+    execFileSync('useradd', ['--create-home', '--shell', '/usr/sbin/nologin', name]);
+    uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }));
+    gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }));
+  });
+  afterAll(() => {
+    execFileSync('userdel', ['--remove', name], { stdio: 'ignore' });
+  });
+
+  it('refuses reads outside the grants and new user namespaces that the user could otherwise use', async () => {
+    const code = `
+print(os.getuid())
+print(attempt(lambda: open(${JSON.stringify(join(outside, 'file.txt'))}).read()))
+print(raw(libc.unshare(0x10000000)))`;
+    const control = await runBare(attempt(code), { uid, gid });
+    expect(control.stdout).toBe(`${uid}\nok\nok\n`);
+    const result = await runShim(attempt(code), plan(), { uid, gid });
+    expect(result.stdout).toBe(`${uid}\nEACCES\nEPERM\n`);
   });
 });

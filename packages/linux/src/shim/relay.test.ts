@@ -1,0 +1,138 @@
+import { existsSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureShim } from './ensure-shim.js';
+import { planShim } from './plan-shim.js';
+import { python, runShimRaw, testCapabilities } from './shim-test-support.js';
+
+// The relay lets a payload in an empty network namespace reach the host's egress proxy through
+// 127.0.0.1:<port>. Here a unix-socket echo server stands in for the proxy, and `unshare -n` makes
+// the empty namespace (its loopback starts down, so the shim must bring it up).
+const isRoot = process.getuid?.() === 0;
+
+let base: string;
+let socketPath: string;
+let echo: Server;
+
+beforeAll(async () => {
+  base = mkdtempSync('/tmp/bulkhead-relay-test-');
+  socketPath = join(base, 'egress.sock');
+  echo = createServer((socket) => socket.pipe(socket));
+  await new Promise<void>((resolve) => echo.listen(socketPath, resolve));
+});
+
+afterAll(() => {
+  echo.close();
+  rmSync(base, { recursive: true, force: true });
+});
+
+const RELAY_PORT = 3128;
+
+function relayPlan(network: 'none' | 'open' = 'none') {
+  const capabilities = testCapabilities({ read: ['/proc'], workdir: base, network });
+  return planShim({ capabilities, workdir: base, relay: { port: RELAY_PORT, socketPath } });
+}
+
+async function runInEmptyNetwork(command: string[], network: 'none' | 'open' = 'none') {
+  const plan = relayPlan(network);
+  // unshare keeps fds 3 and up open across its exec, so the plan pipes reach the shim.
+  return runShimRaw(plan.args, plan.fds, plan.statusFd, command, {
+    launcher: isRoot ? ['unshare', '--net', '--'] : ['unshare', '--map-root-user', '--net', '--'],
+  });
+}
+
+const CLIENT = `
+import errno, os, socket
+def exchange(port, payload):
+    try:
+        connection = socket.create_connection(('127.0.0.1', port), timeout=10)
+        connection.sendall(payload)
+        connection.shutdown(socket.SHUT_WR)
+        received = b''
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return received
+            received += chunk
+    except OSError as error:
+        return errno.errorcode[error.errno]
+`;
+
+describe('the egress relay', () => {
+  it('splices 127.0.0.1:<port> inside an empty network namespace to the host unix socket', async () => {
+    const result = await runInEmptyNetwork(
+      python(`${CLIENT}
+print(exchange(${RELAY_PORT}, b'ping'))
+print(len(exchange(${RELAY_PORT}, b'x' * (1 << 20))))
+print(exchange(${RELAY_PORT + 1}, b'other port'))`),
+    );
+    expect(result.error).toBeUndefined();
+    expect(result.stdout).toBe(`b'ping'\n${1 << 20}\nEACCES\n`);
+  });
+
+  it('serves several connections at once', async () => {
+    const result = await runInEmptyNetwork(
+      python(`${CLIENT}
+connections = [socket.create_connection(('127.0.0.1', ${RELAY_PORT})) for _ in range(20)]
+for index, connection in enumerate(connections):
+    connection.sendall(b'%d;' % index)
+replies = [connection.recv(16) for connection in connections]
+print(b''.join(replies).decode())`),
+    );
+    expect(result.stdout.trim()).toBe(Array.from({ length: 20 }, (_, index) => `${index};`).join(''));
+  });
+
+  it('is invisible to the payload waiting for its children, and dies with the payload', async () => {
+    const shim = await ensureShim();
+    const result = await runInEmptyNetwork([
+      '/bin/sh',
+      '-c',
+      // `read` is a builtin: listing the children forks nothing, so only the relay is there.
+      'read children < /proc/$$/task/$$/children; echo "$children"; sleep 0.1 & wait; echo waited',
+    ]);
+    expect(result.error).toBeUndefined();
+    const [children, waited] = result.stdout.split('\n').filter((line) => line.trim() !== '');
+    expect(waited).toBe('waited');
+    const relayPids = (children ?? '').trim().split(/\s+/).map(Number);
+    expect(relayPids).toHaveLength(1);
+    const relay = relayPids[0]!;
+    // SIGKILL from PR_SET_PDEATHSIG is asynchronous: poll until the relay is gone.
+    for (let attempt = 0; attempt < 100 && existsSync(`/proc/${relay}`); attempt++) {
+      let executable = '';
+      try {
+        executable = readlinkSync(`/proc/${relay}/exe`);
+      } catch {
+        break; // a zombie waiting for its reaper, or gone
+      }
+      if (executable !== shim) break; // the pid was reused by another process
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const stillRelay = (() => {
+      try {
+        return readlinkSync(`/proc/${relay}/exe`) === shim;
+      } catch {
+        return false;
+      }
+    })();
+    expect(stillRelay).toBe(false);
+  });
+
+  it('reports a relay port it cannot bind as the shim failing, not the payload', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const capabilities = testCapabilities({ workdir: base });
+      const plan = planShim({ capabilities, workdir: base, relay: { port, socketPath } });
+      // On the host's network, where the port is taken.
+      const result = await runShimRaw(plan.args, plan.fds, plan.statusFd, ['/bin/echo', 'ran']);
+      expect(result.exitCode).toBe(125);
+      expect(result.stdout).toBe('');
+      expect(result.error?.code).toBe('LAUNCH_FAILED');
+      expect(result.error?.message).toContain(`127.0.0.1:${port}`);
+    } finally {
+      blocker.close();
+    }
+  });
+});
