@@ -8,7 +8,7 @@ import {
   launch,
   ProviderRegistry,
 } from '@bulkhead/core';
-import { spawnHandle, type Subject, type SubjectContext, type SubjectSession } from './subject.js';
+import { type Subject, type SubjectContext, type SubjectSession, spawnHandle } from './subject.js';
 import { packageVersion } from './versions.js';
 
 /**
@@ -16,11 +16,17 @@ import { packageVersion } from './versions.js';
  * with no manifest), plus read access to the workload program.
  */
 export async function benchmarkCapabilities(context: SubjectContext): Promise<Capabilities> {
-  const manifest = (await import('@bulkhead/manifest')) as { defaultCapabilities?: (options?: unknown) => Capabilities };
+  const manifest = (await import('@bulkhead/manifest')) as {
+    defaultCapabilities?: (options?: unknown) => Capabilities;
+  };
   if (typeof manifest.defaultCapabilities !== 'function') {
-    throw new BulkheadError('BENCHMARK_SUBJECT_UNAVAILABLE', '@bulkhead/manifest does not export defaultCapabilities() yet.', {
-      fix: 'build @bulkhead/manifest (npm run build -w @bulkhead/manifest)',
-    });
+    throw new BulkheadError(
+      'BENCHMARK_SUBJECT_UNAVAILABLE',
+      '@bulkhead/manifest does not export defaultCapabilities() yet.',
+      {
+        fix: 'build @bulkhead/manifest (npm run build -w @bulkhead/manifest)',
+      },
+    );
   }
   const defaults = manifest.defaultCapabilities();
   return {
@@ -35,9 +41,13 @@ async function createProvider(mode: BulkheadSubjectOptions['mode']): Promise<Iso
   if (mode === 'none') return createNoneProvider();
   const tier = (await import('@bulkhead/tier-process')) as { createProcessProvider?: ProcessProviderFactory };
   if (typeof tier.createProcessProvider !== 'function') {
-    throw new BulkheadError('BENCHMARK_SUBJECT_UNAVAILABLE', '@bulkhead/tier-process does not export createProcessProvider() yet.', {
-      fix: 'build @bulkhead/tier-process (npm run build -w @bulkhead/tier-process)',
-    });
+    throw new BulkheadError(
+      'BENCHMARK_SUBJECT_UNAVAILABLE',
+      '@bulkhead/tier-process does not export createProcessProvider() yet.',
+      {
+        fix: 'build @bulkhead/tier-process (npm run build -w @bulkhead/tier-process)',
+      },
+    );
   }
   return tier.createProcessProvider({ mode });
 }
@@ -67,7 +77,10 @@ export function bulkheadSubject(options: BulkheadSubjectOptions): Subject {
       return version && `${name} ${version}`;
     },
     async prepare(context): Promise<SubjectSession> {
-      const [provider, capabilities] = await Promise.all([createProvider(options.mode), benchmarkCapabilities(context)]);
+      const [provider, capabilities] = await Promise.all([
+        createProvider(options.mode),
+        benchmarkCapabilities(context),
+      ]);
       // One registry per session, so the probe is asked once, as in a long-running harness.
       const providers = new ProviderRegistry([provider]);
       return {
@@ -103,7 +116,8 @@ export function bulkheadCliSubject(options: { id: string; label: string }): Subj
     family: 'bulkhead',
     group: 'process',
     scope: 'whole-process',
-    description: '`node packages/cli/dist/cli.js run -- CMD` (a fresh Node process per launch, default manifest)',
+    description:
+      '`node packages/cli/dist/cli.js run -- CMD` (a fresh Node process per launch, default manifest)',
     version: async () => {
       const version = await packageVersion('bulkhead');
       return version && `bulkhead ${version}`;

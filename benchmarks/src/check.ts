@@ -75,7 +75,13 @@ export function comparableMetrics(result: BenchResult): Metric[] {
   }
   for (const figure of result.memory) {
     // Single measurements carry no spread of their own; the noise floor stands in for it.
-    metrics.push({ key: `memory:${figure.subject}:per-sandbox`, subject: figure.subject, value: figure.perSandbox, kind: 'bytes', noisy: false });
+    metrics.push({
+      key: `memory:${figure.subject}:per-sandbox`,
+      subject: figure.subject,
+      value: figure.perSandbox,
+      kind: 'bytes',
+      noisy: false,
+    });
   }
   for (const figure of result.cpu) {
     metrics.push({
@@ -90,7 +96,11 @@ export function comparableMetrics(result: BenchResult): Metric[] {
 }
 
 function show(value: number, kind: Metric['kind']): string {
-  return kind === 'ms' ? formatMilliseconds(value) : kind === 'bytes' ? formatBytes(value) : formatRatio(value);
+  return kind === 'ms'
+    ? formatMilliseconds(value)
+    : kind === 'bytes'
+      ? formatBytes(value)
+      : formatRatio(value);
 }
 
 /** Subjects whose figures are held to the mission targets: Bulkhead's isolating tiers. */
@@ -149,7 +159,9 @@ export function checkResult(result: BenchResult, baseline?: BenchResult): CheckR
       message: `${figure.subject} CPU-bound ratio ${formatRatio(figure.ratio)} ${within ? '<' : '>='} target ${formatRatio(MISSION_TARGETS.cpuRatio)}${noisy ? ' (noisy)' : ''}`,
     });
   }
-  for (const subject of result.subjects.filter((candidate) => candidate.family === 'bulkhead' && !candidate.available)) {
+  for (const subject of result.subjects.filter(
+    (candidate) => candidate.family === 'bulkhead' && !candidate.available,
+  )) {
     findings.push({
       level: 'warn',
       figure: `subject:${subject.id}`,
@@ -158,7 +170,11 @@ export function checkResult(result: BenchResult, baseline?: BenchResult): CheckR
   }
 
   if (!baseline) {
-    findings.push({ level: 'warn', figure: 'baseline', message: 'no baseline to compare with (write one with --write-baseline)' });
+    findings.push({
+      level: 'warn',
+      figure: 'baseline',
+      message: 'no baseline to compare with (write one with --write-baseline)',
+    });
   } else if (baseline.schemaVersion !== RESULT_SCHEMA_VERSION) {
     findings.push({
       level: 'warn',

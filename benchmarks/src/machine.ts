@@ -28,13 +28,16 @@ export function cgroupLayout(): string {
   if (existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'v2';
   const unified = readText('/sys/fs/cgroup/unified/cgroup.controllers');
   if (unified !== undefined) {
-    return unified === '' ? 'hybrid (v1 controllers, v2 without controllers)' : `hybrid (v1, v2 with ${unified})`;
+    return unified === ''
+      ? 'hybrid (v1 controllers, v2 without controllers)'
+      : `hybrid (v1, v2 with ${unified})`;
   }
   return existsSync('/sys/fs/cgroup/memory') ? 'v1' : 'none found';
 }
 
 function kvmModule(): string {
-  for (const module of ['kvm_intel', 'kvm_amd', 'kvm_pvm']) if (existsSync(`/sys/module/${module}`)) return module;
+  for (const module of ['kvm_intel', 'kvm_amd', 'kvm_pvm'])
+    if (existsSync(`/sys/module/${module}`)) return module;
   return 'no kvm module';
 }
 
@@ -49,7 +52,10 @@ function userNamespaces(): string {
 }
 
 /** Facts about the machine that explain a figure; recorded in every result. */
-export async function machineFacts(workloadPath: string, versions: Record<string, string>): Promise<MachineFacts> {
+export async function machineFacts(
+  workloadPath: string,
+  versions: Record<string, string>,
+): Promise<MachineFacts> {
   const cpus = os.cpus();
   const [landlockAbi, kvmVersion] = await Promise.all([
     workloadAnswer(workloadPath, 'landlock-abi'),
@@ -65,7 +71,9 @@ export async function machineFacts(workloadPath: string, versions: Record<string
     cores: cpus.length,
     memoryBytes: os.totalmem(),
     kernel: os.release(),
-    os: readText('/etc/os-release')?.match(/^PRETTY_NAME="?([^"\n]*)"?$/m)?.[1] ?? `${os.type()} ${os.release()}`,
+    os:
+      readText('/etc/os-release')?.match(/^PRETTY_NAME="?([^"\n]*)"?$/m)?.[1] ??
+      `${os.type()} ${os.release()}`,
     kvmUsable,
     kvm,
     cgroup: cgroupLayout(),

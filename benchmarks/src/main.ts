@@ -68,17 +68,26 @@ async function prepareSubjects(subjects: Subject[], context: SubjectContext, pro
 async function runBench(options: BenchOptions, progress: Progress): Promise<BenchResult> {
   const startedAt = new Date().toISOString();
   const workloadPath = await buildWorkload();
-  const context: SubjectContext = { repositoryRoot, workloadPath, workloadDirectory: path.dirname(workloadPath) };
+  const context: SubjectContext = {
+    repositoryRoot,
+    workloadPath,
+    workloadDirectory: path.dirname(workloadPath),
+  };
   const subjects = selectSubjects(allSubjects(), {
     ...(options.tiers === undefined ? {} : { tiers: options.tiers }),
     ...(options.peers === undefined ? {} : { peers: options.peers }),
   });
   const { records, prepared } = await prepareSubjects(subjects, context, progress);
-  const versions = Object.fromEntries(records.flatMap((record) => (record.version ? [[record.id, record.version]] : [])));
+  const versions = Object.fromEntries(
+    records.flatMap((record) => (record.version ? [[record.id, record.version]] : [])),
+  );
   const machine = await machineFacts(workloadPath, versions);
   const bench: Bench = { options, context, progress, prepared, omissions: [] };
-  const available = subjects.filter((subject) => records.find((record) => record.id === subject.id)?.available);
-  const wants = (measurement: BenchOptions['measurements'][number]) => options.measurements.includes(measurement);
+  const available = subjects.filter(
+    (subject) => records.find((record) => record.id === subject.id)?.available,
+  );
+  const wants = (measurement: BenchOptions['measurements'][number]) =>
+    options.measurements.includes(measurement);
 
   const result: BenchResult = {
     schemaVersion: RESULT_SCHEMA_VERSION,
@@ -105,7 +114,8 @@ async function runBench(options: BenchOptions, progress: Progress): Promise<Benc
     concurrency: [],
     network: {
       status: 'not-measured',
-      reason: '@bulkhead/egress does not offer an allow-list to tier-process yet; the slot is kept for its latency and throughput figures',
+      reason:
+        '@bulkhead/egress does not offer an allow-list to tier-process yet; the slot is kept for its latency and throughput figures',
     },
     omissions: bench.omissions,
   };
@@ -154,7 +164,8 @@ async function main(): Promise<number> {
     progress.log('updated the results section of benchmarks/README.md');
   }
   if (options.check) {
-    const baseline = existsSync(baselinePath) && !options.writeBaseline ? await readResult(baselinePath) : undefined;
+    const baseline =
+      existsSync(baselinePath) && !options.writeBaseline ? await readResult(baselinePath) : undefined;
     const report = checkResult(result, baseline);
     for (const finding of report.findings) {
       process.stderr.write(`${finding.level.toUpperCase().padEnd(4)} ${finding.message}\n`);

@@ -63,7 +63,10 @@ async function interleaved(
   sample: (prepared: PreparedSubject) => Promise<number>,
 ): Promise<Map<string, Tally>> {
   const tallies = new Map<string, Tally>(
-    subjects.map(({ subject }) => [subject.id, { samples: [], failures: [], consecutiveFailures: 0, gaveUp: false }]),
+    subjects.map(({ subject }) => [
+      subject.id,
+      { samples: [], failures: [], consecutiveFailures: 0, gaveUp: false },
+    ]),
   );
   const schedule = interleave(subjects, runs, warmup);
   for (const [index, { warmup: isWarmup, subject: prepared }] of schedule.entries()) {
@@ -77,7 +80,8 @@ async function interleaved(
     } catch (error) {
       tally.consecutiveFailures += 1;
       if (tally.failures.length < 5) tally.failures.push(describeError(error));
-      if (tally.consecutiveFailures >= FAILURES_BEFORE_GIVING_UP && tally.samples.length === 0) tally.gaveUp = true;
+      if (tally.consecutiveFailures >= FAILURES_BEFORE_GIVING_UP && tally.samples.length === 0)
+        tally.gaveUp = true;
     }
   }
   bench.progress.update(section, 'done', schedule.length, schedule.length);
@@ -92,18 +96,34 @@ export async function measureLaunch(bench: Bench): Promise<LaunchFigure[]> {
   );
   const streaming = bench.prepared.filter(({ subject, session }) => {
     if (session.start) return true;
-    omit(bench, 'launch', subject.id, `first byte not measurable: ${session.streamingUnavailable ?? 'no streaming API'}`);
+    omit(
+      bench,
+      'launch',
+      subject.id,
+      `first byte not measurable: ${session.streamingUnavailable ?? 'no streaming API'}`,
+    );
     return false;
   });
-  const firstBytes = await interleaved(bench, 'launch to first byte', streaming, runs, warmup, ({ session }) =>
-    timeToFirstByte(session, ['/bin/echo', 'bulkhead']),
+  const firstBytes = await interleaved(
+    bench,
+    'launch to first byte',
+    streaming,
+    runs,
+    warmup,
+    ({ session }) => timeToFirstByte(session, ['/bin/echo', 'bulkhead']),
   );
   for (const { subject } of bench.prepared) {
     const exit = exits.get(subject.id)!;
     const firstByte = firstBytes.get(subject.id);
-    if (exit.samples.length === 0) omit(bench, 'launch', subject.id, `every launch failed: ${exit.failures[0] ?? 'no reason'}`);
+    if (exit.samples.length === 0)
+      omit(bench, 'launch', subject.id, `every launch failed: ${exit.failures[0] ?? 'no reason'}`);
     if (firstByte && firstByte.samples.length === 0) {
-      omit(bench, 'launch', subject.id, `every first-byte launch failed: ${firstByte.failures[0] ?? 'no reason'}`);
+      omit(
+        bench,
+        'launch',
+        subject.id,
+        `every first-byte launch failed: ${firstByte.failures[0] ?? 'no reason'}`,
+      );
     }
   }
   const bareExit = exits.get('bare')?.samples;
@@ -113,9 +133,12 @@ export async function measureLaunch(bench: Bench): Promise<LaunchFigure[]> {
     const firstByte = firstBytes.get(subject.id);
     const exitSet = sampleSet('ms', exit.samples);
     const firstByteSet = firstByte && sampleSet('ms', firstByte.samples);
-    const exitRatio = exitSet && bareExit?.length ? ratio(exitSet.summary.median, median(bareExit)) : undefined;
+    const exitRatio =
+      exitSet && bareExit?.length ? ratio(exitSet.summary.median, median(bareExit)) : undefined;
     const firstByteRatio =
-      firstByteSet && bareFirstByte?.length ? ratio(firstByteSet.summary.median, median(bareFirstByte)) : undefined;
+      firstByteSet && bareFirstByte?.length
+        ? ratio(firstByteSet.summary.median, median(bareFirstByte))
+        : undefined;
     return {
       subject: subject.id,
       ...(exitSet ? { exit: exitSet } : {}),
@@ -141,22 +164,43 @@ export async function measureCpu(bench: Bench): Promise<CpuFigure[]> {
   for (const prepared of bench.prepared) {
     if (prepared.subject.id === 'bare') continue;
     if (prepared.subject.scope === 'whole-process') {
-      omit(bench, 'cpu', prepared.subject.id, 'whole-process row: the payload runs in the same sandbox as the SDK row, so its CPU figure is that one');
+      omit(
+        bench,
+        'cpu',
+        prepared.subject.id,
+        'whole-process row: the payload runs in the same sandbox as the SDK row, so its CPU figure is that one',
+      );
       continue;
     }
     for (const { job, command } of jobs) {
       // Pairs (outside, inside) alternate, so drift of the machine hits both sides alike.
       const pair: PreparedSubject[] = [bare, prepared];
-      const tallies = await interleaved(bench, `${job} ${prepared.subject.label}`, pair, cpuRuns, 1, ({ session }) =>
-        selfTimedRun(session, command),
+      const tallies = await interleaved(
+        bench,
+        `${job} ${prepared.subject.label}`,
+        pair,
+        cpuRuns,
+        1,
+        ({ session }) => selfTimedRun(session, command),
       );
       const inside = sampleSet('ms', tallies.get(prepared.subject.id)!.samples);
       const outside = sampleSet('ms', tallies.get('bare')!.samples);
       if (!inside || !outside) {
-        omit(bench, 'cpu', prepared.subject.id, `${job}: ${tallies.get(prepared.subject.id)!.failures[0] ?? 'no samples'}`);
+        omit(
+          bench,
+          'cpu',
+          prepared.subject.id,
+          `${job}: ${tallies.get(prepared.subject.id)!.failures[0] ?? 'no samples'}`,
+        );
         continue;
       }
-      figures.push({ subject: prepared.subject.id, job, inside, outside, ratio: inside.summary.median / outside.summary.median });
+      figures.push({
+        subject: prepared.subject.id,
+        job,
+        inside,
+        outside,
+        ratio: inside.summary.median / outside.summary.median,
+      });
     }
   }
   return figures;
@@ -166,7 +210,12 @@ export async function measureCpu(bench: Bench): Promise<CpuFigure[]> {
 export async function measureCold(bench: Bench, subjects: Subject[]): Promise<ColdFigure[]> {
   const inProcess = subjects.filter((subject) => {
     if (subject.scope === 'in-process') return true;
-    omit(bench, 'cold', subject.id, 'whole-process row: every launch starts a fresh process, so its launch figure is already cold');
+    omit(
+      bench,
+      'cold',
+      subject.id,
+      'whole-process row: every launch starts a fresh process, so its launch figure is already cold',
+    );
     return false;
   });
   const prepareSamples = new Map<string, number[]>();
@@ -277,10 +326,17 @@ export async function measureConcurrency(bench: Bench, subjects: Subject[]): Pro
   const figures: ConcurrencyFigure[] = [];
   const inProcess = subjects.filter((subject) => {
     if (subject.scope === 'in-process') return true;
-    omit(bench, 'concurrency', subject.id, 'whole-process row: concurrency is measured from one process through the SDK');
+    omit(
+      bench,
+      'concurrency',
+      subject.id,
+      'whole-process row: concurrency is measured from one process through the SDK',
+    );
     return false;
   });
-  const jobs = bench.options.concurrencyLevels.flatMap((level) => inProcess.map((subject) => ({ level, subject })));
+  const jobs = bench.options.concurrencyLevels.flatMap((level) =>
+    inProcess.map((subject) => ({ level, subject })),
+  );
   for (const [index, { level, subject }] of jobs.entries()) {
     bench.progress.update('concurrency', `${subject.label} x${level}`, index, jobs.length);
     try {

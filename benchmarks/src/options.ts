@@ -62,9 +62,13 @@ function list(value: string | undefined): string[] | undefined {
 function positiveInteger(value: string, flag: string): number {
   const number = Number(value);
   if (!Number.isInteger(number) || number < 1) {
-    throw new BulkheadError('BENCHMARK_INVALID_OPTION', `${flag} takes a whole number of at least 1, not '${value}'.`, {
-      fix: `${flag} 20`,
-    });
+    throw new BulkheadError(
+      'BENCHMARK_INVALID_OPTION',
+      `${flag} takes a whole number of at least 1, not '${value}'.`,
+      {
+        fix: `${flag} 20`,
+      },
+    );
   }
   return number;
 }
@@ -88,9 +92,13 @@ function parseFlags(argv: string[]) {
   try {
     return parseArgs({ args: argv, options: FLAGS, allowPositionals: false, strict: true }).values;
   } catch (error) {
-    throw new BulkheadError('BENCHMARK_INVALID_OPTION', `${(error as Error).message}. Run with --help for the options.`, {
-      fix: 'npm run bench -- --help',
-    });
+    throw new BulkheadError(
+      'BENCHMARK_INVALID_OPTION',
+      `${(error as Error).message}. Run with --help for the options.`,
+      {
+        fix: 'npm run bench -- --help',
+      },
+    );
   }
 }
 

@@ -141,7 +141,8 @@ let cgroupSequence = 0;
 /** Creates a measurement cgroup, or returns the reason there is none (not root, no memory controller). */
 export async function createMeasurementCgroup(): Promise<MeasurementCgroup | string> {
   const own = ownMemoryCgroup();
-  if (!own) return 'no memory cgroup controller is reachable from this process (v1 memory or v2 with memory enabled)';
+  if (!own)
+    return 'no memory cgroup controller is reachable from this process (v1 memory or v2 with memory enabled)';
   const directory = path.join(own.directory, `bulkhead-bench-${process.pid}-${cgroupSequence++}`);
   try {
     await mkdir(directory);
@@ -153,7 +154,8 @@ export async function createMeasurementCgroup(): Promise<MeasurementCgroup | str
     version,
     directory,
     add: (pid) => writeFile(path.join(directory, 'cgroup.procs'), String(pid)),
-    chargedBytes: () => readNumber(path.join(directory, version === 1 ? 'memory.usage_in_bytes' : 'memory.current')),
+    chargedBytes: () =>
+      readNumber(path.join(directory, version === 1 ? 'memory.usage_in_bytes' : 'memory.current')),
     async kernelBytes() {
       if (version === 1) return readNumber(path.join(directory, 'memory.kmem.usage_in_bytes'));
       try {

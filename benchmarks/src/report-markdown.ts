@@ -48,21 +48,26 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
   sections.push(`${machineLine(result)}\n\n${runLine(result)}`);
   if (options.chartPath) sections.push(`![Launch and memory per subject, log scale](${options.chartPath})`);
 
-  if (result.launch.length > 0) {
-    const cold = new Map(result.cold.map((figure) => [figure.subject, figure]));
-    const rows = result.launch.map((figure) => {
-      const subject = result.subjects.find((candidate) => candidate.id === figure.subject);
-      const coldFigure = cold.get(figure.subject);
+  if (result.launch.length > 0 || result.cold.length > 0) {
+    const launches = new Map(result.launch.map((figure) => [figure.subject, figure]));
+    const colds = new Map(result.cold.map((figure) => [figure.subject, figure]));
+    const ids = result.subjects
+      .map((subject) => subject.id)
+      .filter((id) => launches.has(id) || colds.has(id));
+    const rows = ids.map((id) => {
+      const subject = result.subjects.find((candidate) => candidate.id === id);
+      const figure = launches.get(id);
+      const coldFigure = colds.get(id);
       return [
-        labelOf(result, figure.subject),
+        labelOf(result, id),
         subject?.scope ?? '',
-        median(figure.exit),
-        figure.exit ? formatMilliseconds(figure.exit.summary.p95) : '–',
-        range(figure.exit),
-        formatRatio(figure.exitRatio),
-        median(figure.firstByte),
-        formatRatio(figure.firstByteRatio),
-        coldFigure ? median(coldFigure.launch) : subject?.scope === 'whole-process' ? '(each run)' : '–',
+        median(figure?.exit),
+        figure?.exit ? formatMilliseconds(figure.exit.summary.p95) : '–',
+        range(figure?.exit),
+        formatRatio(figure?.exitRatio),
+        median(figure?.firstByte),
+        formatRatio(figure?.firstByteRatio),
+        coldFigure ? median(coldFigure.launch) : subject?.scope === 'whole-process' ? '(every run)' : '–',
         formatRatio(coldFigure?.ratio),
       ];
     });
@@ -71,7 +76,18 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
         '### Launch',
         'Warm: the SDK prepared and used before (in-process), or a fresh command per launch (whole-process). Cold: a fresh Node process per sample, from the first API call (import of the subject, probe, initialisation) to the exit of the first `/bin/true`. Ratios divide by the bare spawn measured in the same run.',
         table(
-          ['subject', 'scope', 'to exit (`/bin/true`) median', 'p95', 'min–max', '× bare', 'to first byte (`echo`) median', '× bare', 'cold median', '× bare cold'],
+          [
+            'subject',
+            'scope',
+            'to exit (`/bin/true`) median',
+            'p95',
+            'min–max',
+            '× bare',
+            'to first byte (`echo`) median',
+            '× bare',
+            'cold median',
+            '× bare cold',
+          ],
           rows,
         ),
       ].join('\n\n'),
@@ -97,7 +113,16 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
         '### Memory per sandbox',
         `Each subject launches ${result.options.memorySandboxes} sandboxes running an idle \`sleep\` from a fresh Node process. *Processes*: PSS (/proc/PID/smaps_rollup) of every process the isolation added, payloads excluded, per sandbox. *Launcher growth*: how much the launching Node process itself grew (library, proxies, native code), in total. *All told*: both, per sandbox. *Charged* and *kernel*: what the launcher's memory cgroup was charged beyond the bare baseline, per sandbox.`,
         table(
-          ['subject', 'processes / sandbox', 'launcher growth', 'all told / sandbox', '× bare payload', 'charged / sandbox', 'kernel / sandbox', 'largest processes'],
+          [
+            'subject',
+            'processes / sandbox',
+            'launcher growth',
+            'all told / sandbox',
+            '× bare payload',
+            'charged / sandbox',
+            'kernel / sandbox',
+            'largest processes',
+          ],
           rows,
         ),
       ].join('\n\n'),
@@ -114,16 +139,29 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
       return [
         labelOf(result, id),
         `${formatRatio(bound?.ratio)}${noisy(bound)}`,
-        bound ? `${formatMilliseconds(bound.inside.summary.median)} / ${formatMilliseconds(bound.outside.summary.median)}` : '–',
+        bound
+          ? `${formatMilliseconds(bound.inside.summary.median)} / ${formatMilliseconds(bound.outside.summary.median)}`
+          : '–',
         `${formatRatio(heavy?.ratio)}${noisy(heavy)}`,
-        heavy ? `${formatMilliseconds(heavy.inside.summary.median)} / ${formatMilliseconds(heavy.outside.summary.median)}` : '–',
+        heavy
+          ? `${formatMilliseconds(heavy.inside.summary.median)} / ${formatMilliseconds(heavy.outside.summary.median)}`
+          : '–',
       ];
     });
     sections.push(
       [
         '### CPU overhead',
         `The workload times itself (CLOCK_MONOTONIC), so launch cost is not part of it. CPU-bound: ${result.options.cpuIterations.toLocaleString('en')} xorshift rounds; syscall-heavy: ${result.options.syscallIterations.toLocaleString('en')} × stat+open+read+close. Inside and outside alternate; the ratio is of the medians.`,
-        table(['subject', 'CPU-bound inside/outside', 'medians (in / out)', 'syscall-heavy inside/outside', 'medians (in / out)'], rows),
+        table(
+          [
+            'subject',
+            'CPU-bound inside/outside',
+            'medians (in / out)',
+            'syscall-heavy inside/outside',
+            'medians (in / out)',
+          ],
+          rows,
+        ),
       ].join('\n\n'),
     );
   }
@@ -143,8 +181,21 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
     sections.push(
       [
         '### Concurrency',
-        'N sandboxes launched at once from one fresh Node process, each payload printing `ready` and waiting for stdin to close. *All started*: from the first launch call until every payload said ready. *Memory*: PSS of the isolation processes plus the launcher\'s growth while all run.',
-        table(['subject', 'sandboxes', 'succeeded', 'all started', 'launch p50', 'launch p95', 'memory', 'observed at', 'first error'], rows),
+        "N sandboxes launched at once from one fresh Node process, each payload printing `ready` and waiting for stdin to close. *All started*: from the first launch call until every payload said ready. *Memory*: PSS of the isolation processes plus the launcher's growth while all run.",
+        table(
+          [
+            'subject',
+            'sandboxes',
+            'succeeded',
+            'all started',
+            'launch p50',
+            'launch p95',
+            'memory',
+            'observed at',
+            'first error',
+          ],
+          rows,
+        ),
       ].join('\n\n'),
     );
   }
@@ -155,14 +206,21 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
 
   const unavailable = result.subjects.filter((subject) => !subject.available);
   const omissions = [
-    ...unavailable.map((subject) => `- **${subject.label}** could not run here: ${subject.reason ?? 'no reason given'}`),
-    ...result.omissions.map((omission) => `- ${omission.subject === '*' ? 'all' : `**${labelOf(result, omission.subject)}**`}, ${omission.measurement}: ${omission.reason}`),
+    ...unavailable.map(
+      (subject) => `- **${subject.label}** could not run here: ${subject.reason ?? 'no reason given'}`,
+    ),
+    ...result.omissions.map(
+      (omission) =>
+        `- ${omission.subject === '*' ? 'all' : `**${labelOf(result, omission.subject)}**`}, ${omission.measurement}: ${omission.reason}`,
+    ),
   ];
   if (omissions.length > 0) sections.push(`### Not measured\n\n${omissions.join('\n')}`);
 
   const noisy = noisyFigures(result);
   if (noisy.length > 0) {
-    sections.push(`### Noisy figures (${NOISY})\n\nThe spread of these is too wide to trust the median alone; rerun on a quiet machine.\n\n${noisy.join('\n')}`);
+    sections.push(
+      `### Noisy figures (${NOISY})\n\nThe spread of these is too wide to trust the median alone; rerun on a quiet machine.\n\n${noisy.join('\n')}`,
+    );
   }
 
   sections.push(`### Subjects\n\n${result.subjects.map((subject) => subjectLine(subject)).join('\n')}`);

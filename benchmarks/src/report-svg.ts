@@ -27,7 +27,11 @@ const AXIS_HEIGHT = 24;
 const PLOT_WIDTH = WIDTH - LABEL_WIDTH - VALUE_WIDTH - 20;
 
 function escapeXml(text: string): string {
-  return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
+  return text
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
+    .replaceAll('"', '&quot;');
 }
 
 /** Powers of ten that enclose every positive value; log scales need a strictly positive domain. */
@@ -45,7 +49,10 @@ function renderPanel(panel: Panel, top: number): { svg: string; height: number }
   const [low, high] = logDomain(values);
   const x = (value: number) => {
     const clamped = Math.min(Math.max(value, low), high);
-    return LABEL_WIDTH + ((Math.log10(clamped) - Math.log10(low)) / (Math.log10(high) - Math.log10(low))) * PLOT_WIDTH;
+    return (
+      LABEL_WIDTH +
+      ((Math.log10(clamped) - Math.log10(low)) / (Math.log10(high) - Math.log10(low))) * PLOT_WIDTH
+    );
   };
   const parts: string[] = [];
   parts.push(`<text x="10" y="${top + 20}" class="title">${escapeXml(panel.title)}</text>`);
@@ -54,7 +61,9 @@ function renderPanel(panel: Panel, top: number): { svg: string; height: number }
   for (let tick = low; tick <= high * 1.0001; tick *= 10) {
     const position = x(tick).toFixed(1);
     parts.push(`<line x1="${position}" y1="${plotTop}" x2="${position}" y2="${plotBottom}" class="grid"/>`);
-    parts.push(`<text x="${position}" y="${plotBottom + 16}" class="tick">${escapeXml(panel.unit(tick))}</text>`);
+    parts.push(
+      `<text x="${position}" y="${plotBottom + 16}" class="tick">${escapeXml(panel.unit(tick))}</text>`,
+    );
   }
   panel.bars.forEach((bar, index) => {
     const y = plotTop + index * ROW_HEIGHT;
@@ -73,7 +82,9 @@ function renderPanel(panel: Panel, top: number): { svg: string; height: number }
         parts.push(`<line x1="${to}" y1="${middle - 4}" x2="${to}" y2="${middle + 4}" class="whisker"/>`);
       }
     }
-    parts.push(`<text x="${WIDTH - VALUE_WIDTH}" y="${middle + 4}" class="value">${escapeXml(bar.text)}</text>`);
+    parts.push(
+      `<text x="${WIDTH - VALUE_WIDTH}" y="${middle + 4}" class="value">${escapeXml(bar.text)}</text>`,
+    );
   });
   return { svg: parts.join('\n'), height: PANEL_TITLE + panel.bars.length * ROW_HEIGHT + AXIS_HEIGHT };
 }

@@ -5,7 +5,12 @@ import type { RunOutcome, SubjectHandle, SubjectSession } from './subject.js';
 /** No single launch may hang the benchmark: past this, it counts as failed and is killed. */
 export const LAUNCH_DEADLINE_MS = 60_000;
 
-export async function withDeadline<T>(promise: Promise<T>, milliseconds: number, what: string, onExpiry?: () => void): Promise<T> {
+export async function withDeadline<T>(
+  promise: Promise<T>,
+  milliseconds: number,
+  what: string,
+  onExpiry?: () => void,
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expiry = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -50,7 +55,8 @@ export function firstChunk(stream: Readable): Promise<Buffer> {
 
 async function collect(stream: Readable): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
+  for await (const chunk of stream)
+    chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
   return Buffer.concat(chunks).toString('utf8');
 }
 
@@ -65,7 +71,10 @@ export async function runToCompletion(session: SubjectSession, command: string[]
 
 export function startOrThrow(session: SubjectSession, command: string[]): Promise<SubjectHandle> {
   if (!session.start) {
-    throw new BulkheadError('BENCHMARK_NOT_MEASURABLE', session.streamingUnavailable ?? 'The subject has no streaming API.');
+    throw new BulkheadError(
+      'BENCHMARK_NOT_MEASURABLE',
+      session.streamingUnavailable ?? 'The subject has no streaming API.',
+    );
   }
   return session.start(command);
 }
@@ -91,7 +100,12 @@ export async function timeToExit(session: SubjectSession, command: string[]): Pr
   const handle = await withDeadline(startOrThrow(session, command), LAUNCH_DEADLINE_MS, 'launch');
   handle.stdin?.end();
   handle.stdout.resume();
-  const exitCode = await withDeadline(handle.exited, LAUNCH_DEADLINE_MS, 'the payload', () => void handle.kill());
+  const exitCode = await withDeadline(
+    handle.exited,
+    LAUNCH_DEADLINE_MS,
+    'the payload',
+    () => void handle.kill(),
+  );
   const elapsed = performance.now() - started;
   assertSuccess(exitCode, command);
   return elapsed;
@@ -103,24 +117,41 @@ export async function timeToFirstByte(session: SubjectSession, command: string[]
   const handle = await withDeadline(startOrThrow(session, command), LAUNCH_DEADLINE_MS, 'launch');
   handle.stdin?.end();
   try {
-    await withDeadline(firstChunk(handle.stdout), LAUNCH_DEADLINE_MS, 'the first byte', () => void handle.kill());
+    await withDeadline(
+      firstChunk(handle.stdout),
+      LAUNCH_DEADLINE_MS,
+      'the first byte',
+      () => void handle.kill(),
+    );
   } catch (error) {
     await handle.kill();
     throw error;
   }
   const elapsed = performance.now() - started;
-  const exitCode = await withDeadline(handle.exited, LAUNCH_DEADLINE_MS, 'the payload', () => void handle.kill());
+  const exitCode = await withDeadline(
+    handle.exited,
+    LAUNCH_DEADLINE_MS,
+    'the payload',
+    () => void handle.kill(),
+  );
   assertSuccess(exitCode, command);
   return elapsed;
 }
 
 /** Runs the workload and returns the nanoseconds it measured itself, as milliseconds. */
 export async function selfTimedRun(session: SubjectSession, command: string[]): Promise<number> {
-  const outcome = await withDeadline(runToCompletion(session, command), LAUNCH_DEADLINE_MS * 2, command.join(' '));
+  const outcome = await withDeadline(
+    runToCompletion(session, command),
+    LAUNCH_DEADLINE_MS * 2,
+    command.join(' '),
+  );
   assertSuccess(outcome.exitCode, command, outcome.stdout);
   const nanoseconds = Number.parseInt(outcome.stdout.trim().split(/\s+/)[0] ?? '', 10);
   if (!Number.isFinite(nanoseconds)) {
-    throw new BulkheadError('BENCHMARK_PAYLOAD_FAILED', `The workload printed no timing: '${outcome.stdout.slice(0, 200)}'`);
+    throw new BulkheadError(
+      'BENCHMARK_PAYLOAD_FAILED',
+      `The workload printed no timing: '${outcome.stdout.slice(0, 200)}'`,
+    );
   }
   return nanoseconds / 1e6;
 }

@@ -98,7 +98,8 @@ export function summarize(samples: readonly number[]): Summary {
 
 /** A figure as a multiple of the baseline measured in the same run; undefined when either is missing. */
 export function ratio(value: number | undefined, baseline: number | undefined): number | undefined {
-  if (value === undefined || baseline === undefined || !(baseline > 0) || !Number.isFinite(value)) return undefined;
+  if (value === undefined || baseline === undefined || !(baseline > 0) || !Number.isFinite(value))
+    return undefined;
   return value / baseline;
 }
 
@@ -116,7 +117,8 @@ export interface ScheduledRun<T> {
  */
 export function interleave<T>(subjects: readonly T[], runs: number, warmup = 0): ScheduledRun<T>[] {
   if (!Number.isInteger(runs) || runs < 0) throw new RangeError(`runs must be a whole number, got ${runs}`);
-  if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`warm-up runs must be a whole number, got ${warmup}`);
+  if (!Number.isInteger(warmup) || warmup < 0)
+    throw new RangeError(`warm-up runs must be a whole number, got ${warmup}`);
   const schedule: ScheduledRun<T>[] = [];
   for (let round = 0; round < warmup + runs; round++) {
     for (const subject of subjects) schedule.push({ round, warmup: round < warmup, subject });

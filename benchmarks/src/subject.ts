@@ -88,7 +88,11 @@ export interface SpawnHandleOptions {
 }
 
 /** Spawns a process with piped stdio and waits until it started (or failed to). */
-export async function spawnHandle(file: string, args: string[], options: SpawnHandleOptions = {}): Promise<SubjectHandle> {
+export async function spawnHandle(
+  file: string,
+  args: string[],
+  options: SpawnHandleOptions = {},
+): Promise<SubjectHandle> {
   const child = spawn(file, args, {
     stdio: 'pipe',
     detached: options.processGroup === true,

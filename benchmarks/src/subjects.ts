@@ -1,23 +1,34 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { BulkheadError } from '@bulkhead/core';
 import { bulkheadCliSubject, bulkheadSubject } from './bulkhead-subjects.js';
-import type { Readable, Writable } from 'node:stream';
-import { describeError, spawnHandle, type Subject, type SubjectContext, type SubjectSession } from './subject.js';
-import { commandVersion, packageVersion, require } from './versions.js';
+import {
+  describeError,
+  type Subject,
+  type SubjectContext,
+  type SubjectSession,
+  spawnHandle,
+} from './subject.js';
+import { commandVersion, packageManifestPath, packageVersion } from './versions.js';
 
 /** A package's bin script, resolved through its package.json so no `npx` start-up is measured. */
 async function packageBin(name: string, bin: string): Promise<string> {
-  const manifestPath = require.resolve(`${name}/package.json`);
-  const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as { bin?: string | Record<string, string> };
+  const manifestPath = packageManifestPath(name);
+  const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as {
+    bin?: string | Record<string, string>;
+  };
   const relative = typeof manifest.bin === 'string' ? manifest.bin : manifest.bin?.[bin];
-  if (!relative) throw new BulkheadError('BENCHMARK_SUBJECT_UNAVAILABLE', `${name} declares no '${bin}' command.`);
+  if (!relative)
+    throw new BulkheadError('BENCHMARK_SUBJECT_UNAVAILABLE', `${name} declares no '${bin}' command.`);
   return path.join(path.dirname(manifestPath), relative);
 }
 
 /** Quotes argv for the peers whose API takes one command line. */
 export function commandLine(command: string[]): string {
-  return command.map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`)).join(' ');
+  return command
+    .map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`))
+    .join(' ');
 }
 
 /** A plain child process of Node: the baseline every figure is divided by. */
@@ -27,7 +38,7 @@ export const bareSubject: Subject = {
   family: 'baseline',
   group: 'bare',
   scope: 'in-process',
-  description: "node:child_process spawn of the payload, no isolation (the baseline every ratio divides by)",
+  description: 'node:child_process spawn of the payload, no isolation (the baseline every ratio divides by)',
   version: async () => `node ${process.versions.node}`,
   async prepare(): Promise<SubjectSession> {
     return {
@@ -102,7 +113,9 @@ export const bubblewrapSubject: Subject = {
   async prepare(context): Promise<SubjectSession> {
     const version = await commandVersion('bwrap');
     if (!version) {
-      throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'bwrap is not installed.', { fix: 'apt-get install bubblewrap' });
+      throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'bwrap is not installed.', {
+        fix: 'apt-get install bubblewrap',
+      });
     }
     return {
       start: (command) => spawnHandle('bwrap', bubblewrapArguments(context, command)),
@@ -143,13 +156,18 @@ export const mxcSubject: Subject = {
   family: 'peer',
   group: 'mxc',
   scope: 'in-process',
-  description: '@microsoft/mxc-sdk v1 run() with its bubblewrap backend, read-only /usr, /etc and the workload, egress denied',
-  version: async () => packageVersion('@microsoft/mxc-sdk').then((version) => version && `@microsoft/mxc-sdk ${version}`),
+  description:
+    '@microsoft/mxc-sdk v1 run() with its bubblewrap backend, read-only /usr, /etc and the workload, egress denied',
+  version: async () =>
+    packageVersion('@microsoft/mxc-sdk').then((version) => version && `@microsoft/mxc-sdk ${version}`),
   async prepare(context): Promise<SubjectSession> {
     const mxc = (await import('@microsoft/mxc-sdk/v1')) as unknown as MxcModule;
     const support = mxc.getPlatformSupport();
     if (!support.isSupported || !support.availableMethods?.includes('bubblewrap')) {
-      throw new BulkheadError('BENCHMARK_SUBJECT_UNAVAILABLE', `MXC's bubblewrap backend is not available: ${support.reason || JSON.stringify(support)}`);
+      throw new BulkheadError(
+        'BENCHMARK_SUBJECT_UNAVAILABLE',
+        `MXC's bubblewrap backend is not available: ${support.reason || JSON.stringify(support)}`,
+      );
     }
     // spawn() is MXC's streaming API; on Linux it refuses Node before 24, so it is tried once and,
     // when refused, the figures that need a live stream say so in MXC's own words.
@@ -176,7 +194,8 @@ export const mxcSubject: Subject = {
       async start(command) {
         const child = await mxc.spawn(mxcRequest(context, command));
         const stdout = child.standardOutput;
-        if (!stdout) throw new BulkheadError('BENCHMARK_SUBJECT_UNAVAILABLE', 'MXC spawn() gave no stdout stream.');
+        if (!stdout)
+          throw new BulkheadError('BENCHMARK_SUBJECT_UNAVAILABLE', 'MXC spawn() gave no stdout stream.');
         child.standardError?.resume();
         const exited = child.wait().then((result) => {
           child.dispose();
@@ -218,11 +237,16 @@ export const sandboxRuntimeSubject: Subject = {
   family: 'peer',
   group: 'srt',
   scope: 'in-process',
-  description: '@anthropic-ai/sandbox-runtime SandboxManager (bubblewrap + seccomp + host proxies), no domains allowed',
+  description:
+    '@anthropic-ai/sandbox-runtime SandboxManager (bubblewrap + seccomp + host proxies), no domains allowed',
   version: async () =>
-    packageVersion('@anthropic-ai/sandbox-runtime').then((version) => version && `@anthropic-ai/sandbox-runtime ${version}`),
+    packageVersion('@anthropic-ai/sandbox-runtime').then(
+      (version) => version && `@anthropic-ai/sandbox-runtime ${version}`,
+    ),
   async prepare(): Promise<SubjectSession> {
-    const { SandboxManager } = (await import('@anthropic-ai/sandbox-runtime')) as unknown as SandboxRuntimeModule;
+    const { SandboxManager } = (await import(
+      '@anthropic-ai/sandbox-runtime'
+    )) as unknown as SandboxRuntimeModule;
     await SandboxManager.initialize(SANDBOX_RUNTIME_CONFIG);
     return {
       async start(command) {
@@ -261,7 +285,8 @@ export const nodeStartSubject: Subject = {
   family: 'baseline',
   group: 'bare',
   scope: 'whole-process',
-  description: 'a fresh `node` that spawns the payload and waits for it: the floor of any CLI written in Node',
+  description:
+    'a fresh `node` that spawns the payload and waits for it: the floor of any CLI written in Node',
   version: async () => `node ${process.versions.node}`,
   async prepare(): Promise<SubjectSession> {
     const script =
@@ -285,9 +310,13 @@ export const qemuSubject: Subject = {
   async prepare(): Promise<SubjectSession> {
     const version = await commandVersion('qemu-system-x86_64');
     if (!version) {
-      throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'qemu-system-x86_64 is not installed, and tier-microvm has no guest kernel to boot yet.', {
-        fix: 'apt-get install qemu-system-x86; then build the guest with tier-microvm',
-      });
+      throw new BulkheadError(
+        'HOST_REQUIREMENT_MISSING',
+        'qemu-system-x86_64 is not installed, and tier-microvm has no guest kernel to boot yet.',
+        {
+          fix: 'apt-get install qemu-system-x86; then build the guest with tier-microvm',
+        },
+      );
     }
     throw new BulkheadError(
       'BENCHMARK_SUBJECT_UNAVAILABLE',

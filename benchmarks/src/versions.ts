@@ -4,12 +4,17 @@ import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
-export const require = createRequire(import.meta.url);
+const require = createRequire(import.meta.url);
+
+/** Where an installed package's package.json lies. */
+export function packageManifestPath(name: string): string {
+  return require.resolve(`${name}/package.json`);
+}
 
 /** The version field of an installed package, read from its package.json. */
 export async function packageVersion(name: string): Promise<string | undefined> {
   try {
-    const manifestPath = require.resolve(`${name}/package.json`);
+    const manifestPath = packageManifestPath(name);
     return (JSON.parse(await readFile(manifestPath, 'utf8')) as { version?: string }).version;
   } catch {
     return undefined;
@@ -25,4 +30,3 @@ export async function commandVersion(file: string, args = ['--version']): Promis
     return undefined;
   }
 }
-

@@ -14,7 +14,9 @@ export interface WorkerOptions {
 
 /** Runs one job in a fresh Node process and returns its report; a failed job rejects with its reason. */
 export async function runWorker<Report>(job: WorkerJob, options: WorkerOptions): Promise<Report> {
-  const child = spawn(process.execPath, [workerPath, JSON.stringify(job)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [workerPath, JSON.stringify(job)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const stderr: string[] = [];
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     if (stderr.join('').length < 4000) stderr.push(chunk);
@@ -38,7 +40,10 @@ export async function runWorker<Report>(job: WorkerJob, options: WorkerOptions):
     }
     if (!outcome) {
       const reason = stderr.join('').trim().split('\n').slice(-3).join(' ') || 'no report';
-      throw new BulkheadError('BENCHMARK_WORKER_FAILED', `The ${job.kind} worker for '${job.subject}' ended without a report: ${reason}`);
+      throw new BulkheadError(
+        'BENCHMARK_WORKER_FAILED',
+        `The ${job.kind} worker for '${job.subject}' ended without a report: ${reason}`,
+      );
     }
     if (!outcome.ok) throw new BulkheadError('BENCHMARK_WORKER_FAILED', outcome.error);
     return outcome.report as Report;

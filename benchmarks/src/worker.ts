@@ -41,7 +41,9 @@ export interface ConcurrencyReport {
   errors: string[];
 }
 
-export type WorkerReport = { ok: true; report: ColdReport | MemoryReport | ConcurrencyReport } | { ok: false; error: string };
+export type WorkerReport =
+  | { ok: true; report: ColdReport | MemoryReport | ConcurrencyReport }
+  | { ok: false; error: string };
 
 /** The payload every memory figure keeps idle; its processes are not counted as isolation. */
 const IDLE_PAYLOAD = ['/bin/sleep', '600'];
@@ -62,7 +64,8 @@ async function waitForLine(): Promise<void> {
 async function pollUntil(condition: () => boolean, deadlineMs: number, what: string): Promise<void> {
   const end = performance.now() + deadlineMs;
   while (!condition()) {
-    if (performance.now() > end) throw new BulkheadError('BENCHMARK_DEADLINE', `${what} within ${deadlineMs} ms.`);
+    if (performance.now() > end)
+      throw new BulkheadError('BENCHMARK_DEADLINE', `${what} within ${deadlineMs} ms.`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -83,7 +86,10 @@ async function cold(job: Extract<WorkerJob, { kind: 'cold' }>): Promise<ColdRepo
 /** Isolation processes under this worker: everything but the payloads. */
 function isolationProcesses(payloadName: string) {
   const all = descendantsOf(process.pid, listProcesses());
-  return { isolation: all.filter((entry) => entry.name !== payloadName), payload: all.filter((entry) => entry.name === payloadName) };
+  return {
+    isolation: all.filter((entry) => entry.name !== payloadName),
+    payload: all.filter((entry) => entry.name === payloadName),
+  };
 }
 
 async function memory(job: Extract<WorkerJob, { kind: 'memory' }>): Promise<MemoryReport> {
@@ -169,8 +175,11 @@ async function concurrency(job: Extract<WorkerJob, { kind: 'concurrency' }>): Pr
         errors.add(describeError(error));
         return undefined;
       });
-      for (const outcome of settled ?? []) if (outcome.status === 'rejected') errors.add(describeError(outcome.reason));
-      const allStartedMs = latencies.every((latency) => latency !== undefined) ? Math.max(...(latencies as number[])) : undefined;
+      for (const outcome of settled ?? [])
+        if (outcome.status === 'rejected') errors.add(describeError(outcome.reason));
+      const allStartedMs = latencies.every((latency) => latency !== undefined)
+        ? Math.max(...(latencies as number[]))
+        : undefined;
       // Everything the isolation holds while all payloads run, and what the launcher itself grew by.
       const { isolation } = isolationProcesses('workload');
       const totalMemoryBytes =
@@ -184,7 +193,8 @@ async function concurrency(job: Extract<WorkerJob, { kind: 'concurrency' }>): Pr
         },
       );
       const succeeded = (codes ?? []).filter(
-        (outcome, index) => outcome?.status === 'fulfilled' && outcome.value === 0 && latencies[index] !== undefined,
+        (outcome, index) =>
+          outcome?.status === 'fulfilled' && outcome.value === 0 && latencies[index] !== undefined,
       ).length;
       return {
         attempted: job.level,
@@ -200,16 +210,20 @@ async function concurrency(job: Extract<WorkerJob, { kind: 'concurrency' }>): Pr
     // closed stdin and exits at once), so the time is launch-to-exit under this load.
     const runs = Array.from({ length: job.level }, async (_, index) => {
       const outcome = await runToCompletion(session, hold);
-      if (outcome.exitCode === 0 && outcome.stdout.startsWith('ready')) latencies[index] = performance.now() - started;
+      if (outcome.exitCode === 0 && outcome.stdout.startsWith('ready'))
+        latencies[index] = performance.now() - started;
       else errors.add(`exit ${outcome.exitCode}: ${outcome.stdout.slice(0, 100)}`);
     });
-    const settled = await withDeadline(Promise.allSettled(runs), job.deadlineMs, `${job.level} run() calls`).catch(
-      (error: unknown) => {
-        errors.add(describeError(error));
-        return undefined;
-      },
-    );
-    for (const outcome of settled ?? []) if (outcome.status === 'rejected') errors.add(describeError(outcome.reason));
+    const settled = await withDeadline(
+      Promise.allSettled(runs),
+      job.deadlineMs,
+      `${job.level} run() calls`,
+    ).catch((error: unknown) => {
+      errors.add(describeError(error));
+      return undefined;
+    });
+    for (const outcome of settled ?? [])
+      if (outcome.status === 'rejected') errors.add(describeError(outcome.reason));
     const done = latencies.filter((latency): latency is number => latency !== undefined);
     return {
       attempted: job.level,
@@ -230,7 +244,11 @@ async function main(): Promise<void> {
   let outcome: WorkerReport;
   try {
     const report =
-      job.kind === 'cold' ? await cold(job) : job.kind === 'memory' ? await memory(job) : await concurrency(job);
+      job.kind === 'cold'
+        ? await cold(job)
+        : job.kind === 'memory'
+          ? await memory(job)
+          : await concurrency(job);
     outcome = { ok: true, report };
   } catch (error) {
     outcome = { ok: false, error: describeError(error) };

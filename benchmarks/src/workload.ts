@@ -33,10 +33,14 @@ export async function buildWorkload(): Promise<string> {
   try {
     await execFileAsync('cc', ['-O2', '-Wall', '-o', temporary, source], { timeout: 60_000 });
   } catch (error) {
-    throw new BulkheadError('HOST_REQUIREMENT_MISSING', `Cannot compile the benchmark workload: ${(error as Error).message}`, {
-      path: source,
-      fix: 'apt-get install gcc',
-    });
+    throw new BulkheadError(
+      'HOST_REQUIREMENT_MISSING',
+      `Cannot compile the benchmark workload: ${(error as Error).message}`,
+      {
+        path: source,
+        fix: 'apt-get install gcc',
+      },
+    );
   }
   await chmod(temporary, 0o755);
   await rename(temporary, binary);

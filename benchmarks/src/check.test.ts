@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import { checkResult, MISSION_TARGETS } from './check.js';
+import { resultFixture, samples } from './result-fixture.js';
+
+const MEBIBYTE = 1024 * 1024;
+
+function levelOf(report: ReturnType<typeof checkResult>, figure: string) {
+  return report.findings.find((finding) => finding.figure === figure)?.level;
+}
+
+describe('check mode: mission targets', () => {
+  it('passes a result within every target, against an identical baseline', () => {
+    const report = checkResult(resultFixture(), resultFixture());
+    expect(report.failed).toBe(false);
+    expect(report.findings.filter((finding) => finding.level === 'fail')).toEqual([]);
+    expect(levelOf(report, 'launch:process-namespace:exit')).toBe('pass');
+    expect(levelOf(report, 'memory:process-namespace:per-sandbox')).toBe('pass');
+    expect(levelOf(report, 'cpu:process-namespace:cpu-bound')).toBe('pass');
+  });
+
+  it('fails a Bulkhead launch at or above 200 ms', () => {
+    const result = resultFixture();
+    result.launch[1]!.exit = samples(MISSION_TARGETS.launchMs + 50);
+    const report = checkResult(result, resultFixture());
+    expect(report.failed).toBe(true);
+    expect(levelOf(report, 'launch:process-namespace:exit')).toBe('fail');
+  });
+
+  it('fails a cold Bulkhead launch at or above 200 ms', () => {
+    const result = resultFixture();
+    result.cold[1]!.launch = samples(300);
+    expect(levelOf(checkResult(result), 'cold:process-namespace:launch')).toBe('fail');
+  });
+
+  it('only warns when the missed launch figure is too noisy to trust', () => {
+    const result = resultFixture();
+    result.launch[1]!.exit = samples(250, true);
+    const report = checkResult(result, resultFixture());
+    expect(levelOf(report, 'launch:process-namespace:exit')).toBe('warn');
+    expect(report.failed).toBe(false);
+  });
+
+  it('fails a CPU-bound ratio at or above 1.05', () => {
+    const result = resultFixture();
+    result.cpu[0]!.ratio = 1.2;
+    expect(levelOf(checkResult(result), 'cpu:process-namespace:cpu-bound')).toBe('fail');
+  });
+
+  it('fails memory per sandbox at or above 60 MB', () => {
+    const result = resultFixture();
+    result.memory[1]!.perSandbox = 61 * MEBIBYTE;
+    const report = checkResult(result, resultFixture());
+    expect(levelOf(report, 'memory:process-namespace:per-sandbox')).toBe('fail');
+    expect(report.failed).toBe(true);
+  });
+
+  it('holds peers to nothing: a slow peer neither fails nor passes a target', () => {
+    const result = resultFixture();
+    result.launch[2]!.exit = samples(900);
+    const report = checkResult(result, resultFixture());
+    expect(
+      report.findings.some((finding) => finding.figure === 'launch:mxc:exit' && finding.level !== 'warn'),
+    ).toBe(false);
+  });
+
+  it('warns that a Bulkhead tier that could not run had no target checked', () => {
+    const result = resultFixture();
+    result.subjects[1] = { ...result.subjects[1]!, available: false, reason: 'bwrap missing' };
+    result.launch.splice(1, 1);
+    result.cold.splice(1, 1);
+    result.memory.splice(1, 1);
+    result.cpu = [];
+    const report = checkResult(result, resultFixture());
+    expect(levelOf(report, 'subject:process-namespace')).toBe('warn');
+  });
+});
+
+describe('check mode: regressions against the baseline', () => {
+  it('fails a Bulkhead figure more than 25% worse than the baseline', () => {
+    const result = resultFixture();
+    result.launch[1]!.exit = samples(8 * 1.4);
+    const report = checkResult(result, resultFixture());
+    expect(levelOf(report, 'launch:process-namespace:exit')).toBe('pass');
+    const regression = report.findings.find(
+      (finding) => finding.figure === 'launch:process-namespace:exit' && finding.level === 'fail',
+    );
+    expect(regression?.message).toMatch(/regressed 40%/);
+    expect(report.failed).toBe(true);
+  });
+
+  it('lets a change of up to 25% through', () => {
+    const result = resultFixture();
+    result.launch[1]!.exit = samples(8 * 1.2);
+    expect(checkResult(result, resultFixture()).failed).toBe(false);
+  });
+
+  it('ignores changes below the noise floor, whatever their percentage', () => {
+    const result = resultFixture();
+    // 2 ms -> 2.9 ms is +45% of a figure where a busy machine moves by a millisecond.
+    result.launch[0]!.exit = samples(2.9);
+    result.launch[1]!.firstByte = samples(9.9);
+    expect(
+      checkResult(result, resultFixture()).findings.filter((finding) => finding.level !== 'pass'),
+    ).toEqual([]);
+  });
+
+  it('only warns about a regression of a noisy figure', () => {
+    const result = resultFixture();
+    result.launch[1]!.firstByte = samples(30, true);
+    const report = checkResult(result, resultFixture());
+    const finding = report.findings.find(
+      (candidate) =>
+        candidate.figure === 'launch:process-namespace:first-byte' && /regressed/.test(candidate.message),
+    );
+    expect(finding?.level).toBe('warn');
+  });
+
+  it("only warns about a peer's regression", () => {
+    const result = resultFixture();
+    result.memory[2]!.perSandbox = 40 * MEBIBYTE;
+    const report = checkResult(result, resultFixture());
+    expect(levelOf(report, 'memory:mxc:per-sandbox')).toBe('warn');
+    expect(report.failed).toBe(false);
+  });
+
+  it('warns, without comparing, when there is no baseline or it has another schema', () => {
+    expect(levelOf(checkResult(resultFixture()), 'baseline')).toBe('warn');
+    const old = { ...resultFixture(), schemaVersion: 0 } as unknown as ReturnType<typeof resultFixture>;
+    const result = resultFixture();
+    result.launch[1]!.exit = samples(100);
+    const report = checkResult(result, old);
+    expect(levelOf(report, 'baseline')).toBe('warn');
+    expect(report.findings.some((finding) => /regressed/.test(finding.message))).toBe(false);
+  });
+});
