@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: manifests spell their variables ${...}
 import { BulkheadError } from '@bulkhead/core';
 import { describe, expect, it } from 'vitest';
 import { compileManifest } from './compile.js';
@@ -193,6 +194,14 @@ describe('bad manifests: each refused with a located, helpful error', () => {
     expect(issues(error)).toHaveLength(1);
     expect(error.message).toContain(
       `${FILE}:3:3: filesystem: expected a mapping of keys to values; found a list`,
+    );
+  });
+
+  it('a bare ~ (YAML null) where a path belongs, with the hint to quote it', () => {
+    const error = failure('version: 1\nfilesystem: { read: [~] }\n');
+    expect([error.line, error.column]).toEqual([2, 22]);
+    expect(error.message).toContain(
+      `${FILE}:2:22: filesystem.read[0]: expected a path (a string); got null (in YAML an empty value or a bare ~ is null; write '~' in quotes for your home folder)`,
     );
   });
 

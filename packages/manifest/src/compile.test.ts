@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: manifests spell their variables ${...}
 import { existsSync } from 'node:fs';
 import { BulkheadError, capabilitiesDigest } from '@bulkhead/core';
 import { describe, expect, it } from 'vitest';

@@ -82,14 +82,13 @@ function canonicalHostName(text: string): string | { error: string } {
   if (rest.includes('*')) {
     return { error: `'*' is only allowed as the whole first label, as in '*.example.com'` };
   }
+  // A numeric last label makes the URL parser treat the name as an IPv4 address.
+  if (/(^|\.)\d+$/.test(rest)) return { error: `'${rest}' looks like an IP address but is not a valid one` };
   const ascii = domainToASCII(rest);
   if (!ascii) return { error: `'${rest}' is not a valid host name` };
   const labels = ascii.split('.');
   if (ascii.length > 253 || !labels.every((label) => HOST_LABEL.test(label))) {
     return { error: `'${rest}' is not a valid host name` };
-  }
-  if (/^\d+$/.test(labels[labels.length - 1] ?? '')) {
-    return { error: `'${rest}' looks like an IP address but is not a valid one` };
   }
   return wildcard ? `*.${ascii}` : ascii;
 }

@@ -304,7 +304,7 @@ class Importer {
         const at = [...segments, 'to', index];
         const value = this.object(peer, at);
         if (!value) return;
-        this.onlyKnown(value, at, ['cidr', 'except'], {
+        this.onlyKnown(value, at, ['cidr'], {
           except:
             'Bulkhead cannot carve exceptions out of an allowed range; list the narrower ranges instead',
         });

@@ -229,7 +229,8 @@ function valueAt(value: unknown, segments: readonly KeySegment[]): unknown {
 
 function describeReceived(value: unknown): string {
   if (value === undefined) return 'nothing';
-  if (value === null) return 'null (an empty value)';
+  if (value === null)
+    return "null (in YAML an empty value or a bare ~ is null; write '~' in quotes for your home folder)";
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
   const text = JSON.stringify(value);

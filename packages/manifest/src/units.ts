@@ -15,11 +15,14 @@ const SIZE_UNITS: Record<string, number> = {
   tib: 2 ** 40,
 };
 
-/** `512MB`, `1.5GiB`, `256` (megabytes). Units are case-insensitive; KB/MB/GB are powers of 1000. */
-export const SIZE_PATTERN = /^\s*\d+(?:\.\d+)?\s*(?:[kmgt]i?b|b)?\s*$/i;
+/**
+ * `512MB`, `1.5GiB`, `256` (megabytes). Units are case-insensitive; KB/MB/GB are powers of 1000.
+ * Spelled without regex flags because the JSON Schema's `pattern` carries none.
+ */
+export const SIZE_PATTERN = /^\s*\d+(?:\.\d+)?\s*(?:[kKmMgGtT][iI]?[bB]|[bB])?\s*$/;
 
-/** `30s`, `5m`, `1h30m`, `250ms`, `90` (seconds). */
-export const DURATION_PATTERN = /^\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h)\s*)+$|^\s*\d+(?:\.\d+)?\s*$/i;
+/** `30s`, `5m`, `1h30m`, `250ms`, `90` (seconds); flag-free like SIZE_PATTERN. */
+export const DURATION_PATTERN = /^\s*(?:\d+(?:\.\d+)?\s*(?:[mM][sS]|[sSmMhH])\s*)+$|^\s*\d+(?:\.\d+)?\s*$/;
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
