@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
@@ -135,6 +137,61 @@ describe('HTTP CONNECT', () => {
     expect(status).toBe(502);
     expect(head).toMatch(/x-bulkhead-error: upstream-failed/i);
     expect(channel.violations).toEqual([]);
+  });
+});
+
+describe('time boxes', () => {
+  it('answers 504 when an allowed destination never completes the handshake', async () => {
+    // A listener with a full accept queue drops further SYNs: a real black hole on loopback.
+    const holder = spawn('/usr/bin/python3', [
+      '-c',
+      "import socket,sys,time\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0)\nprint(s.getsockname()[1], flush=True)\ntime.sleep(60)",
+    ]);
+    try {
+      const [line] = await once(holder.stdout, 'data');
+      const port = Number(String(line).trim());
+      const filler = connect(port, '127.0.0.1');
+      await once(filler, 'connect');
+      const impatient = createEgressProxy({
+        resolver,
+        socketDirectory: join(directory, 'sockets'),
+        connectTimeoutMs: 300,
+      });
+      const channel = await impatient.openChannel({
+        sandboxId: 'black-hole',
+        allow: [
+          { host: 'echo.test', port },
+          { host: '127.0.0.1', port },
+        ],
+      });
+      const tunnel = await httpConnect(channel.socketPath, `echo.test:${port}`);
+      expect(tunnel.status).toBe(504);
+      expect(tunnel.body).toMatch(/did not answer within 300 ms/);
+      const socks = await socksConnect(channel.socketPath, { type: 'domain', host: 'echo.test' }, port);
+      expect(socks.reply).toBe(0x06);
+      socks.socket.destroy();
+      filler.destroy();
+      await impatient.close();
+    } finally {
+      holder.kill();
+    }
+  });
+
+  it('answers 502 when the resolver does not answer in time', async () => {
+    const silent = createEgressProxy({
+      resolver: () => new Promise(() => {}),
+      socketDirectory: join(directory, 'sockets'),
+      connectTimeoutMs: 200,
+    });
+    const channel = await silent.openChannel({
+      sandboxId: 'silent-dns',
+      allow: [{ host: 'echo.test', port: 443 }],
+    });
+    const tunnel = await httpConnect(channel.socketPath, 'echo.test:443');
+    expect(tunnel.status).toBe(502);
+    expect(tunnel.head).toMatch(/x-bulkhead-error: unresolved/i);
+    expect(channel.violations).toEqual([]);
+    await silent.close();
   });
 });
 
@@ -324,6 +381,23 @@ describe('SOCKS5', () => {
     }
   });
 
+  it('keeps the bytes of a client that sends greeting, request and data in one write', async () => {
+    const { channel } = await open([`echo.test:${web.port}`, `127.0.0.1:${web.port}`]);
+    const socket = connect(channel.socketPath);
+    const name = Buffer.from('echo.test');
+    socket.write(
+      Buffer.concat([
+        Buffer.from([5, 1, 0, 5, 1, 0, 3, name.length]),
+        name,
+        Buffer.from([web.port >> 8, web.port & 255]),
+        Buffer.from(`GET /eager HTTP/1.1\r\nHost: echo.test\r\nConnection: close\r\n\r\n`),
+      ]),
+    );
+    const received = (await readUntil(socket, () => false)).toString('latin1');
+    expect(received.slice(0, 4)).toBe('\x05\x00\x05\x00');
+    expect(received).toContain('GET /eager host=echo.test');
+  });
+
   it('answers host unreachable for an allowed name that does not resolve', async () => {
     const { channel } = await open([`nowhere.test:${echo.port}`]);
     const { reply, socket } = await socksConnect(
@@ -403,6 +477,38 @@ describe('plain HTTP with absolute URIs', () => {
     expect(third.toString()).toMatch(/^HTTP\/1\.1 200/);
     socket.destroy();
     expect(channel.violations.map((violation) => violation.host)).toEqual(['other.test']);
+  });
+
+  it('forwards an upgrade (WebSocket-style) request to an allowed host and refuses one off the list', async () => {
+    const upgrading = await startHttpServer((_request, response) => response.end());
+    upgrading.server.on('upgrade', (request, socket) => {
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: demo\r\nConnection: Upgrade\r\nX-Path: ${request.url}\r\n\r\n`,
+      );
+      socket.pipe(socket);
+    });
+    try {
+      const { channel } = await open([`echo.test:${upgrading.port}`, `127.0.0.1:${upgrading.port}`]);
+      const upgrade = (host: string) =>
+        `GET http://${host}:${upgrading.port}/socket HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: demo\r\n\r\n`;
+      const allowed = connect(channel.socketPath);
+      allowed.write(upgrade('echo.test'));
+      const switched = await readUntil(allowed, (data) => data.includes('\r\n\r\n'));
+      expect(switched.toString()).toMatch(/^HTTP\/1\.1 101[^]*X-Path: \/socket/);
+      allowed.write('over the upgraded connection');
+      expect((await readUntil(allowed, (data) => data.includes('connection'))).toString()).toBe(
+        'over the upgraded connection',
+      );
+      allowed.destroy();
+      const refused = connect(channel.socketPath);
+      refused.write(upgrade('other.test'));
+      const answer = await readUntil(refused, (data) => data.includes('Rule:'));
+      expect(answer.toString()).toMatch(/^HTTP\/1\.1 403[^]*x-bulkhead-refused: not-allowed/i);
+      refused.destroy();
+      expect(channel.violations).toMatchObject([{ host: 'other.test', protocol: 'http' }]);
+    } finally {
+      await upgrading.close();
+    }
   });
 
   it('refuses a request that is not in absolute form with 400', async () => {

@@ -431,8 +431,11 @@ class EgressProxyImplementation implements EgressProxy {
   ): Promise<void> {
     const { decision, channel } = connection.metadata;
     if (!channel || decision?.outcome !== 'allowed') return sendStatus('HOST_UNREACHABLE');
-    // The client must wait for our reply before sending, but a client that does not must not lose data.
-    connection.socket.pause();
+    // The library resumes the client socket as soon as this handler returns; a client that sends
+    // before our reply (it should wait) must not lose those bytes.
+    const early: Buffer[] = [];
+    const hold = (chunk: Buffer) => early.push(chunk);
+    connection.socket.on('data', hold);
     let upstream: Socket;
     try {
       upstream = await this.#connectUpstream(channel, decision.addresses, decision.port);
@@ -446,10 +449,11 @@ class EgressProxyImplementation implements EgressProxy {
             : 'HOST_UNREACHABLE',
       );
     }
+    connection.socket.off('data', hold);
     if (channel.closed) return void upstream.destroy();
     sendStatus('REQUEST_GRANTED');
+    for (const chunk of early) upstream.write(chunk);
     splice(connection.socket, upstream);
-    connection.socket.resume();
   }
 }
 
