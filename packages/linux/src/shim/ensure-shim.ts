@@ -37,7 +37,22 @@ async function modifiedMs(path: string): Promise<number | undefined> {
   }
 }
 
-async function compile(compiler: string, source: string, output: string): Promise<void> {
+export interface BuildShimOptions {
+  /** The C source, `native/bulkhead-shim.c`. */
+  source: string;
+  /** Where the binary goes (replaced atomically). */
+  output: string;
+  /** A C compiler; defaults to `$CC`, else gcc. */
+  compiler?: string;
+}
+
+/**
+ * Compiles the exec shim: static when the C library allows it (so it runs in a mount namespace
+ * without /lib), dynamic otherwise, always with `-Wall -Wextra -Werror`.
+ */
+export async function buildShim(options: BuildShimOptions): Promise<void> {
+  const { source, output } = options;
+  const compiler = options.compiler ?? (process.env.CC || 'gcc');
   // Another process may compile at the same time: each writes its own file, and rename is atomic.
   const temporary = `${output}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   const attempts = [['-static', ...COMPILER_FLAGS], COMPILER_FLAGS];
@@ -97,7 +112,7 @@ export function ensureShim(): Promise<string> {
     const sourceAt = (await modifiedMs(source)) ?? 0;
     if (builtAt !== undefined && builtAt >= sourceAt) return output;
     await mkdir(dirname(output), { recursive: true });
-    await compile(process.env.CC || 'gcc', source, output);
+    await buildShim({ source, output });
     return output;
   })();
   // A failure is not cached: the next call may find the compiler installed.

@@ -1,0 +1,183 @@
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BulkheadError } from '@bulkhead/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LandlockPlanOptions, planLandlock } from './landlock-planner.js';
+import { LANDLOCK_ACCESS_FS, LANDLOCK_ACCESS_NET, LANDLOCK_READ_RIGHTS } from './landlock-rights.js';
+
+let root: string;
+let grant: string;
+
+beforeAll(() => {
+  root = mkdtempSync('/tmp/bulkhead-landlock-plan-');
+  grant = join(root, 'grant');
+  mkdirSync(join(grant, 'b', 'c'), { recursive: true });
+  writeFileSync(join(grant, 'a.txt'), 'a');
+  writeFileSync(join(grant, 'secret'), 's');
+  writeFileSync(join(grant, 'b', 'd.txt'), 'd');
+  writeFileSync(join(grant, 'b', 'c', 'e.txt'), 'e');
+  symlinkSync('/etc', join(grant, 'link'));
+});
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const ALL_FS = (1 << 16) - 1;
+
+function plan(options: Partial<LandlockPlanOptions>) {
+  return planLandlock({
+    abi: 7,
+    read: [],
+    write: [],
+    deny: [],
+    network: 'open',
+    pathView: 'host',
+    tier: 'process',
+    ...options,
+  });
+}
+
+const rulesOf = (result: ReturnType<typeof plan>) =>
+  Object.fromEntries(result.paths.map((rule) => [rule.path.slice(root.length), rule.access]));
+
+describe('planLandlock: grants and denies', () => {
+  it('handles every right of the kernel and grants read or everything', () => {
+    const result = plan({ read: [grant], write: [join(root, 'elsewhere/')] });
+    expect(result.handledFilesystem).toBe(ALL_FS);
+    expect(rulesOf(result)).toEqual({ '/elsewhere': ALL_FS, '/grant': LANDLOCK_READ_RIGHTS });
+    expect(result.minimumAbi).toBe(6);
+  });
+
+  it('splits a read grant around a denied file, keeps its listing and leaves symlinks out', () => {
+    const result = plan({ read: [grant], deny: [join(grant, 'secret')] });
+    expect(rulesOf(result)).toEqual({
+      '/grant': LANDLOCK_ACCESS_FS.readDir,
+      '/grant/a.txt': LANDLOCK_READ_RIGHTS,
+      '/grant/b': LANDLOCK_READ_RIGHTS,
+    });
+    expect(result.degraded.join('\n')).toContain(`the read grant of ${grant} was split into 2 entries`);
+  });
+
+  it('walks down to a nested deny, granting the siblings at each level', () => {
+    const result = plan({ write: [grant], deny: [join(grant, 'b', 'c', 'e.txt')] });
+    expect(rulesOf(result)).toEqual({
+      '/grant': LANDLOCK_ACCESS_FS.readDir,
+      '/grant/a.txt': ALL_FS,
+      '/grant/secret': ALL_FS,
+      '/grant/b': LANDLOCK_ACCESS_FS.readDir,
+      '/grant/b/d.txt': ALL_FS,
+      '/grant/b/c': LANDLOCK_ACCESS_FS.readDir,
+    });
+    expect(result.degraded.join('\n')).toContain('entries cannot be created, removed or renamed directly');
+  });
+
+  it('does not let a denied directory be listed through its parents', () => {
+    const result = plan({ read: [grant], deny: [join(grant, 'b')] });
+    expect(rulesOf(result)).toEqual({
+      '/grant/a.txt': LANDLOCK_READ_RIGHTS,
+      '/grant/secret': LANDLOCK_READ_RIGHTS,
+    });
+  });
+
+  it('splits as far as possible around a deny that does not exist yet, and says so', () => {
+    const missing = join(grant, 'b', 'not-yet', 'file');
+    const result = plan({ write: [grant], deny: [missing] });
+    expect(rulesOf(result)).toEqual({
+      '/grant/a.txt': ALL_FS,
+      '/grant/secret': ALL_FS,
+      '/grant/b/c': ALL_FS,
+      '/grant/b/d.txt': ALL_FS,
+    });
+    expect(result.degraded.join('\n')).toContain(`${missing} does not exist yet`);
+    expect(result.degraded.join('\n')).toContain(`nothing new can be created in ${join(grant, 'b')}`);
+  });
+
+  it('keeps a grant more specific than a deny, and drops a grant equal to one', () => {
+    const result = plan({
+      read: [join(grant, 'b', 'c'), join(grant, 'a.txt')],
+      deny: [join(grant, 'b'), join(grant, 'a.txt')],
+    });
+    expect(rulesOf(result)).toEqual({ '/grant/b/c': LANDLOCK_READ_RIGHTS });
+  });
+
+  it('splits the root itself', () => {
+    const result = plan({ read: ['/'], deny: [join(grant, 'secret')] });
+    const paths = result.paths.map((rule) => rule.path);
+    expect(paths).toContain('/usr');
+    expect(paths).toContain(join(grant, 'a.txt'));
+    expect(paths).not.toContain(join(grant, 'secret'));
+    expect(result.paths.find((rule) => rule.path === '/')?.access).toBe(LANDLOCK_ACCESS_FS.readDir);
+  });
+
+  it('refuses relative paths and paths with newlines', () => {
+    expect(() => plan({ read: ['relative/path'] })).toThrow(/must be absolute/);
+    expect(() => plan({ read: ['/a\nb'] })).toThrow(/newline/);
+  });
+
+  it('in a namespace view, adds the tier paths as they are and leaves denies inside them to the namespace', () => {
+    const result = plan({
+      pathView: 'namespace',
+      extraWrite: ['/tmp'],
+      deny: ['/tmp/x'],
+      read: [grant],
+    });
+    expect(result.paths.find((rule) => rule.path === '/tmp')?.access).toBe(ALL_FS);
+    expect(result.degraded.join('\n')).toContain("/tmp/x lies inside the tier's own path /tmp");
+  });
+});
+
+describe('planLandlock: network and scopes', () => {
+  it('handles TCP bind and connect with network none, allowing only the relay port', () => {
+    const result = plan({ network: 'none', relayPort: 3128 });
+    expect(result.handledNetwork).toBe(LANDLOCK_ACCESS_NET.bindTcp | LANDLOCK_ACCESS_NET.connectTcp);
+    expect(result.ports).toEqual([{ port: 3128, access: LANDLOCK_ACCESS_NET.connectTcp }]);
+    expect(result.scoped).toBe(3);
+  });
+
+  it('leaves TCP alone with network open', () => {
+    expect(plan({ network: 'open' }).handledNetwork).toBe(0);
+  });
+});
+
+describe('planLandlock on older kernels', () => {
+  it('fails closed without Landlock when it is the only boundary, naming the boot parameter', () => {
+    let error: unknown;
+    try {
+      plan({ abi: 0, read: [grant] });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(BulkheadError.hasCode(error, 'UNENFORCEABLE_CAPABILITY')).toBe(true);
+    expect((error as BulkheadError).capability).toBe('filesystem');
+    expect((error as BulkheadError).fix).toContain('lsm=');
+  });
+
+  it('goes on without Landlock behind a mount namespace, and says so', () => {
+    const result = plan({ abi: 0, pathView: 'namespace', read: [grant] });
+    expect(result.enabled).toBe(false);
+    expect(result.degraded[0]).toContain('mount namespace alone');
+  });
+
+  it('fails closed on network none below ABI 4 in shim-only mode', () => {
+    expect(() => plan({ abi: 3, network: 'none' })).toThrow(/cannot enforce 'network.none'.*ABI 4/);
+    const behindNamespace = plan({ abi: 3, network: 'none', pathView: 'namespace' });
+    expect(behindNamespace.handledNetwork).toBe(0);
+    expect(behindNamespace.degraded.join('\n')).toContain('cannot restrict TCP');
+  });
+
+  it('plans only the rights an older ABI knows, and reports what it loses', () => {
+    const result = plan({ abi: 1, read: [grant] });
+    expect(result.handledFilesystem).toBe((1 << 13) - 1);
+    expect(result.minimumAbi).toBe(1);
+    expect(result.scoped).toBe(0);
+    const degraded = result.degraded.join('\n');
+    expect(degraded).toContain('renamed or linked');
+    expect(degraded).toContain('truncate()');
+    expect(degraded).toContain('cannot scope abstract unix sockets and signals');
+  });
+
+  it('plans a newer kernel than it knows as the newest ABI it knows', () => {
+    const result = plan({ abi: 12 });
+    expect(result.handledFilesystem).toBe(ALL_FS);
+    expect(result.abi).toBe(12);
+  });
+});
