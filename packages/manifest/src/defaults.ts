@@ -16,8 +16,10 @@ export const SYSTEM_READ_PATHS = [
   '/libx32',
   '/etc',
   '/opt',
-  // resolv.conf is often a link into here (systemd-resolved's stub resolver).
+  // resolv.conf is often a link into one of these (systemd-resolved, resolvconf, NetworkManager).
   '/run/systemd/resolve',
+  '/run/resolvconf',
+  '/run/NetworkManager/resolv.conf',
   // Some distributions keep the CA bundle outside /etc.
   '/var/lib/ca-certificates',
 ] as const;
