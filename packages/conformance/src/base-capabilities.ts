@@ -26,7 +26,8 @@ export function createBaseCapabilities(options: BaseCapabilitiesOptions): Capabi
   const defaults = defaultCapabilities({
     cwd: options.workspace,
     workspace: options.workspace,
-    home: options.workspace,
+    // Not the workspace: the manifest never makes a home folder writable by default.
+    home: '/nonexistent',
     env: {},
     policy: null,
   });
@@ -34,7 +35,8 @@ export function createBaseCapabilities(options: BaseCapabilitiesOptions): Capabi
     ...defaults,
     filesystem: {
       read: [...defaults.filesystem.read, ...(options.read ?? [])],
-      write: [...defaults.filesystem.write, ...(options.write ?? [])],
+      // The workspace is the one writable place every test relies on, whatever the defaults decide.
+      write: [...new Set([options.workspace, ...defaults.filesystem.write, ...(options.write ?? [])])],
       deny: [...defaults.filesystem.deny, ...(options.deny ?? [])],
     },
     resources: { ...defaults.resources, timeoutMs: CONFORMANCE_TIMEOUT_MS },

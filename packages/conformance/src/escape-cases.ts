@@ -127,18 +127,24 @@ function judgeBySecret(observation: EscapeObservation, context: EscapeContext): 
 /**
  * The host's own evidence decides; the helper's verdict only tells a refusal (it ran and failed) from a
  * run that proved nothing. A helper that "escaped" into a private view of the world did not escape.
+ * Evidence that arrives asynchronously (a shell's log, a server's buffer) is awaited for a bounded time
+ * only when the helper claims success; a refused attempt is checked once.
  */
-function judgeByEvidence(evidence: (context: EscapeContext) => boolean | Promise<boolean>, what: string) {
+function judgeByEvidence(evidence: (context: EscapeContext) => boolean, what: string) {
   return async (observation: EscapeObservation, context: EscapeContext): Promise<EscapeVerdict> => {
-    if (await evidence(context)) return { outcome: 'escaped', reason: what };
     const helper = judgeByHelper(observation);
+    const seen =
+      helper.outcome === 'escaped'
+        ? await eventually(() => evidence(context), context.scale)
+        : evidence(context);
+    if (seen) return { outcome: 'escaped', reason: what };
     if (helper.outcome === 'escaped')
       return { outcome: 'refused', reason: `the host saw no effect (${helper.reason})` };
     return helper;
   };
 }
 
-/** Polls for evidence that arrives asynchronously on the host (a shell's log), for a bounded time. */
+/** Polls for evidence that arrives asynchronously on the host, for a bounded time. */
 async function eventually(check: () => boolean, scale: number): Promise<boolean> {
   for (let attempt = 0; attempt < 20; attempt++) {
     if (check()) return true;
@@ -418,7 +424,7 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
         context.fixtures.hostProcess!.commandLineMark,
       ),
     judge: judgeByEvidence(
-      (context) => eventually(() => !processAlive(context.fixtures.hostProcess!.pid), context.scale),
+      (context) => !processAlive(context.fixtures.hostProcess!.pid),
       'the host process died',
     ),
   },
@@ -431,8 +437,7 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
     fixtures: ['terminal'],
     command: (context) => context.helper('tiocsti', context.fixtures.terminal!.path, `${context.token}\n`),
     judge: judgeByEvidence(
-      (context) =>
-        eventually(() => context.fixtures.terminal!.lines().includes(context.token), context.scale),
+      (context) => context.fixtures.terminal!.lines().includes(context.token),
       'the host shell read the injected line',
     ),
   },
@@ -444,8 +449,7 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
     fixtures: ['unix-socket-path'],
     command: (context) => context.helper('unix-connect', context.fixtures.unixSocket!.path, context.token),
     judge: judgeByEvidence(
-      (context) =>
-        eventually(() => context.fixtures.unixSocket!.received().includes(context.token), context.scale),
+      (context) => context.fixtures.unixSocket!.received().includes(context.token),
       'the host server received the token',
     ),
   },
@@ -458,8 +462,7 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
     command: (context) =>
       context.helper('unix-connect', `@${context.fixtures.abstractSocket!.name}`, context.token),
     judge: judgeByEvidence(
-      (context) =>
-        eventually(() => context.fixtures.abstractSocket!.received().includes(context.token), context.scale),
+      (context) => context.fixtures.abstractSocket!.received().includes(context.token),
       'the host server received the token',
     ),
   },
@@ -472,8 +475,7 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
     command: (context) =>
       context.helper('tcp-connect', 'localhost', String(context.fixtures.tcpIpv4!.port), context.token),
     judge: judgeByEvidence(
-      (context) =>
-        eventually(() => context.fixtures.tcpIpv4!.received().includes(context.token), context.scale),
+      (context) => context.fixtures.tcpIpv4!.received().includes(context.token),
       'the host server received the token',
     ),
   },
@@ -486,8 +488,7 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
     command: (context) =>
       context.helper('tcp-connect', '127.0.0.1', String(context.fixtures.tcpIpv4!.port), context.token),
     judge: judgeByEvidence(
-      (context) =>
-        eventually(() => context.fixtures.tcpIpv4!.received().includes(context.token), context.scale),
+      (context) => context.fixtures.tcpIpv4!.received().includes(context.token),
       'the host server received the token',
     ),
   },
@@ -500,8 +501,7 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
     command: (context) =>
       context.helper('tcp-connect', '::1', String(context.fixtures.tcpIpv6!.port), context.token),
     judge: judgeByEvidence(
-      (context) =>
-        eventually(() => context.fixtures.tcpIpv6!.received().includes(context.token), context.scale),
+      (context) => context.fixtures.tcpIpv6!.received().includes(context.token),
       'the host server received the token',
     ),
   },
@@ -514,7 +514,7 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
     command: (context) =>
       context.helper('udp-send', '127.0.0.1', String(context.fixtures.udp!.port), context.token),
     judge: judgeByEvidence(
-      (context) => eventually(() => context.fixtures.udp!.received().includes(context.token), context.scale),
+      (context) => context.fixtures.udp!.received().includes(context.token),
       'the host listener received the token',
     ),
   },
@@ -532,7 +532,7 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
         `${context.token}.bulkhead-conformance.test`,
       ),
     judge: judgeByEvidence(
-      (context) => eventually(() => context.fixtures.dns!.received().includes(context.token), context.scale),
+      (context) => context.fixtures.dns!.received().includes(context.token),
       'the host DNS listener received the query',
     ),
   },
