@@ -1,4 +1,5 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: manifests spell their variables ${...}
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +7,14 @@ import { BulkheadError } from '@bulkhead/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CompileOptions, compileManifest } from './compile.js';
 import { parseManifest } from './manifest-document.js';
-import { createPolicy, loadPolicy, loadPolicySync, type Policy, parsePolicy } from './policy.js';
+import {
+  createPolicy,
+  DEFAULT_POLICY_PATH,
+  loadPolicy,
+  loadPolicySync,
+  type Policy,
+  parsePolicy,
+} from './policy.js';
 
 const POLICY_FILE = '/etc/bulkhead/policy.yaml';
 const MANIFEST_FILE = '/projects/demo/bulkhead.yaml';
@@ -197,6 +205,21 @@ describe('policy files', () => {
       message: expect.stringContaining('Fix: create it, or unset BULKHEAD_POLICY'),
     });
   });
+
+  it('a named policy that cannot be read is an error, never "no policy"', async () => {
+    // A folder stands in for an unreadable file: as root, permissions would not stop the read.
+    await expect(loadPolicy(folder)).rejects.toMatchObject({ code: 'POLICY_INVALID', path: folder });
+    expect(() => loadPolicySync(folder)).toThrow(/Cannot read the organisation policy/);
+  });
+
+  it.skipIf(existsSync(DEFAULT_POLICY_PATH))(
+    'without BULKHEAD_POLICY and without /etc/bulkhead/policy.yaml there is no policy',
+    async () => {
+      // Skipped only on a host whose administrator installed a policy: that file then applies here.
+      expect(await loadPolicy(undefined, {})).toBeNull();
+      expect(loadPolicySync(undefined, {})).toBeNull();
+    },
+  );
 
   it('compileManifest loads the policy itself when none is passed', async () => {
     const path = join(folder, 'strict.yaml');
