@@ -112,6 +112,19 @@ function socketRules(): ArgumentComparison[][] {
  */
 export function compileSeccompFilter(options: SeccompFilterOptions): Buffer {
   const architecture = options.architecture ?? nativeArchitecture();
+  // The filter depends on these three facts only: compile each combination once per process.
+  const key = `${architecture} ${options.spawn} ${options.network === 'open'}`;
+  let filter = compiled.get(key);
+  if (!filter) {
+    filter = compile(architecture, options);
+    compiled.set(key, filter);
+  }
+  return Buffer.from(filter);
+}
+
+const compiled = new Map<string, Buffer>();
+
+function compile(architecture: SeccompArchitecture, options: SeccompFilterOptions): Buffer {
   const seccomp = libseccomp();
   const refuse = scmpActErrno(EPERM);
   const context = seccomp.init(SCMP_ACT_ALLOW);

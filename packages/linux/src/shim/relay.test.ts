@@ -118,6 +118,64 @@ print(b''.join(replies).decode())`),
     expect(stillRelay).toBe(false);
   });
 
+  it('works inside bubblewrap, where the shim and the socket are bind-mounted at fixed paths', async () => {
+    const shim = await ensureShim();
+    const capabilities = testCapabilities({ workdir: '/', network: 'none' });
+    const plan = planShim({
+      capabilities,
+      workdir: '/',
+      pathView: 'namespace',
+      relay: { port: RELAY_PORT, socketPath: '/run/bulkhead/egress.sock' },
+    });
+    // bwrap passes fds 3 and up to its child; --unshare-all gives an empty network namespace.
+    const bubblewrap = [
+      'bwrap',
+      '--ro-bind',
+      '/usr',
+      '/usr',
+      '--symlink',
+      'usr/bin',
+      '/bin',
+      '--symlink',
+      'usr/lib',
+      '/lib',
+      '--symlink',
+      'usr/lib64',
+      '/lib64',
+      '--ro-bind',
+      '/etc',
+      '/etc',
+      '--dev',
+      '/dev',
+      '--proc',
+      '/proc',
+      '--tmpfs',
+      '/run',
+      '--ro-bind',
+      shim,
+      '/run/bulkhead/shim',
+      '--bind',
+      socketPath,
+      '/run/bulkhead/egress.sock',
+      '--unshare-all',
+      '--die-with-parent',
+      '--new-session',
+      '--cap-drop',
+      'ALL',
+    ];
+    const result = await runShimRaw(
+      plan.args,
+      plan.fds,
+      plan.statusFd,
+      python(`${CLIENT}
+print(exchange(${RELAY_PORT}, b'through bubblewrap'))
+print(exchange(${RELAY_PORT + 1}, b'other port'))`),
+      { launcher: bubblewrap, shimPath: '/run/bulkhead/shim' },
+    );
+    expect(result.error).toBeUndefined();
+    expect(result.stdout).toBe("b'through bubblewrap'\nEACCES\n");
+  });
+
   it('reports a relay port it cannot bind as the shim failing, not the payload', async () => {
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));

@@ -49,6 +49,8 @@ export interface RunOptions {
   launcher?: string[];
   /** Run the command without the shim: the control that shows a test can fail. */
   bare?: boolean;
+  /** The shim's path as the launcher's child sees it (bind-mounted into a namespace). */
+  shimPath?: string;
   env?: Record<string, string>;
 }
 
@@ -73,7 +75,11 @@ export async function runShimRaw(
 ): Promise<ShimRun> {
   const shim = await ensureShim();
   const stdio = ['pipe', 'pipe', 'pipe', ...fds.map(() => 'pipe' as const), 'pipe'] as const;
-  const argv = [...(options.launcher ?? []), ...(options.bare ? [] : [shim, ...args, '--']), ...command];
+  const argv = [
+    ...(options.launcher ?? []),
+    ...(options.bare ? [] : [options.shimPath ?? shim, ...args, '--']),
+    ...command,
+  ];
   const child = spawn(argv[0]!, argv.slice(1), {
     stdio: [...stdio],
     env: options.env ?? { PATH: '/usr/bin:/bin' },
