@@ -138,7 +138,7 @@ function printTier(io: CliIo, tier: DoctorTierReport): void {
     if (enforcement?.enforced) {
       writeLine(
         io.stdout,
-        `    ${label}  ${enforcement.mechanisms.join(' + ')}${enforcement.note ? colors.dim(` (${enforcement.note})`) : ''}`,
+        `    ${label}  ${enforcement.mechanisms.join(' + ') || 'no mechanism needed'}${enforcement.note ? colors.dim(` (${enforcement.note})`) : ''}`,
       );
     } else {
       writeLine(

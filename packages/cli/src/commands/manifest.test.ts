@@ -23,7 +23,7 @@ async function bulkhead(...argv: string[]) {
 
 const GOOD = `version: 1
 filesystem:
-  write: [./out]
+  deny: [./secrets]
 network:
   allow: [api.example.com:443]
 resources:
@@ -77,11 +77,14 @@ describe('bulkhead manifest explain', () => {
     expect(result.status).toBe(0);
     const lines = result.stdout.split('\n');
     // Set by the manifest: no marker. Left to the defaults: marked.
-    expect(lines.find((line) => line.trimStart().startsWith('resources.memory'))).toMatch(/256 Mi?B$/);
-    expect(lines.find((line) => line.trimStart().startsWith('resources.timeout'))).toContain('(default)');
-    expect(lines.find((line) => line.trimStart().startsWith('network'))).toContain('api.example.com:443');
-    expect(result.stdout).toContain(join(directory, 'out'));
-    expect(result.stdout).toMatch(/digest: sha256:[0-9a-f]{64}/);
+    const line = (label: string) => lines.find((candidate) => candidate.trimStart().startsWith(`${label} `));
+    expect(line('memory')).toMatch(/256 Mi?B$/);
+    expect(line('timeout')).toMatch(/10m\s+\(default\)$/);
+    expect(line('network')).toContain('allow-list');
+    expect(line('allow')).toContain('api.example.com:443');
+    expect(line('digest')).toMatch(/sha256:[0-9a-f]{64}/);
+    expect(lines).toContain(`    deny   ${join(directory, 'secrets')}`);
+    expect(result.stdout).toMatch(/deny\s+\/etc\/shadow\s+\(default\)/);
   });
 
   it('says, per tier, how each capability would be enforced here or why not', async () => {
@@ -115,6 +118,39 @@ describe('bulkhead manifest schema', () => {
     expect(Object.keys(schema.properties ?? {})).toEqual(
       expect.arrayContaining(['version', 'filesystem', 'network']),
     );
+  });
+});
+
+describe('bulkhead manifest import-mxc', () => {
+  it('prints a bulkhead.yaml that manifest check accepts, with the MXC command as a comment', async () => {
+    const mxc = {
+      version: '0.8.0-alpha',
+      process: { commandLine: "python3 agent.py --name 'demo run'", timeout: 30000 },
+      filesystem: { readwritePaths: ['/tmp/out'], deniedPaths: ['/tmp/out/secret'] },
+    };
+    await writeFile(join(directory, 'mxc.json'), JSON.stringify(mxc, null, 2));
+    const result = await bulkhead('manifest', 'import-mxc', 'mxc.json');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain(
+      String.raw`# MXC's command: bulkhead run -m bulkhead.yaml -- /bin/sh -c 'python3 agent.py --name '\''demo run'\'''`,
+    );
+    await writeFile(join(directory, 'bulkhead.yaml'), result.stdout);
+    const check = await bulkhead('manifest', 'check', 'bulkhead.yaml');
+    expect(check.status).toBe(0);
+    const explained = await bulkhead('manifest', 'explain', 'bulkhead.yaml');
+    expect(explained.stdout).toContain('/tmp/out/secret');
+    expect(explained.stdout).toMatch(/timeout\s+30s/);
+  });
+
+  it('exits 1 naming an MXC field that cannot be mapped, located in the file', async () => {
+    await writeFile(
+      join(directory, 'mxc.json'),
+      '{\n  "version": "0.8.0-alpha",\n  "containment": "hypervisor"\n}\n',
+    );
+    const result = await bulkhead('manifest', 'import-mxc', 'mxc.json');
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/mxc\.json:3:\d+/);
+    expect(result.stderr).toContain('containment');
   });
 });
 

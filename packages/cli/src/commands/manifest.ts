@@ -6,19 +6,18 @@ import {
   type ProbeReport,
   requiredCapabilityKeys,
 } from '@bulkhead/core';
-import * as manifestPackage from '@bulkhead/manifest';
 import {
-  formatBytes,
-  formatDuration,
-  formatEndpoint,
+  explainCapabilities,
   loadManifest,
+  loadMxcConfig,
+  type MxcImport,
   manifestJsonSchema,
-  type RuleOrigin,
 } from '@bulkhead/manifest';
 import type { Command } from 'commander';
+import { stringify as stringifyYaml } from 'yaml';
 import type { CommandContext } from '../command-context.js';
 import { EXIT_STATUS } from '../exit-status.js';
-import { type CliIo, type Colors, colorsFor, printError, writeLine } from '../io.js';
+import { type Colors, colorsFor, printError, writeLine } from '../io.js';
 import {
   type CompiledManifest,
   compileForHost,
@@ -43,100 +42,6 @@ async function checkFile(context: CommandContext, file: string): Promise<boolean
   } catch (error) {
     printError(io, error);
     return false;
-  }
-}
-
-interface CapabilityLine {
-  field: string;
-  value: string;
-  /** The manifest keys this line reflects; it is marked as a default when the manifest set none of them. */
-  keys: string[];
-}
-
-/** The capabilities as one line per manifest field, keyed as in the manifest. */
-function capabilityLines({ capabilities, minimumTier }: CompiledManifest): CapabilityLine[] {
-  const devices = Object.entries(capabilities.devices)
-    .filter(([, granted]) => granted)
-    .map(([device]) => device);
-  const network =
-    capabilities.network.mode === 'allowlist'
-      ? `allow-list: ${capabilities.network.allow.map(formatEndpoint).join(', ')}`
-      : capabilities.network.mode === 'open'
-        ? 'open (the whole internet)'
-        : 'none';
-  const { gpus } = capabilities.resources;
-  return [
-    { field: 'tier', value: `${minimumTier} or stronger`, keys: ['tier'] },
-    { field: 'network', value: network, keys: ['network.internet', 'network.allow'] },
-    { field: 'processes.spawn', value: String(capabilities.process.spawn), keys: ['processes.spawn'] },
-    {
-      field: 'processes.max',
-      value: Number.isFinite(capabilities.process.maxProcesses)
-        ? String(capabilities.process.maxProcesses)
-        : 'unlimited',
-      keys: ['processes.max'],
-    },
-    {
-      field: 'resources.memory',
-      value: formatBytes(capabilities.resources.memoryBytes),
-      keys: ['resources.memory'],
-    },
-    {
-      field: 'resources.timeout',
-      value: formatDuration(capabilities.resources.timeoutMs),
-      keys: ['resources.timeout'],
-    },
-    {
-      field: 'resources.cpus',
-      value: capabilities.resources.cpus === undefined ? 'unlimited' : String(capabilities.resources.cpus),
-      keys: ['resources.cpus'],
-    },
-    {
-      field: 'resources.gpus',
-      value: Array.isArray(gpus) ? gpus.join(', ') : gpus,
-      keys: ['resources.gpus'],
-    },
-    {
-      field: 'devices',
-      value: devices.length === 0 ? 'none' : devices.join(', '),
-      keys: ['clipboard', 'audio', 'webcam', 'display', 'input'].map((device) => `devices.${device}`),
-    },
-    // Names only: inherited values are often credentials.
-    {
-      field: 'env',
-      value: Object.keys(capabilities.env).sort().join(', ') || '(empty)',
-      keys: ['env.inherit', 'env.set'],
-    },
-    { field: 'workdir', value: capabilities.workdir, keys: [] },
-    { field: 'identity.name', value: capabilities.identity?.name ?? '(none)', keys: [] },
-  ];
-}
-
-const ORIGIN_MARKERS: Record<RuleOrigin, string> = {
-  default: DEFAULT_MARKER,
-  manifest: '',
-  'command line': '(command line)',
-  policy: '(organisation policy)',
-};
-
-function printCapabilities(io: CliIo, compiled: CompiledManifest, colors: Colors): void {
-  const { capabilities, defaulted } = compiled;
-  const mark = (text: string) => (text ? ` ${colors.dim(text)}` : '');
-  for (const rule of ['read', 'write', 'deny'] as const) {
-    const paths = capabilities.filesystem[rule];
-    writeLine(io.stdout, `  filesystem.${rule}${paths.length === 0 ? '  (none)' : ''}`);
-    for (const path of paths) {
-      writeLine(io.stdout, `    ${path}${mark(ORIGIN_MARKERS[compiled.pathOrigins[path] ?? 'manifest'])}`);
-    }
-  }
-  const lines = capabilityLines(compiled);
-  const width = Math.max(...lines.map((line) => line.field.length));
-  for (const line of lines) {
-    const isDefault = line.keys.length > 0 && line.keys.every((key) => defaulted.includes(key));
-    writeLine(
-      io.stdout,
-      `  ${line.field.padEnd(width)}  ${line.value}${isDefault ? mark(DEFAULT_MARKER) : ''}`,
-    );
   }
 }
 
@@ -178,14 +83,12 @@ async function printExplanation(
   const colors = colorsFor(io.stdout, io.env);
   const { capabilities } = compiled;
   writeLine(io.stdout, colors.bold(title));
-  writeLine(io.stdout, `  digest: ${compiled.digest}`);
   writeLine(io.stdout);
   writeLine(
     io.stdout,
     colors.bold(`Capabilities (${DEFAULT_MARKER} = not set by the manifest, the built-in default applies):`),
   );
-  printCapabilities(io, compiled, colors);
-  for (const warning of compiled.warnings) writeLine(io.stdout, `  ${colors.yellow('warning:')} ${warning}`);
+  for (const line of explainCapabilities(compiled).trimEnd().split('\n')) writeLine(io.stdout, `  ${line}`);
   writeLine(io.stdout);
 
   writeLine(io.stdout, colors.bold('Enforcement on this host, per tier:'));
@@ -224,12 +127,23 @@ async function printExplanation(
   }
 }
 
-type MxcImporter = (path: string) => Promise<string> | string;
+/** The `bulkhead.yaml` equivalent of an imported MXC config, with what MXC said beyond the manifest as comments. */
+export function mxcImportToYaml(imported: MxcImport, file: string): string {
+  const header = [
+    `# Imported by \`bulkhead manifest import-mxc\` from ${file} (${imported.shape === 'config' ? `MXC config ${imported.version ?? ''}`.trim() : 'MXC SDK ContainerRequest'}).`,
+  ];
+  if (imported.command) {
+    header.push(
+      `# MXC's command: bulkhead run -m bulkhead.yaml -- ${imported.command.map(quoteForShell).join(' ')}`,
+    );
+  }
+  if (imported.cwd) header.push(`# MXC's working directory: ${imported.cwd} (run bulkhead from there)`);
+  for (const warning of imported.warnings) header.push(`# note: ${warning}`);
+  return `${header.join('\n')}\n${stringifyYaml(imported.manifest)}`;
+}
 
-/** `importMxcConfig` when this version of @bulkhead/manifest has it. */
-function mxcImporter(): MxcImporter | undefined {
-  const candidate = (manifestPackage as Record<string, unknown>).importMxcConfig;
-  return typeof candidate === 'function' ? (candidate as MxcImporter) : undefined;
+function quoteForShell(argument: string): string {
+  return /^[\w@%+=:,./-]+$/.test(argument) ? argument : `'${argument.replaceAll("'", `'\\''`)}'`;
 }
 
 export function registerManifestCommand(program: Command, context: CommandContext): void {
@@ -299,24 +213,21 @@ Examples:
       writeLine(io.stdout, JSON.stringify(manifestJsonSchema(), null, 2));
     });
 
-  const importMxc = mxcImporter();
-  if (importMxc) {
-    manifest
-      .command('import-mxc')
-      .summary('print the bulkhead.yaml equivalent of a Microsoft MXC config')
-      .description(
-        'Convert an MXC config (JSON) into the equivalent bulkhead.yaml and print it. A field that\ncannot be mapped is an error that names it.',
-      )
-      .argument('<file>', 'the MXC config')
-      .addHelpText('after', '\nExamples:\n  $ bulkhead manifest import-mxc mxc.json > bulkhead.yaml')
-      .action(async (file: string) => {
-        try {
-          const yaml = await importMxc(resolve(io.cwd, file));
-          io.stdout.write(yaml.endsWith('\n') ? yaml : `${yaml}\n`);
-        } catch (error) {
-          printError(io, error);
-          context.exitStatus = EXIT_STATUS.failure;
-        }
-      });
-  }
+  manifest
+    .command('import-mxc')
+    .summary('print the bulkhead.yaml equivalent of a Microsoft MXC config')
+    .description(
+      'Convert an MXC config (JSON: raw 0.6.0-alpha to 1.0.0, or an SDK ContainerRequest) into the equivalent\n' +
+        'bulkhead.yaml and print it. A field that cannot be mapped exactly is an error that names it.',
+    )
+    .argument('<file>', 'the MXC config')
+    .addHelpText('after', '\nExamples:\n  $ bulkhead manifest import-mxc mxc.json > bulkhead.yaml')
+    .action(async (file: string) => {
+      try {
+        io.stdout.write(mxcImportToYaml(await loadMxcConfig(resolve(io.cwd, file)), file));
+      } catch (error) {
+        printError(io, error);
+        context.exitStatus = EXIT_STATUS.failure;
+      }
+    });
 }
