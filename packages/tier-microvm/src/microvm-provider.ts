@@ -1,0 +1,364 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import {
+  assertEnforceable,
+  BulkheadError,
+  type Capabilities,
+  type CapabilityKey,
+  createChildProcessSandbox,
+  type Enforcement,
+  type EnforcementMechanism,
+  type IsolationProvider,
+  type LaunchSpec,
+  type ProbeReport,
+  type Sandbox,
+  TIER_STRENGTH,
+} from '@bulkhead/core';
+import { ALLOW_SOFTWARE_EMULATION_FIX, type KvmVerdict, kvmModule, probeKvm } from './accelerator-probe.js';
+import { defaultCacheDirectory } from './cache-directory.js';
+import { encodeLaunch, FRAME, type GuestExitReport } from './control-channel.js';
+import { ensureInitramfs, GUEST_INIT_SOURCE } from './guest-image.js';
+import { findGuestKernel } from './guest-kernel.js';
+import { startVirtualMachine } from './virtual-machine.js';
+import {
+  type Accelerator,
+  createCloudHypervisorBackend,
+  createFirecrackerBackend,
+  createQemuMicrovmBackend,
+  findOnPath,
+  type VmmBackend,
+  type VmmProbe,
+} from './vmm-backend.js';
+
+export interface MicrovmProviderOptions {
+  /**
+   * `kvm` (default): hardware virtualisation only; the tier is unavailable where a guest cannot boot
+   * under KVM. `any`: fall back to QEMU's TCG emulator, about 20x slower and a larger attack surface.
+   */
+  acceleration?: 'kvm' | 'any';
+  /** A PVH-bootable, uncompressed kernel to use instead of the one `buildGuestKernel()` builds. */
+  kernel?: { path: string };
+  /** Default: QEMU microvm. Firecracker and Cloud Hypervisor are recognised but not driven yet. */
+  backend?: VmmBackend;
+  /** Default: `defaultCacheDirectory()` (`~/.cache/bulkhead`). */
+  cacheDirectory?: string;
+  /** How long the guest may take to reach its init (default 60 s: TCG on a busy host is slow). */
+  bootTimeoutMs?: number;
+}
+
+/** Guest RAM beyond the payload's memory cap: the guest kernel, init and page tables. */
+const GUEST_OVERHEAD_MEBIBYTES = 48;
+const MINIMUM_GUEST_MEBIBYTES = 96;
+/** Guest RAM when the capabilities set no memory cap. */
+const DEFAULT_GUEST_MEBIBYTES = 1024;
+const MEBIBYTE = 1024 * 1024;
+const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+const NO_SUCH_DEVICE =
+  'the guest has no such device: the VMM gives it only virtio-serial, virtio-9p and (for an allow-list) virtio-net';
+
+function enforced(mechanisms: EnforcementMechanism[], note?: string): Enforcement {
+  return note === undefined ? { enforced: true, mechanisms } : { enforced: true, mechanisms, note };
+}
+
+function refused(reason: string, fix?: string): Enforcement {
+  return fix === undefined ? { enforced: false, reason } : { enforced: false, reason, fix };
+}
+
+function enforcementMap(): ProbeReport['enforcement'] {
+  return {
+    filesystem: enforced(
+      ['hypervisor', 'mount-namespace'],
+      "the jail's view of only the granted paths, shared into the guest over virtio-9p; read grants read-only in the jail and in the guest",
+    ),
+    'network.none': enforced(
+      ['hypervisor', 'network-namespace'],
+      'the guest has no network device and the VMM has no network',
+    ),
+    'network.allowlist': refused(
+      'this version of the micro-VM tier does not yet connect the guest to the egress proxy',
+      'use the process tier for an allow-list: --tier process',
+    ),
+    'network.open': refused(
+      "the micro-VM tier never gives the guest the host's network",
+      'use the process tier with network open: --tier process',
+    ),
+    'process.spawn': enforced(['cgroup-v2', 'seccomp'], "pids.max of 1 in the guest's payload cgroup"),
+    'process.maxProcesses': enforced(['cgroup-v2'], "pids.max of the guest's payload cgroup"),
+    'resources.memory': enforced(
+      ['hypervisor', 'cgroup-v2'],
+      "guest RAM, and memory.max of the guest's payload cgroup",
+    ),
+    'resources.timeout': enforced(['hypervisor', 'supervisor'], 'the whole VM is killed'),
+    'resources.cpus': enforced(['hypervisor'], 'whole vCPUs: a fraction is rounded up'),
+    'resources.gpus': refused(
+      'GPUs cannot be passed into the micro-VM guest (the microvm machine has no PCI passthrough)',
+      'use the process tier with resources.gpus',
+    ),
+    'devices.deny': enforced(['hypervisor'], NO_SUCH_DEVICE),
+    'devices.clipboard': refused(NO_SUCH_DEVICE),
+    'devices.audio': refused(NO_SUCH_DEVICE),
+    'devices.webcam': refused(NO_SUCH_DEVICE),
+    'devices.display': refused(NO_SUCH_DEVICE),
+    'devices.input': refused(NO_SUCH_DEVICE),
+    env: enforced(['environment'], "the guest init passes exactly the capabilities' environment"),
+    identity: refused(
+      'the micro-VM tier does not bind sandboxes to accounts',
+      'use the session tier for identity',
+    ),
+  };
+}
+
+function guestMemoryMebibytes(capabilities: Capabilities): number {
+  const cap = capabilities.resources.memoryBytes;
+  if (!Number.isFinite(cap)) return DEFAULT_GUEST_MEBIBYTES + GUEST_OVERHEAD_MEBIBYTES;
+  return Math.max(MINIMUM_GUEST_MEBIBYTES, Math.ceil(cap / MEBIBYTE) + GUEST_OVERHEAD_MEBIBYTES);
+}
+
+interface ProbeState {
+  report: ProbeReport;
+  backend?: VmmBackend;
+  accelerator?: Accelerator;
+  kernelPath?: string;
+  bubblewrap?: string;
+}
+
+/**
+ * The micro-VM tier: each sandbox is a guest kernel of its own behind a VMM (QEMU `microvm`), and the
+ * VMM itself runs in a bubblewrap jail holding only the granted paths and the VM's own files.
+ */
+export function createMicrovmProvider(options: MicrovmProviderOptions = {}): IsolationProvider {
+  const acceleration = options.acceleration ?? 'kvm';
+  const cacheDirectory = options.cacheDirectory ?? defaultCacheDirectory();
+  let probing: Promise<ProbeState> | undefined;
+
+  const unavailable = (reason: string, fix: string, facts: ProbeReport['facts'] = {}): ProbeState => ({
+    report: {
+      tier: 'microvm',
+      available: false,
+      reason,
+      fix,
+      enforcement: enforcementMap(),
+      facts,
+      warnings: [],
+    },
+  });
+
+  async function chooseBackend(): Promise<{ backend: VmmBackend; probe: VmmProbe } | { probes: VmmProbe[] }> {
+    const candidates = options.backend
+      ? [options.backend]
+      : [createQemuMicrovmBackend(), createFirecrackerBackend(), createCloudHypervisorBackend()];
+    const probes: VmmProbe[] = [];
+    for (const backend of candidates) {
+      const probe = await backend.probe();
+      if (probe.installed && probe.accelerators.length > 0) return { backend, probe };
+      probes.push(probe);
+    }
+    return { probes };
+  }
+
+  async function probeOnce(): Promise<ProbeState> {
+    const facts: ProbeReport['facts'] = { acceleration };
+    const chosen = await chooseBackend();
+    if (!('backend' in chosen)) {
+      const qemu = chosen.probes[0];
+      return unavailable(
+        chosen.probes.map((probe) => `${probe.backend}: ${probe.reason}`).join('; '),
+        qemu?.fix ?? 'apt-get install qemu-system-x86',
+        facts,
+      );
+    }
+    const { backend, probe: vmm } = chosen;
+    facts.vmm = backend.name;
+    if (vmm.version) facts.vmmVersion = vmm.version;
+    const bubblewrap = findOnPath('bwrap');
+    if (!bubblewrap) {
+      return unavailable(
+        'bubblewrap (bwrap), which jails the VMM, is not installed',
+        'apt-get install bubblewrap',
+        facts,
+      );
+    }
+    if (!findOnPath('gcc')) {
+      return unavailable(
+        `gcc, which compiles the guest init (${GUEST_INIT_SOURCE}), is not installed`,
+        'apt-get install gcc libc6-dev',
+        facts,
+      );
+    }
+    const kernelPath = options.kernel?.path ?? findGuestKernel({ cacheDirectory })?.path;
+    if (!kernelPath || !existsSync(kernelPath)) {
+      return unavailable(
+        options.kernel
+          ? `the guest kernel ${options.kernel.path} does not exist`
+          : 'the guest kernel has not been built yet',
+        options.kernel
+          ? 'pass kernel: { path } of an existing PVH-bootable vmlinux'
+          : 'bulkhead vm kernel build (needs apt-get install linux-source-6.1 flex bison bc libelf-dev libssl-dev)',
+        facts,
+      );
+    }
+    facts.kernel = kernelPath;
+    const module = kvmModule();
+    if (module) facts.kvmModule = module;
+    let kvm: KvmVerdict;
+    try {
+      kvm = await probeKvm({
+        backend,
+        vmm,
+        kernelPath,
+        initramfsPath: await ensureInitramfs({ cacheDirectory }),
+        bubblewrap,
+        cacheDirectory,
+      });
+    } catch (error) {
+      kvm = { usable: false, reason: `the KVM boot probe failed: ${(error as Error).message}` };
+    }
+    facts.kvmBootProbe = kvm.usable ? 'boots' : (kvm.reason ?? 'fails');
+    let accelerator: Accelerator;
+    const warnings: string[] = [];
+    if (kvm.usable) accelerator = 'kvm';
+    else if (acceleration === 'any') {
+      accelerator = 'tcg';
+      warnings.push(`KVM unusable (${kvm.reason}): guests run under QEMU's TCG emulator, much slower.`);
+    } else {
+      return unavailable(
+        kvm.reason ?? 'KVM cannot boot the guest here',
+        kvm.fix ?? ALLOW_SOFTWARE_EMULATION_FIX,
+        facts,
+      );
+    }
+    facts.accelerator = accelerator;
+    return {
+      report: { tier: 'microvm', available: true, enforcement: enforcementMap(), facts, warnings },
+      backend,
+      accelerator,
+      kernelPath,
+      bubblewrap,
+    };
+  }
+
+  function probeState(): Promise<ProbeState> {
+    if (!probing) {
+      probing = probeOnce();
+      probing.catch(() => {
+        probing = undefined;
+      });
+    }
+    return probing;
+  }
+
+  return {
+    specificationVersion: 'bulkhead-isolation-v1',
+    tier: 'microvm',
+    strength: TIER_STRENGTH.microvm,
+    async probe() {
+      return (await probeState()).report;
+    },
+    async launch(spec: LaunchSpec): Promise<Sandbox> {
+      const state = await probeState();
+      const { capabilities } = spec;
+      assertEnforceable(capabilities, state.report);
+      const { backend, accelerator, kernelPath, bubblewrap } = state;
+      if (!backend || !accelerator || !kernelPath || !bubblewrap)
+        throw new Error('unreachable: an available probe has a VMM');
+      if (spec.command.length === 0 || !spec.command[0]) {
+        throw new BulkheadError('INVALID_LAUNCH_SPEC', 'Nothing to run: the command is empty.', {
+          tier: 'microvm',
+        });
+      }
+      const id = spec.id ?? randomUUID();
+      const warnings = [...state.report.warnings];
+      const cpus = capabilities.resources.cpus;
+      const vcpus = cpus === undefined ? 1 : Math.max(1, Math.ceil(cpus));
+      if (cpus !== undefined && cpus !== vcpus) {
+        warnings.push(
+          `resources.cpus ${cpus} is enforced as ${vcpus} whole vCPU(s): the guest gets up to ${vcpus} CPU(s) of time.`,
+        );
+      }
+      const initramfsPath = await ensureInitramfs({ cacheDirectory });
+      let report: GuestExitReport | undefined;
+      const vm = await startVirtualMachine({
+        backend,
+        accelerator,
+        kernelPath,
+        initramfsPath,
+        memoryMebibytes: guestMemoryMebibytes(capabilities),
+        vcpus,
+        filesystem: capabilities.filesystem,
+        bubblewrap,
+        onReport: (received) => {
+          report = received;
+        },
+      });
+      const bootTimer = setTimeout(vm.kill, options.bootTimeoutMs ?? 60_000);
+      try {
+        await vm.guest.ready;
+      } catch (error) {
+        vm.kill();
+        const console = (await vm.console()).trim().split('\n').slice(-15).join('\n');
+        await vm.cleanUp();
+        throw new BulkheadError(
+          'LAUNCH_FAILED',
+          `The micro-VM guest did not start: ${(error as Error).message}${console ? `\nGuest console:\n${console}` : ''}`,
+          {
+            tier: 'microvm',
+            fix: 'run bulkhead doctor; rebuild the guest kernel with bulkhead vm kernel build',
+            cause: error,
+          },
+        );
+      } finally {
+        clearTimeout(bootTimer);
+      }
+      const env: Record<string, string> = {
+        PATH: SANDBOX_PATH,
+        HOME: '/tmp',
+        TMPDIR: '/tmp',
+        LANG: 'C.UTF-8',
+        ...capabilities.env,
+      };
+      vm.guest.send(
+        FRAME.launch,
+        encodeLaunch({
+          argv: spec.command,
+          env,
+          cwd: capabilities.workdir,
+          uid: process.getuid?.() ?? 0,
+          gid: process.getgid?.() ?? 0,
+          memoryBytes: capabilities.resources.memoryBytes,
+          maxProcesses: capabilities.process.maxProcesses,
+          spawn: capabilities.process.spawn,
+          read: capabilities.filesystem.read,
+          write: capabilities.filesystem.write,
+          deny: capabilities.filesystem.deny,
+        }),
+      );
+      const enforcement: Partial<Record<CapabilityKey, EnforcementMechanism[]>> = {};
+      for (const [key, value] of Object.entries(state.report.enforcement)) {
+        if (value?.enforced) enforcement[key as CapabilityKey] = value.mechanisms;
+      }
+      return createChildProcessSandbox({
+        id,
+        tier: 'microvm',
+        child: vm.guest.asChildProcess(),
+        timeoutMs: capabilities.resources.timeoutMs,
+        killTree: (signal) => {
+          if (signal === 'SIGKILL') vm.kill();
+          else vm.guest.signalPayload(signal);
+        },
+        warnings,
+        enforcement,
+        finish: async () => {
+          vm.kill();
+          await vm.cleanUp();
+          if (vm.guest.failure) warnings.push(`The guest init failed: ${vm.guest.failure}`);
+          return {
+            oomKilled: report?.oomKilled ?? false,
+            ...(report?.peakMemoryBytes === undefined ? {} : { peakMemoryBytes: report.peakMemoryBytes }),
+            ...(report?.cpuMs === undefined ? {} : { cpuMs: report.cpuMs }),
+          };
+        },
+      });
+    },
+  };
+}
