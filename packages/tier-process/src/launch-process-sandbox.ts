@@ -251,8 +251,19 @@ async function startNamespace(
   }
   // Both processes wait (bwrap's sandbox process on the block fd): nothing of the payload runs yet,
   // so whatever it starts is born inside the cgroups.
-  await resources.cgroup.addProcess(bwrapPid);
-  await resources.cgroup.addProcess(childPid);
+  try {
+    await resources.cgroup.addProcess(bwrapPid);
+    await resources.cgroup.addProcess(childPid);
+  } catch (error) {
+    // Gone before it was placed: bubblewrap failed while setting up, and said why on stderr.
+    child.kill('SIGKILL');
+    const stderr = await readToEnd(child.stderr!);
+    throw new BulkheadError(
+      'LAUNCH_FAILED',
+      `bubblewrap stopped before the payload ran: ${stderr.toString().trim() || (error as Error).message}.`,
+      { tier: 'process', cause: error },
+    );
+  }
   for (const [index, data] of plan.fds.entries()) endPipe(child.stdio[3 + index], data);
   const status = readToEnd(child.stdio[plan.statusFd] as Readable);
   endPipe(child.stdio[blockFd], Buffer.from([1]));
