@@ -1,3 +1,6 @@
+export * from './bubblewrap/index.js';
+export * from './cgroup/index.js';
+export * from './host/index.js';
 export * from './landlock/landlock-abi.js';
 export * from './landlock/landlock-planner.js';
 export * from './landlock/landlock-rights.js';
@@ -5,7 +8,5 @@ export * from './seccomp/compile-seccomp-filter.js';
 export * from './seccomp/seccomp-policy.js';
 export * from './shim/ensure-shim.js';
 export * from './shim/plan-shim.js';
+export * from './shim/probe-shim.js';
 export * from './shim/shim-status.js';
-export * from './cgroup/index.js';
-export * from './bubblewrap/index.js';
-export * from './host/index.js';

@@ -59,7 +59,8 @@ export interface LandlockPlan {
   degraded: string[];
 }
 
-const LANDLOCK_FIX =
+/** How to get Landlock on a kernel that lacks it. */
+export const LANDLOCK_FIX =
   'boot Linux 5.13 or later with Landlock enabled (CONFIG_SECURITY_LANDLOCK=y, and landlock in the lsm= kernel parameter, e.g. lsm=landlock,lockdown,yama,integrity,apparmor)';
 
 export function normalizeAbsolutePath(path: string, role: string): string {
