@@ -75,7 +75,7 @@ describe('defaults (no manifest)', () => {
     expect(compiled.defaulted).toContain('resources.memory');
     expect(compiled.defaulted).toContain('network.allow');
     expect(compiled.defaulted).toContain('tier');
-    expect(compiled.pathOrigins['/usr']).toBe('default');
+    expect(compiled.pathOrigins?.['/usr']).toBe('default');
     expect(compiled.digest).toBe(capabilitiesDigest(capabilities));
   });
 
@@ -211,6 +211,16 @@ describe('every field', () => {
     });
   });
 
+  it('warns when a grant covers the whole file system or home folder', () => {
+    expect(compileYaml('version: 1\nfilesystem: { read: ["~"] }\n').warnings).toEqual([
+      'filesystem.read[0] grants your whole home folder (read); secrets such as ~/.ssh are then reachable unless denied.',
+    ]);
+    expect(compileYaml('version: 1\nfilesystem: { write: [/] }\n').warnings[0]).toContain(
+      'the whole file system (write)',
+    );
+    expect(compileYaml('version: 1\nfilesystem: { read: ["~/.gitconfig"] }\n').warnings).toEqual([]);
+  });
+
   it('$schema is accepted and ignored', () => {
     expect(compileYaml('$schema: ./schema.json\nversion: 1\n').capabilities).toEqual(
       compileYaml('version: 1\n').capabilities,
@@ -290,8 +300,8 @@ describe('applyOverrides', () => {
     expect(base.manifest.filesystem?.read).toEqual(['./a']);
     const compiled = compileManifest({ ...base, manifest: overridden }, OPTIONS);
     expect(compiled.capabilities.network.allow).toEqual([{ host: 'b.example', port: 8443 }]);
-    expect(compiled.pathOrigins['/projects/demo/b']).toBe('command line');
-    expect(compiled.pathOrigins['/projects/demo/a']).toBe('manifest');
+    expect(compiled.pathOrigins?.['/projects/demo/b']).toBe('command line');
+    expect(compiled.pathOrigins?.['/projects/demo/a']).toBe('manifest');
   });
 
   it('--net none and open', () => {

@@ -65,7 +65,7 @@ export interface CompiledManifest {
   /** Things worth knowing that are not errors (a default narrowed by the policy, a workdir not granted). */
   warnings: string[];
   /** For each path in `capabilities.filesystem`, where its rule came from. */
-  pathOrigins: Record<string, RuleOrigin>;
+  pathOrigins?: Record<string, RuleOrigin>;
 }
 
 /** Every leaf a manifest may set that has a default; `defaulted` lists those it did not set. */
@@ -192,6 +192,11 @@ export function compileManifest(
       if (!expanded.ok) {
         issues.push({ message: `${keyPath}: ${expanded.reason}`, ...where(keyPath), keyPath });
         return;
+      }
+      if (rule !== 'deny' && (expanded.path === '/' || expanded.path === home)) {
+        warnings.push(
+          `${keyPath} grants ${expanded.path === '/' ? 'the whole file system' : 'your whole home folder'} (${rule}); secrets such as ~/.ssh are then reachable unless denied.`,
+        );
       }
       entries.push({ path: expanded.path, rule, origin: originOf(keyPath), keyPath });
     });

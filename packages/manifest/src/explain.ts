@@ -11,7 +11,7 @@ export function explainCapabilities(compiled: CompiledManifest): string {
   const mark = (...keys: string[]) => (keys.every((key) => defaulted.includes(key)) ? '  (default)' : '');
   const lines: string[] = [];
   const origin = (path: string) => {
-    const from = compiled.pathOrigins[path];
+    const from = compiled.pathOrigins?.[path];
     return from && from !== 'manifest' ? `  (${from})` : '';
   };
   lines.push(`minimum tier   ${compiled.minimumTier}${mark('tier')}`);

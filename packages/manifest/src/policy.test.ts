@@ -135,7 +135,7 @@ describe('the policy ceiling, rule by rule', () => {
   it('deniedPaths: added to deny, grants inside them refused, default grants inside them dropped', () => {
     const compiled = compile('filesystem: { read: ["~"] }\n');
     expect(compiled.capabilities.filesystem.deny).toContain('/home/dev/.ssh');
-    expect(compiled.pathOrigins['/home/dev/.ssh']).toBe('policy');
+    expect(compiled.pathOrigins?.['/home/dev/.ssh']).toBe('policy');
     const error = violation('filesystem:\n  write: [~/.ssh/known_hosts]\n');
     expect([error.line, error.column]).toEqual([3, 11]);
     expect(error.message).toContain(
