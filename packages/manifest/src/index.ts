@@ -46,6 +46,7 @@ export {
   type PolicyV1,
   parsePolicy,
 } from './policy.js';
+export { starterManifest } from './starter-manifest.js';
 export { MANIFEST_TIERS, ManifestSchema, type ManifestV1 } from './schema.js';
 export {
   formatIssue,
