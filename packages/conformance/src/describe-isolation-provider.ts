@@ -26,6 +26,7 @@ import {
   type ProviderSource,
   prepareLaunch,
   type SuiteState,
+  TRAVERSABLE_DIRECTORY_MODE,
 } from './suite-state.js';
 
 const KNOWN_TIER_VARIABLES = new Set(['PATH', 'HOME', 'TMPDIR', 'LANG']);
@@ -61,6 +62,7 @@ export function describeIsolationProvider(
       );
       state.helperDirectory = dirname(state.helper);
       state.root = await realpath(await mkdtemp(join(tmpdir(), CONFORMANCE_TEMPORARY_PREFIX)));
+      await chmod(state.root, TRAVERSABLE_DIRECTORY_MODE);
       state.canary = {
         name: `BULKHEAD_CONFORMANCE_CANARY_${randomBytes(4).toString('hex').toUpperCase()}`,
         value: `caller-secret-${randomUUID()}`,

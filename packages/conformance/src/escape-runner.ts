@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ESCAPE_CASES, type EscapeCase, type EscapeContext, parseHelperVerdict } from './escape-cases.js';
@@ -10,8 +10,10 @@ import {
   CONFORMANCE_TEMPORARY_PREFIX,
   type DescribeIsolationProviderOptions,
   helperCommand,
+  OPEN_DIRECTORY_MODE,
   prepareLaunch,
   type SuiteState,
+  TRAVERSABLE_DIRECTORY_MODE,
 } from './suite-state.js';
 
 const isRoot = () => process.getuid?.() === 0;
@@ -54,17 +56,25 @@ export async function runEscapeCase(
   const cleanups: Cleanup[] = [];
   const token = randomBytes(8).toString('hex');
   const caseRoot = await mkdtemp(join(state.root, `case-${escapeCase.id}-`));
+  await chmod(caseRoot, TRAVERSABLE_DIRECTORY_MODE);
   try {
     const outside = join(caseRoot, 'outside');
     const granted = join(caseRoot, 'granted');
     const denied = join(granted, 'denied');
     await Promise.all([mkdir(outside), mkdir(denied, { recursive: true })]);
+    // World-writable and world-readable: only the isolation may stand between the sandbox and them.
+    await Promise.all([outside, granted, denied].map((directory) => chmod(directory, OPEN_DIRECTORY_MODE)));
     const secret = `${CONFORMANCE_TEMPORARY_PREFIX}secret-${token}\n`;
     await Promise.all([
       writeFile(join(outside, 'secret.txt'), secret),
       writeFile(join(denied, 'secret.txt'), secret),
       writeFile(join(granted, 'file.txt'), 'granted\n'),
     ]);
+    await Promise.all(
+      [join(outside, 'secret.txt'), join(denied, 'secret.txt'), join(granted, 'file.txt')].map((file) =>
+        chmod(file, 0o644),
+      ),
+    );
     cleanups.push(() =>
       Promise.all(
         ['/tmp', '/dev/shm'].map((directory) =>

@@ -1,6 +1,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createSocket, type Socket as DatagramSocket } from 'node:dgram';
 import { existsSync, readFileSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { promisify } from 'node:util';
 import { waitForOutput } from './sandbox-session.js';
@@ -114,6 +115,8 @@ function dnsAnswer(query: Buffer): Buffer {
 const PYTHON_TERMINAL = String.raw`
 import os, pty, select, subprocess, sys
 master, slave = pty.openpty()
+# Open to every uid, so that only the isolation keeps a sandbox from it.
+os.fchmod(slave, 0o666)
 log = sys.argv[1]
 subprocess.Popen(['/bin/sh', '-c', 'while IFS= read -r line; do printf "%s\n" "$line" >> "$0"; done', log],
                  stdin=slave, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -194,6 +197,8 @@ export async function startFixtures(
         const path = `${directories.outside}/host.sock`;
         const server = await recordingStreamServer(listenOn(path));
         cleanups.push(() => closeServer(server.server));
+        // Connecting needs write permission on the socket: give it to every uid, so only isolation refuses.
+        await chmod(path, 0o777);
         fixtures.unixSocket = { ...server, path };
         break;
       }

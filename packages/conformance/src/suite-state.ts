@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { chmod, mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Capabilities, IsolationProvider } from '@bulkhead/core';
 import { createBaseCapabilities } from './base-capabilities.js';
@@ -49,6 +49,13 @@ export interface SuiteState {
 }
 
 /** Prefix of every temporary directory the suite makes; leftovers are easy to spot and clean. */
+/**
+ * Modes of the suite's directories. The fixtures are open to every uid on purpose: a refusal must come
+ * from the isolation, not from file permissions that happen to stand between a sandbox uid and a file.
+ */
+export const OPEN_DIRECTORY_MODE = 0o777;
+export const TRAVERSABLE_DIRECTORY_MODE = 0o755;
+
 export const CONFORMANCE_TEMPORARY_PREFIX = 'bulkhead-conformance-';
 
 /** A fresh workspace and the capabilities of one launch, adapted by the caller's hook. */
@@ -58,6 +65,8 @@ export async function prepareLaunch(
   extra: { read?: string[]; write?: string[]; deny?: string[] } = {},
 ): Promise<{ workspace: string; capabilities: Capabilities; marker: string; id: string }> {
   const workspace = await mkdtemp(join(state.root, 'workspace-'));
+  // A tier may run the payload as another uid than the caller's; the workspace is its to write.
+  await chmod(workspace, OPEN_DIRECTORY_MODE);
   const base = createBaseCapabilities({
     workspace,
     read: [state.helperDirectory, ...(extra.read ?? [])],
