@@ -146,6 +146,13 @@ print(open('/etc/passwd').read()[:4])`),
       expect((await runShim(connectTcp(), plan({ network: 'open' }))).stdout).toBe('ok\n');
     });
 
+    it('refuses binding TCP ports with network none', async () => {
+      const bind = (port: number) => `print(attempt(lambda: socket.socket().bind(('127.0.0.1', ${port}))))`;
+      const code = attempt(`${bind(0)}\n${bind(port + 1)}`);
+      expect((await runShim(code, plan())).stdout).toBe('EACCES\nEACCES\n');
+      expect((await runShim(code, plan({ network: 'open' }))).stdout).toBe('ok\nok\n');
+    });
+
     it('refuses UDP, raw and packet sockets with network none, keeping unix sockets', async () => {
       const result = await runShim(
         attempt(`
