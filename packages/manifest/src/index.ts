@@ -46,7 +46,6 @@ export {
   type PolicyV1,
   parsePolicy,
 } from './policy.js';
-export { starterManifest } from './starter-manifest.js';
 export { MANIFEST_TIERS, ManifestSchema, type ManifestV1 } from './schema.js';
 export {
   formatIssue,
@@ -55,4 +54,5 @@ export {
   type SourceFormat,
   type SourceLocation,
 } from './source-document.js';
+export { starterManifest, starterManifest } from './starter-manifest.js';
 export { formatBytes, formatDuration, parseDuration, parseSize } from './units.js';
