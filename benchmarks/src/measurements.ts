@@ -260,6 +260,7 @@ export async function measureCold(bench: Bench, subjects: Subject[]): Promise<Co
 export async function measureMemory(bench: Bench, subjects: Subject[]): Promise<MemoryFigure[]> {
   const sandboxes = bench.options.memorySandboxes;
   const reports = new Map<string, MemoryReport>();
+  const leftovers = new Map<string, string[]>();
   let cgroupReason: string | undefined;
   for (const [index, subject] of subjects.entries()) {
     bench.progress.update('memory', subject.label, index, subjects.length);
@@ -284,6 +285,18 @@ export async function measureMemory(bench: Bench, subjects: Subject[]): Promise<
       reports.set(subject.id, report);
     } catch (error) {
       omit(bench, 'memory', subject.id, describeError(error));
+    }
+    try {
+      if (typeof cgroup !== 'string') {
+        // The worker disposed every sandbox and exited: whatever still runs in its cgroup outlived them.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const remaining = await cgroup.remaining();
+        if (remaining.length > 0)
+          leftovers.set(
+            subject.id,
+            remaining.map((entry) => entry.name),
+          );
+      }
     } finally {
       if (typeof cgroup !== 'string') await cgroup.remove();
     }
@@ -316,6 +329,8 @@ export async function measureMemory(bench: Bench, subjects: Subject[]): Promise<
     if (report.kernelBytes !== undefined && bare?.kernelBytes !== undefined) {
       figure.kernelPerSandbox = (report.kernelBytes - bare.kernelBytes) / report.sandboxes;
     }
+    const left = leftovers.get(subject.id);
+    if (left) figure.leftoverProcesses = left;
     figures.push(figure);
   }
   return figures;

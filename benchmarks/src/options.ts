@@ -126,7 +126,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     runs,
     warmup: quick ? 1 : 3,
     coldRuns: values.runs === undefined ? (quick ? 3 : 10) : Math.max(3, Math.round(runs / 3)),
-    cpuRuns: values.runs === undefined ? (quick ? 4 : 10) : Math.max(3, Math.round(runs / 3)),
+    cpuRuns: values.runs === undefined ? (quick ? 6 : 10) : Math.max(3, Math.round(runs / 3)),
     // The same in both modes: the per-sandbox figure spreads the launcher's growth over them.
     memorySandboxes: 4,
     concurrencyLevels: quick ? [10] : [10, 50, 100],

@@ -1,5 +1,5 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { type Dirent, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /** One process as the host's /proc shows it. */
@@ -98,7 +98,38 @@ export interface MeasurementCgroup {
   chargedBytes(): Promise<number | undefined>;
   /** Kernel memory: memory.kmem.usage_in_bytes (v1) or the `kernel` line of memory.stat (v2). */
   kernelBytes(): Promise<number | undefined>;
+  /** Processes still in the cgroup or below it (after a worker ended: what its subject left behind). */
+  remaining(): Promise<ProcessEntry[]>;
+  /** Kills whatever remains, then removes the cgroup and any left inside it. */
   remove(): Promise<void>;
+}
+
+/** The cgroup directory and every directory below it, deepest first. */
+async function cgroupTree(directory: string): Promise<string[]> {
+  const found: string[] = [];
+  let entries: Dirent[];
+  try {
+    entries = await readdir(directory, { withFileTypes: true });
+  } catch {
+    return found;
+  }
+  for (const entry of entries)
+    if (entry.isDirectory()) found.push(...(await cgroupTree(path.join(directory, entry.name))));
+  found.push(directory);
+  return found;
+}
+
+async function cgroupPids(directory: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const level of await cgroupTree(directory)) {
+    try {
+      const text = await readFile(path.join(level, 'cgroup.procs'), 'utf8');
+      for (const line of text.split('\n')) if (line.trim()) pids.push(Number(line));
+    } catch {
+      // Removed meanwhile.
+    }
+  }
+  return pids;
 }
 
 async function readNumber(file: string): Promise<number | undefined> {
@@ -165,16 +196,30 @@ export async function createMeasurementCgroup(): Promise<MeasurementCgroup | str
         return undefined;
       }
     },
+    async remaining() {
+      const pids = new Set(await cgroupPids(directory));
+      return listProcesses().filter((entry) => pids.has(entry.pid));
+    },
     async remove() {
-      // The processes are gone by now; their page-cache charge moves to the parent with rmdir.
+      // Page-cache charges move to the parent with rmdir; only processes keep a cgroup busy.
       for (let attempt = 0; attempt < 50; attempt++) {
-        try {
-          await rmdir(directory);
-          return;
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-          await new Promise((resolve) => setTimeout(resolve, 100));
+        for (const pid of await cgroupPids(directory)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // Already gone.
+          }
         }
+        let removed = true;
+        for (const level of await cgroupTree(directory)) {
+          try {
+            await rmdir(level);
+          } catch (error) {
+            if ((error as NodeJS.ErrnoException).code !== 'ENOENT') removed = false;
+          }
+        }
+        if (removed) return;
+        await new Promise((resolve) => setTimeout(resolve, 100));
       }
     },
   };

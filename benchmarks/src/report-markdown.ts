@@ -125,6 +125,7 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
           ],
           rows,
         ),
+        ...leftoverLines(result),
       ].join('\n\n'),
     );
   }
@@ -225,6 +226,17 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
 
   sections.push(`### Subjects\n\n${result.subjects.map((subject) => subjectLine(subject)).join('\n')}`);
   return `${sections.join('\n\n')}\n`;
+}
+
+/** Processes a subject left running after its sandboxes were disposed: said aloud, since it is a leak. */
+function leftoverLines(result: BenchResult): string[] {
+  const lines = result.memory
+    .filter((figure) => figure.leftoverProcesses?.length)
+    .map((figure) => `- **${labelOf(result, figure.subject)}**: ${figure.leftoverProcesses!.join(', ')}`);
+  if (lines.length === 0) return [];
+  return [
+    `**Still running after every sandbox was disposed and the launcher exited** (killed by the benchmark):\n\n${lines.join('\n')}`,
+  ];
 }
 
 function subjectLine(subject: SubjectRecord): string {

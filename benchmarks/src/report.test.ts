@@ -54,6 +54,13 @@ describe('Markdown report', () => {
     expect(noisy).toMatch(/- MXC run\(\), launch to exit: p95 is [\d.]+x the median/);
   });
 
+  it('names processes a subject left running after dispose', () => {
+    const result = resultFixture();
+    result.memory[2]!.leftoverProcesses = ['sleep', 'socat'];
+    expect(renderMarkdown(result)).toContain('- **MXC run()**: sleep, socat');
+    expect(markdown).not.toContain('Still running after');
+  });
+
   it('links the chart and lists the machine facts', () => {
     expect(markdown).toContain('![Launch and memory per subject, log scale](latest.svg)');
     expect(markdown).toContain('Landlock ABI 7');

@@ -97,6 +97,8 @@ export interface MemoryFigure {
   processes: { name: string; count: number; pssBytes: number }[];
   /** PSS of the payload processes alone, per sandbox. */
   payloadPerSandbox: number;
+  /** Processes still running once every sandbox was disposed and the launcher exited: a leak. */
+  leftoverProcesses?: string[];
 }
 
 export interface CpuFigure {

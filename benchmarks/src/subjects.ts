@@ -292,7 +292,7 @@ export const nodeStartSubject: Subject = {
     const script =
       "const [f,...a]=process.argv.slice(1);require('child_process').spawn(f,a,{stdio:'inherit'}).on('exit',(c)=>process.exit(c??1))";
     return {
-      start: (command) => spawnHandle(process.execPath, ['-e', script, ...command]),
+      start: (command) => spawnHandle(process.execPath, ['-e', script, ...command], { processGroup: true }),
       close: async () => {},
     };
   },
