@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Violation } from '@bulkhead/core';
@@ -10,7 +10,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createEgressProxy, type EgressChannel, type EgressProxy, getEgressProxy } from './egress-proxy.js';
 import { createStaticResolver } from './resolver.js';
 import {
+  closeServer,
   httpConnect,
+  listen,
   readUntil,
   type SocksAddress,
   socksConnect,
@@ -126,6 +128,21 @@ describe('HTTP CONNECT', () => {
     const { status, socket } = await httpConnect(channel.socketPath, `ECHO.Test.:${echo.port}`);
     expect(status).toBe(200);
     socket.destroy();
+  });
+
+  it('delivers everything an upstream sent before it closed', async () => {
+    const size = 16 << 20;
+    const bulk = createServer((socket) => socket.end(Buffer.alloc(size, 7)));
+    const port = await listen(bulk);
+    try {
+      const { channel } = await open([`echo.test:${port}`, `127.0.0.1:${port}`]);
+      const { status, socket } = await httpConnect(channel.socketPath, `echo.test:${port}`);
+      expect(status).toBe(200);
+      const received = await readUntil(socket, () => false);
+      expect(received.length).toBe(size);
+    } finally {
+      await closeServer(bulk);
+    }
   });
 
   it('answers an unreachable allowed destination with 502, not a hang', async () => {
@@ -527,6 +544,23 @@ describe('channels', () => {
     expect(statSync(channel.socketPath).isSocket()).toBe(true);
     await channel.close();
     expect(existsSync(channel.socketPath)).toBe(false);
+  });
+
+  it('removes sockets left behind by a process that no longer runs', async () => {
+    const sockets = join(directory, 'sockets');
+    const gone = spawn('true');
+    await once(gone, 'exit');
+    const stale = join(sockets, `egress-${gone.pid}-crashed-0a1b2c.sock`);
+    const alive = join(sockets, `egress-${process.pid}-alive-0a1b2c.sock`);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(stale, '');
+    writeFileSync(alive, '');
+    const fresh = createEgressProxy({ resolver, socketDirectory: sockets });
+    await fresh.openChannel({ sandboxId: 'after-crash', allow: [] });
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(alive)).toBe(true);
+    rmSync(alive);
+    await fresh.close();
   });
 
   it('ends the open tunnels of a channel when it closes', async () => {

@@ -161,7 +161,9 @@ class EgressProxyImplementation implements EgressProxy {
       options.sandboxId,
       randomBytes(6).toString('hex'),
     );
-    const server = createNetServer((socket) => this.#onChannelConnection(channel, socket));
+    const server = createNetServer({ allowHalfOpen: true }, (socket) =>
+      this.#onChannelConnection(channel, socket),
+    );
     const sockets = new Set<Socket | Duplex>();
     const channel: ChannelState = {
       sandboxId: options.sandboxId,
@@ -457,11 +459,17 @@ class EgressProxyImplementation implements EgressProxy {
   }
 }
 
+/**
+ * Joins a client and its upstream both ways. Both sockets allow half-open connections, so an end
+ * in one direction travels as an end (a client may still read after it finished sending), and a
+ * clean close of the upstream ends the client only after everything it sent was delivered.
+ */
 function splice(client: Duplex, upstream: Duplex): void {
   client.pipe(upstream);
   upstream.pipe(client);
+  // Nothing can reach a client that is gone.
   client.once('close', () => upstream.destroy());
-  upstream.once('close', () => client.destroy());
+  upstream.once('close', (hadError: boolean) => (hadError ? client.destroy() : client.end()));
 }
 
 function removeFile(path: string): void {
