@@ -389,13 +389,15 @@ struct relay_direction {
 
 struct relay_pair {
   int fds[2]; /* 0: tcp, 1: unix; -1 when unused */
-  struct relay_direction way[2]; /* way[i] carries fds[i] -> fds[1 - i] */
+  struct relay_direction *way; /* way[i] carries fds[i] -> fds[1 - i]; allocated per connection */
 };
 
 static void relay_close(struct relay_pair *pair) {
   close(pair->fds[0]);
   close(pair->fds[1]);
   pair->fds[0] = pair->fds[1] = -1;
+  free(pair->way);
+  pair->way = NULL;
 }
 
 static void relay_step(struct relay_pair *pair, const struct pollfd *polled) {
@@ -415,7 +417,7 @@ static void relay_step(struct relay_pair *pair, const struct pollfd *polled) {
       ssize_t count = send(to, way->buffer + way->start, way->end - way->start, MSG_NOSIGNAL);
       if (count > 0) {
         way->start += (size_t)count;
-      } else if (errno != EINTR && errno != EAGAIN) {
+      } else if (count == 0 || (errno != EINTR && errno != EAGAIN)) {
         relay_close(pair);
         return;
       }
@@ -474,13 +476,16 @@ __attribute__((noreturn)) static void relay_loop(int listener, int payload, cons
       int accepted = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (accepted >= 0) {
         int upstream = relay_connect(socket_path);
-        if (upstream < 0) {
+        /* Buffers exist only while a connection does: an idle relay stays small. */
+        struct relay_direction *way = upstream < 0 ? NULL : calloc(2, sizeof *way);
+        if (!way) {
           close(accepted); /* the client sees a reset at once instead of a hang */
+          if (upstream >= 0) close(upstream);
         } else {
           struct relay_pair *pair = &pairs[free_slot];
-          memset(pair, 0, sizeof *pair);
           pair->fds[0] = accepted;
           pair->fds[1] = upstream;
+          pair->way = way;
         }
       }
     }
