@@ -54,5 +54,5 @@ export {
   type SourceFormat,
   type SourceLocation,
 } from './source-document.js';
-export { starterManifest, starterManifest } from './starter-manifest.js';
+export { starterManifest } from './starter-manifest.js';
 export { formatBytes, formatDuration, parseDuration, parseSize } from './units.js';
