@@ -1,10 +1,16 @@
-import { existsSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureShim } from './ensure-shim.js';
 import { planShim } from './plan-shim.js';
-import { python, runShimRaw, testCapabilities } from './shim-test-support.js';
+import {
+  createThrowawayUser,
+  python,
+  type RunOptions,
+  runShimRaw,
+  testCapabilities,
+} from './shim-test-support.js';
 
 // The relay lets a payload in an empty network namespace reach the host's egress proxy through
 // 127.0.0.1:<port>. Here a unix-socket echo server stands in for the proxy, and `unshare -n` makes
@@ -20,6 +26,9 @@ beforeAll(async () => {
   socketPath = join(base, 'egress.sock');
   echo = createServer((socket) => socket.pipe(socket));
   await new Promise<void>((resolve) => echo.listen(socketPath, resolve));
+  // The unprivileged test user must reach the socket, as a sandbox's uid reaches the proxy's.
+  chmodSync(base, 0o755);
+  chmodSync(socketPath, 0o777);
 });
 
 afterAll(() => {
@@ -29,16 +38,18 @@ afterAll(() => {
 
 const RELAY_PORT = 3128;
 
-function relayPlan(network: 'none' | 'open' = 'none') {
-  const capabilities = testCapabilities({ read: ['/proc'], workdir: base, network });
+function relayPlan() {
+  const capabilities = testCapabilities({ read: ['/proc'], workdir: base });
   return planShim({ capabilities, workdir: base, relay: { port: RELAY_PORT, socketPath } });
 }
 
-async function runInEmptyNetwork(command: string[], network: 'none' | 'open' = 'none') {
-  const plan = relayPlan(network);
+async function runInEmptyNetwork(command: string[], options: RunOptions = {}) {
+  const plan = relayPlan();
+  const privileged = isRoot && options.uid === undefined;
   // unshare keeps fds 3 and up open across its exec, so the plan pipes reach the shim.
   return runShimRaw(plan.args, plan.fds, plan.statusFd, command, {
-    launcher: isRoot ? ['unshare', '--net', '--'] : ['unshare', '--map-root-user', '--net', '--'],
+    ...options,
+    launcher: privileged ? ['unshare', '--net', '--'] : ['unshare', '--map-root-user', '--net', '--'],
   });
 }
 
@@ -191,6 +202,27 @@ print(exchange(${RELAY_PORT + 1}, b'other port'))`),
       expect(result.error?.message).toContain(`127.0.0.1:${port}`);
     } finally {
       blocker.close();
+    }
+  });
+});
+
+// Creating a throwaway account needs root; run unprivileged, the tests above already take the
+// user-namespace path this block exercises.
+describe.skipIf(!isRoot)('the egress relay, run by an unprivileged user', () => {
+  it('works in a user and network namespace of its own', async () => {
+    const user = createThrowawayUser('bh-relay');
+    try {
+      const result = await runInEmptyNetwork(
+        python(`${CLIENT}
+print(os.getuid())
+print(exchange(${RELAY_PORT}, b'unprivileged'))`),
+        { uid: user.uid, gid: user.gid },
+      );
+      expect(result.error).toBeUndefined();
+      // Root inside its own user namespace, the user's uid outside.
+      expect(result.stdout).toBe("0\nb'unprivileged'\n");
+    } finally {
+      user.remove();
     }
   });
 });

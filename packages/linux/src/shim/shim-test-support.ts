@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import type { BulkheadError, Capabilities } from '@bulkhead/core';
 import { ensureShim } from './ensure-shim.js';
@@ -122,4 +122,23 @@ export async function runShim(
 /** A Python snippet run with Debian's interpreter (not a pyenv shim on PATH). */
 export function python(code: string): string[] {
   return ['/usr/bin/python3', '-c', code];
+}
+
+export interface ThrowawayUser {
+  name: string;
+  uid: number;
+  gid: number;
+  remove(): void;
+}
+
+/** A real, unprivileged account for the duration of a test file (needs root). */
+export function createThrowawayUser(prefix: string): ThrowawayUser {
+  const name = `${prefix}-${process.pid}`;
+  execFileSync('useradd', ['--create-home', '--shell', '/usr/sbin/nologin', name]);
+  return {
+    name,
+    uid: Number(execFileSync('id', ['-u', name], { encoding: 'utf8' })),
+    gid: Number(execFileSync('id', ['-g', name], { encoding: 'utf8' })),
+    remove: () => execFileSync('userdel', ['--remove', name], { stdio: 'ignore' }),
+  };
 }

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -6,7 +6,15 @@ import { BulkheadError } from '@bulkhead/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { landlockAbi } from '../landlock/landlock-abi.js';
 import type { ShimPlanOptions } from './plan-shim.js';
-import { python, runBare, runShim, runShimRaw, testCapabilities } from './shim-test-support.js';
+import {
+  createThrowawayUser,
+  python,
+  runBare,
+  runShim,
+  runShimRaw,
+  type ThrowawayUser,
+  testCapabilities,
+} from './shim-test-support.js';
 
 const ATTEMPT = `
 import errno, os, socket, sys, ctypes
@@ -341,24 +349,18 @@ print(attempt(lambda: open('/dev/tty', 'r+')))`),
 // Creating a throwaway account needs root. Run unprivileged, every test above already is the
 // unprivileged case, so nothing is lost by skipping this block then.
 describe.skipIf(process.getuid?.() !== 0)('the exec shim, run by an unprivileged user', () => {
-  const name = `bh-shim-${process.pid}`;
-  let uid: number;
-  let gid: number;
-
+  let user: ThrowawayUser;
   beforeAll(() => {
-    execFileSync('useradd', ['--create-home', '--shell', '/usr/sbin/nologin', name]);
-    uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }));
-    gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }));
+    user = createThrowawayUser('bh-shim');
   });
-  afterAll(() => {
-    execFileSync('userdel', ['--remove', name], { stdio: 'ignore' });
-  });
+  afterAll(() => user.remove());
 
   it('refuses reads outside the grants and new user namespaces that the user could otherwise use', async () => {
     const code = `
 print(os.getuid())
 print(attempt(lambda: open(${JSON.stringify(join(outside, 'file.txt'))}).read()))
 print(raw(libc.unshare(0x10000000)))`;
+    const { uid, gid } = user;
     const control = await runBare(attempt(code), { uid, gid });
     expect(control.stdout).toBe(`${uid}\nok\nok\n`);
     const result = await runShim(attempt(code), plan(), { uid, gid });
