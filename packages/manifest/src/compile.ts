@@ -18,7 +18,7 @@ import {
   presentSystemSecretPaths,
 } from './defaults.js';
 import { endpointCovers, formatEndpoint, parseEndpoint } from './endpoint.js';
-import type { ManifestDocument } from './manifest-document.js';
+import { crossFieldIssues, type ManifestDocument } from './manifest-document.js';
 import { OVERRIDDEN_KEYS } from './overrides.js';
 import {
   expandPath,
@@ -279,13 +279,7 @@ export function compileManifest(
     }
     for (const endpoint of parsed.endpoints) allow.push({ endpoint, keyPath });
   });
-  if (manifest.network?.internet === true && allowWritten.length > 0) {
-    issues.push({
-      message: 'network.internet: true and network.allow cannot be combined: say which you mean',
-      ...where('network.internet', 'key'),
-      keyPath: 'network.internet',
-    });
-  }
+  issues.push(...crossFieldIssues(manifest, where));
   const unique = new Map<string, Endpoint>();
   for (const { endpoint } of allow) unique.set(formatEndpoint(endpoint), endpoint);
   const endpoints = [...unique.values()].sort((a, b) =>

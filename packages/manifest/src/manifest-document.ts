@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { BulkheadError } from '@bulkhead/core';
-import { formatEndpoint, parseEndpoint } from './endpoint.js';
 import { ManifestSchema, type ManifestV1 } from './schema.js';
 import {
   type KeySegment,
@@ -32,10 +31,13 @@ export interface ParseManifestOptions {
 const MANIFEST_FIX =
   'correct the entries above; `bulkhead manifest schema` prints the JSON Schema and the @bulkhead/manifest README lists every field';
 
-/** Problems between fields that a schema of single fields cannot see. */
-function crossFieldIssues(
-  document: { locate: ManifestDocument['locate']; path?: string },
+/**
+ * Problems between fields that a schema of single fields cannot see. `where` places an issue at a key
+ * path (in the source, when there is one).
+ */
+export function crossFieldIssues(
   value: unknown,
+  where: (keyPath: string, target: 'key' | 'value') => Partial<SourceLocation> & { path?: string },
 ): ManifestIssue[] {
   const issues: ManifestIssue[] = [];
   const network = (value as { network?: { internet?: unknown; allow?: unknown } } | null)?.network;
@@ -43,8 +45,7 @@ function crossFieldIssues(
     issues.push({
       message:
         "network.internet: true and network.allow cannot be combined: say which you mean. Remove 'allow' to reach the whole internet, or remove 'internet: true' to reach only the listed endpoints",
-      ...(document.path === undefined ? {} : { path: document.path }),
-      ...document.locate('network.internet', 'key'),
+      ...where('network.internet', 'key'),
       keyPath: 'network.internet',
     });
   }
@@ -67,7 +68,11 @@ export function parseManifest(source: string, options: ParseManifestOptions = {}
     what: 'manifest',
     code: 'MANIFEST_INVALID',
     fix: MANIFEST_FIX,
-    extraIssues: (value) => crossFieldIssues(located, value),
+    extraIssues: (value) =>
+      crossFieldIssues(value, (keyPath, target) => ({
+        ...(located.path === undefined ? {} : { path: located.path }),
+        ...located.locate(keyPath, target),
+      })),
   });
   return {
     manifest,
@@ -107,15 +112,4 @@ export async function loadManifest(path: string): Promise<ManifestDocument> {
     );
   }
   return parseManifest(source, { path });
-}
-
-/** Endpoints of an allow list as written, to the endpoints they mean (deduplicated, sorted). */
-export function endpointsOf(allow: readonly string[]) {
-  const seen = new Map<string, { host: string; port: number }>();
-  for (const entry of allow) {
-    const parsed = parseEndpoint(entry);
-    if (!parsed.ok) continue;
-    for (const endpoint of parsed.endpoints) seen.set(formatEndpoint(endpoint), endpoint);
-  }
-  return [...seen.values()].sort((a, b) => (a.host === b.host ? a.port - b.port : a.host < b.host ? -1 : 1));
 }
