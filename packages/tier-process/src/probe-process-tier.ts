@@ -7,11 +7,12 @@ import {
 } from '@bulkhead/core';
 import {
   type CgroupSupport,
-  ensureShim,
   hostFacts,
+  LANDLOCK_FIX,
   landlockAbi,
   probeBubblewrap,
   probeCgroupSupport,
+  probeShim,
   probeUserNamespaces,
   sandboxIdentity,
 } from '@bulkhead/linux';
@@ -29,8 +30,6 @@ export interface ProcessTierHost {
   report: ProbeReport;
 }
 
-const LANDLOCK_FIX =
-  'boot Linux 5.13+ with Landlock enabled (lsm=landlock,... on the kernel command line, CONFIG_SECURITY_LANDLOCK=y)';
 const ALLOWLIST_NAMESPACE = 'egress proxy not available yet: a network allow-list needs @bulkhead/egress';
 const ALLOWLIST_SHIM = 'Landlock filters ports, not hosts, and the egress proxy is not available yet';
 
@@ -50,21 +49,19 @@ export async function probeProcessTier(options: {
   mode: 'auto' | ProcessMode;
   bubblewrapPath: string;
 }): Promise<ProcessTierHost> {
-  const [bubblewrap, userNamespaces, cgroups, shim] = await Promise.all([
-    probeBubblewrap(options.bubblewrapPath),
-    probeUserNamespaces(options.bubblewrapPath),
-    probeCgroupSupport(),
-    ensureShim().then(
-      (path) => ({ path, error: undefined }),
-      (error: unknown) => ({ path: undefined, error: error as Error & { fix?: string } }),
-    ),
-  ]);
   let abi = 0;
   try {
     abi = landlockAbi();
   } catch {
     abi = 0;
   }
+  const [bubblewrap, userNamespaces, cgroups, shim] = await Promise.all([
+    probeBubblewrap(options.bubblewrapPath),
+    probeUserNamespaces(options.bubblewrapPath),
+    probeCgroupSupport(),
+    probeShim({ landlockAbi: abi }),
+  ]);
+  const shimPath = typeof shim.facts.shimPath === 'string' ? shim.facts.shimPath : undefined;
   const gpus = await gpuDeviceNodes('all');
   const host = hostFacts();
   const identity = sandboxIdentity();
@@ -72,14 +69,14 @@ export async function probeProcessTier(options: {
   const mode: ProcessMode =
     options.mode === 'auto' ? (namespaceReady ? 'namespace' : 'shim-only') : options.mode;
 
-  const warnings: string[] = [];
+  const warnings: string[] = mode === 'shim-only' ? [...shim.warnings] : [];
   let available = true;
   let reason: string | undefined;
   let fix: string | undefined;
-  if (!shim.path) {
+  if (!shim.available || !shimPath) {
     available = false;
-    reason = `the exec shim is unavailable: ${shim.error?.message ?? 'it could not be built'}`;
-    fix = shim.error?.fix ?? 'apt-get install gcc libc6-dev';
+    reason = `the exec shim is unavailable: ${shim.reason ?? 'it could not be built'}`;
+    fix = shim.fix ?? 'apt-get install gcc libc6-dev';
   } else if (mode === 'namespace' && !namespaceReady) {
     available = false;
     reason = bubblewrap.found
@@ -100,22 +97,14 @@ export async function probeProcessTier(options: {
   const namespace = mode === 'namespace';
   const enforcement: Partial<Record<CapabilityKey, Enforcement>> = {};
   const landlock: EnforcementMechanism[] = abi >= 1 ? ['landlock'] : [];
+  const fromShim = (key: 'filesystem' | 'network.none' | 'process.spawn'): Enforcement =>
+    shim.enforcement[key] ?? refused('the exec shim cannot enforce it here');
   enforcement.filesystem = namespace
     ? enforced(['mount-namespace', 'user-namespace', ...landlock])
-    : abi >= 1
-      ? enforced(['landlock'])
-      : refused(
-          'Landlock is not available in this kernel and shim-only mode has no mount namespace',
-          LANDLOCK_FIX,
-        );
+    : fromShim('filesystem');
   enforcement['network.none'] = namespace
     ? enforced(['network-namespace', ...(abi >= 4 ? ['landlock'] : []), 'seccomp'])
-    : abi >= 4
-      ? enforced(['landlock', 'seccomp'])
-      : refused(
-          `Landlock ABI ${abi} cannot restrict TCP (ABI 4, Linux 6.7, is needed) and shim-only mode has no network namespace`,
-          'run Linux 6.7 or later, or allow user namespaces for the namespace mode',
-        );
+    : fromShim('network.none');
   enforcement['network.open'] = enforced([], 'the host network, unrestricted');
   enforcement['network.allowlist'] = namespace
     ? refused(ALLOWLIST_NAMESPACE, "use network 'none' or 'open' until @bulkhead/egress is installed")
@@ -123,7 +112,7 @@ export async function probeProcessTier(options: {
         ALLOWLIST_SHIM,
         "use network 'none' or 'open', or the namespace mode once @bulkhead/egress is installed",
       );
-  enforcement['process.spawn'] = enforced(['seccomp']);
+  enforcement['process.spawn'] = fromShim('process.spawn');
   enforcement['process.maxProcesses'] = cgroups.processes
     ? enforced([cgroups.processes.mechanism])
     : refused(cgroups.unavailable.processes?.reason ?? 'no pids cgroup', cgroups.unavailable.processes?.fix);
@@ -184,7 +173,7 @@ export async function probeProcessTier(options: {
       : 'missing',
     callerUid: host.callerUid,
     sandboxUid: identity.uid,
-    shim: shim.path ?? 'unavailable',
+    shim: shimPath ?? 'unavailable',
     ...cgroups.facts,
   };
   if (!userNamespaces.usable && userNamespaces.reason) facts.userNamespacesReason = userNamespaces.reason;
@@ -201,7 +190,7 @@ export async function probeProcessTier(options: {
   return {
     mode: available ? mode : undefined,
     ...(bubblewrap.path === undefined ? {} : { bubblewrapPath: bubblewrap.path }),
-    ...(shim.path === undefined ? {} : { shimPath: shim.path }),
+    ...(shimPath === undefined ? {} : { shimPath }),
     cgroups,
     landlockAbi: abi,
     supportsDisableUserNamespaces: bubblewrap.supportsDisableUserNamespaces,
