@@ -21,6 +21,8 @@
  *   landlock <min-abi> <fs-mask> <net-mask> <scope>   handled rights; refuse when the ABI is lower
  *   path <mask> <path>                                allow <mask> beneath path (must exist)
  *   path-optional <mask> <path>                       same, skipped when the path does not exist
+ *                                                     or this uid cannot reach it (it could not
+ *                                                     use the grant anyway)
  *   port <mask> <port>                                allow TCP bind/connect rights on a port
  *   rlimit <resource> <soft> <hard>                   resource: as core cpu data fsize locks
  *                                                     memlock msgqueue nice nofile nproc rss
@@ -577,7 +579,7 @@ static void apply_landlock(const struct plan *plan) {
   for (size_t i = 0; i < plan->path_count; i++) {
     const struct path_rule *rule = &plan->paths[i];
     int fd = open(rule->path, O_PATH | O_CLOEXEC);
-    if (fd < 0 && rule->optional && (errno == ENOENT || errno == ENOTDIR)) continue;
+    if (fd < 0 && rule->optional && (errno == ENOENT || errno == ENOTDIR || errno == EACCES)) continue;
     if (fd < 0) fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot open %s: %s", rule->path, strerror(errno));
     struct stat status;
     if (fstat(fd, &status) < 0) fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot stat %s: %s", rule->path, strerror(errno));

@@ -366,4 +366,17 @@ print(raw(libc.unshare(0x10000000)))`;
     const result = await runShim(attempt(code), plan(), { uid, gid });
     expect(result.stdout).toBe(`${uid}\nEACCES\nEPERM\n`);
   });
+
+  it('skips a granted path this user cannot reach instead of failing the launch', async () => {
+    const unreachable = join(base, 'root-only');
+    mkdirSync(join(unreachable, 'inside'), { recursive: true, mode: 0o700 });
+    chmodSync(unreachable, 0o700);
+    const result = await runShim(
+      ['/bin/echo', 'launched'],
+      plan({ read: [join(unreachable, 'inside')] }),
+      user,
+    );
+    expect(result.error).toBeUndefined();
+    expect(result.stdout).toBe('launched\n');
+  });
 });
