@@ -1,9 +1,10 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { processTierUnavailable } from './process-tier-status.js';
 
 /** The built binary, as `npm i -g bulkhead` would install it (vitest.global-setup.ts builds it). */
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -93,5 +94,38 @@ describe('the bulkhead binary', () => {
       version: string;
     };
     expect(result.stdout.trim()).toBe(version);
+  });
+});
+
+/** Processes whose command line is exactly `argv`, anywhere on the host. */
+function processesRunning(argv: string[]): number[] {
+  const wanted = `${argv.join('\0')}\0`;
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8') === wanted && isRunning(Number(entry)))
+        found.push(Number(entry));
+    } catch {
+      // It ended while we looked.
+    }
+  }
+  return found;
+}
+
+const unavailable = await processTierUnavailable();
+
+describe.skipIf(unavailable !== undefined)('the bulkhead binary on the process tier', () => {
+  it('on SIGTERM kills the whole sandbox, leaves nothing running and exits 143', async () => {
+    // A duration no other process uses, so that the payload can be found from outside its pid namespace.
+    const payload = ['sleep', `${300_000 + process.pid}`];
+    const child = start(['run', '--', 'sh', '-c', `${payload.join(' ')} & echo started; wait`]);
+    const done = finish(child);
+    expect(await firstLine(child)).toBe('started');
+    await vi.waitFor(() => expect(processesRunning(payload).length).toBe(1));
+    child.kill('SIGTERM');
+    const result = await done;
+    expect(result.code).toBe(143);
+    expect(processesRunning(payload)).toEqual([]);
   });
 });

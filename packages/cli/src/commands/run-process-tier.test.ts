@@ -5,16 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { capturedIo } from '../captured-io.js';
 import { main } from '../main.js';
-import { loadInstalledTiers } from '../tiers.js';
-
-/** Why the real-tier runs cannot happen here, or undefined when they can. */
-async function processTierUnavailable(): Promise<string | undefined> {
-  const { registry, installations } = await loadInstalledTiers();
-  const installation = installations.find((candidate) => candidate.tier === 'process');
-  if (!installation?.installed) return `@bulkhead/tier-process is ${installation?.reason ?? 'not known'}`;
-  const probe = await registry.probe('process');
-  return probe.available ? undefined : `the process tier is unavailable here: ${probe.reason}`;
-}
+import { processTierUnavailable } from '../process-tier-status.js';
 
 const unavailable = await processTierUnavailable();
 if (unavailable) console.warn(`skipping the process-tier runs of bulkhead run: ${unavailable}`);
