@@ -356,7 +356,9 @@ class EgressProxyImplementation implements EgressProxy {
       createConnection: () => upstream,
       method: request.method,
       path: target.path,
-      headers: forwardableHeaders(request.headers),
+      // The judged URI names the host, not the client's Host header: a different Host would reach
+      // another site served from the same allowed address (a CDN, a shared host).
+      headers: { ...forwardableHeaders(request.headers), host: target.authority },
       setHost: false,
     });
     upstreamRequest.on('error', () => {
@@ -407,8 +409,9 @@ class EgressProxyImplementation implements EgressProxy {
     const lines = [`${request.method} ${target.path} HTTP/1.1`];
     for (let index = 0; index < request.rawHeaders.length; index += 2) {
       const name = request.rawHeaders[index] ?? '';
-      if (!/^proxy-/i.test(name)) lines.push(`${name}: ${request.rawHeaders[index + 1] ?? ''}`);
+      if (!/^(proxy-|host$)/i.test(name)) lines.push(`${name}: ${request.rawHeaders[index + 1] ?? ''}`);
     }
+    lines.push(`Host: ${target.authority}`);
     upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
     if (head.length > 0) upstream.write(head);
     splice(socket, upstream);
@@ -480,7 +483,9 @@ function removeFile(path: string): void {
   }
 }
 
-function parseAbsoluteHttpUrl(url: string): { hostname: string; port: number; path: string } | string {
+function parseAbsoluteHttpUrl(
+  url: string,
+): { hostname: string; port: number; path: string; authority: string } | string {
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
     return `this is a proxy: send requests with an absolute URI ('GET http://host/path'), or use CONNECT; got '${url.slice(0, 100)}'`;
   }
@@ -497,6 +502,7 @@ function parseAbsoluteHttpUrl(url: string): { hostname: string; port: number; pa
     hostname: parsed.hostname,
     port: parsed.port ? Number(parsed.port) : 80,
     path: `${parsed.pathname}${parsed.search}`,
+    authority: parsed.host,
   };
 }
 
