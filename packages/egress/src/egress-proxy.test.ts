@@ -479,6 +479,14 @@ describe('plain HTTP with absolute URIs', () => {
     );
   });
 
+  it('sends the host of the judged URI, not a different Host header the client chose', async () => {
+    const { channel } = await open([`echo.test:${web.port}`, `127.0.0.1:${web.port}`]);
+    const fronted = await plainRequest(channel.socketPath, `http://echo.test:${web.port}/`, {
+      headers: { host: 'not-allowed.test' },
+    });
+    expect(fronted.body).toBe(`GET / host=echo.test:${web.port} te=- proxy-header=- body=`);
+  });
+
   it('serves several requests, to different hosts, on one kept-alive connection', async () => {
     const { channel } = await open([`echo.test:${web.port}`, `127.0.0.1:${web.port}`]);
     const socket = connect(channel.socketPath);
