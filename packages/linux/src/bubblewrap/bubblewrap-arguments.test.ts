@@ -1,0 +1,167 @@
+import type { Capabilities } from '@bulkhead/core';
+import { describe, expect, it } from 'vitest';
+import { type BubblewrapArgumentsOptions, buildBubblewrapArguments } from './bubblewrap-arguments.js';
+
+function capabilities(
+  overrides: Partial<Capabilities['filesystem']> = {},
+  extra: Partial<Capabilities> = {},
+): Capabilities {
+  return {
+    filesystem: {
+      read: ['/usr', '/etc'],
+      write: ['/work/project'],
+      deny: ['/etc/shadow', '/work/project/secrets'],
+      ...overrides,
+    },
+    network: { mode: 'none', allow: [] },
+    process: { spawn: true, maxProcesses: 64 },
+    resources: { memoryBytes: 2 ** 30, timeoutMs: 60_000, gpus: 'none' },
+    devices: { clipboard: false, audio: false, webcam: false, display: false, input: false },
+    env: { GREETING: 'hello' },
+    workdir: '/work/project',
+    ...extra,
+  };
+}
+
+function build(options: Partial<BubblewrapArgumentsOptions> = {}) {
+  return buildBubblewrapArguments({
+    capabilities: capabilities(),
+    command: ['/run/bulkhead/shim', '--', 'sh', '-c', 'id'],
+    pathKinds: {
+      '/usr': 'directory',
+      '/etc': 'directory',
+      '/work/project': 'directory',
+      '/etc/shadow': 'file',
+      '/work/project/secrets': 'directory',
+    },
+    sandboxUid: 65534,
+    sandboxGid: 65534,
+    deniedFile: '/run/bulkhead/denied',
+    ...options,
+  });
+}
+
+/** The `[flag, ...values]` groups of bwrap's argv that start with `flag`. */
+function groups(args: string[], flag: string, arity: number): string[][] {
+  const found: string[][] = [];
+  args.forEach((argument, index) => {
+    if (argument === flag) found.push(args.slice(index + 1, index + 1 + arity));
+  });
+  return found;
+}
+
+describe('buildBubblewrapArguments', () => {
+  it('unshares every namespace, drops all capabilities and runs the command after --', () => {
+    const { args } = build();
+    for (const flag of [
+      '--unshare-user',
+      '--unshare-pid',
+      '--unshare-ipc',
+      '--unshare-uts',
+      '--unshare-net',
+      '--unshare-cgroup-try',
+      '--new-session',
+      '--die-with-parent',
+    ]) {
+      expect(args).toContain(flag);
+    }
+    expect(groups(args, '--cap-drop', 1)).toEqual([['ALL']]);
+    expect(groups(args, '--uid', 1)).toEqual([['65534']]);
+    expect(args.slice(args.indexOf('--'))).toEqual(['--', '/run/bulkhead/shim', '--', 'sh', '-c', 'id']);
+  });
+
+  it('keeps the host network only when it is open', () => {
+    const open = build({ capabilities: capabilities({}, { network: { mode: 'open', allow: [] } }) });
+    expect(open.args).not.toContain('--unshare-net');
+  });
+
+  it('binds exactly the grants, read-only or writable, and masks denied paths after them', () => {
+    const { args } = build();
+    expect(groups(args, '--ro-bind', 2)).toContainEqual(['/usr', '/usr']);
+    expect(groups(args, '--ro-bind', 2)).toContainEqual(['/etc', '/etc']);
+    expect(groups(args, '--bind', 2)).toEqual([['/work/project', '/work/project']]);
+    const shadowMask = args.findIndex(
+      (argument, index) => argument === '--ro-bind' && args[index + 2] === '/etc/shadow',
+    );
+    expect(args[shadowMask + 1]).toBe('/run/bulkhead/denied');
+    expect(shadowMask).toBeGreaterThan(args.indexOf('/etc'));
+    const secretsMask = args.findIndex(
+      (argument, index) => argument === '--tmpfs' && args[index + 1] === '/work/project/secrets',
+    );
+    expect(args[secretsMask - 2]).toBe('--perms');
+    expect(args[secretsMask - 1]).toBe('0000');
+    expect(secretsMask).toBeGreaterThan(args.indexOf('--bind'));
+    expect(groups(args, '--remount-ro', 1)).toContainEqual(['/work/project/secrets']);
+  });
+
+  it('lets the most specific grant win: a read-only folder inside a writable one is bound after it', () => {
+    const { args } = build({
+      capabilities: capabilities({
+        read: ['/usr', '/work/project/.git'],
+        write: ['/work/project'],
+        deny: [],
+      }),
+      pathKinds: { '/usr': 'directory', '/work/project': 'directory', '/work/project/.git': 'directory' },
+    });
+    expect(args.indexOf('/work/project/.git')).toBeGreaterThan(args.indexOf('/work/project'));
+    expect(groups(args, '--ro-bind', 2)).toContainEqual(['/work/project/.git', '/work/project/.git']);
+  });
+
+  it('binds a write grant from its staged source when given one', () => {
+    const { args } = build({ sources: { '/work/project': '/run/bulkhead/mounts/1-x/0' } });
+    expect(groups(args, '--bind', 2)).toEqual([['/run/bulkhead/mounts/1-x/0', '/work/project']]);
+  });
+
+  it('skips grants that do not exist rather than creating them', () => {
+    const { args } = build({
+      pathKinds: { '/usr': 'directory', '/etc': 'missing', '/work/project': 'directory' },
+    });
+    expect(args).not.toContain('/etc');
+  });
+
+  it('gives a private /tmp, HOME and /dev/shm, a minimal /dev, a new /proc and a read-only root', () => {
+    const { args, home, environment } = build();
+    expect(groups(args, '--tmpfs', 1)).toContainEqual(['/tmp']);
+    expect(groups(args, '--tmpfs', 1)).toContainEqual(['/dev/shm']);
+    expect(groups(args, '--dev', 1)).toEqual([['/dev']]);
+    expect(groups(args, '--proc', 1)).toEqual([['/proc']]);
+    expect(home).toBe('/tmp/home');
+    expect(environment.HOME).toBe('/tmp/home');
+    expect(groups(args, '--remount-ro', 1)).toContainEqual(['/']);
+    for (const device of ['/dev/snd', '/dev/dri', '/dev/kvm', '/dev/input', '/dev/nvidia0'])
+      expect(args).not.toContain(device);
+  });
+
+  it('passes GPU device nodes only when asked', () => {
+    const { args } = build({ devices: ['/dev/nvidia0', '/dev/dri/renderD128'] });
+    expect(groups(args, '--dev-bind', 2)).toEqual([
+      ['/dev/nvidia0', '/dev/nvidia0'],
+      ['/dev/dri/renderD128', '/dev/dri/renderD128'],
+    ]);
+  });
+
+  it('clears the environment and sets exactly the capabilities plus PATH, HOME, TMPDIR and LANG', () => {
+    const { args, environment } = build();
+    expect(args).toContain('--clearenv');
+    expect(Object.keys(environment).sort()).toEqual(['GREETING', 'HOME', 'LANG', 'PATH', 'TMPDIR']);
+    expect(groups(args, '--setenv', 2)).toContainEqual(['GREETING', 'hello']);
+    expect(args.indexOf('--clearenv')).toBeLessThan(args.indexOf('--setenv'));
+  });
+
+  it('refuses paths that are not absolute and normalised, so none can pass for an option', () => {
+    for (const path of ['--bind', 'relative', '/work/../etc', '/work/project/']) {
+      expect(() => build({ capabilities: capabilities({ write: [path] }) })).toThrow(/absolute, normalised/);
+    }
+  });
+
+  it('refuses to run the payload as uid 0', () => {
+    expect(() => build({ sandboxUid: 0 })).toThrow(/never runs as root/);
+  });
+
+  it('adds the info and block fds before the command', () => {
+    const { args } = build({ infoFd: 6, blockFd: 7 });
+    expect(groups(args, '--info-fd', 1)).toEqual([['6']]);
+    expect(groups(args, '--block-fd', 1)).toEqual([['7']]);
+    expect(args.indexOf('--block-fd')).toBeLessThan(args.indexOf('--'));
+  });
+});
