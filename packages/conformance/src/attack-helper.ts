@@ -103,7 +103,8 @@ export async function ensureAttackHelper(options: EnsureAttackHelperOptions = {}
   // Build next to the package when we may write there; an unprivileged user of a root-owned checkout
   // gets a cache of its own, named by the source's digest so a changed source is rebuilt.
   const packageBinary = binaries[binaries.length - 1]!;
-  const packageDirectory = dirname(dirname(packageBinary));
+  // The package root, not dist/: a checkout that was never built has no dist yet.
+  const packageDirectory = dirname(dirname(dirname(packageBinary)));
   if (await exists(packageDirectory, constants.W_OK)) {
     try {
       await compileAttackHelper(source, packageBinary);
