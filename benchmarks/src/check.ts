@@ -66,11 +66,11 @@ export function comparableMetrics(result: BenchResult): Metric[] {
   }
   for (const figure of result.cold) {
     metrics.push({
-      key: `cold:${figure.subject}:launch`,
+      key: `cold:${figure.subject}:first-launch`,
       subject: figure.subject,
-      value: figure.launch.summary.median,
+      value: figure.firstLaunch.summary.median,
       kind: 'ms',
-      noisy: figure.launch.summary.noisy,
+      noisy: figure.firstLaunch.summary.noisy,
     });
   }
   for (const figure of result.memory) {
@@ -133,13 +133,15 @@ export function checkResult(result: BenchResult, baseline?: BenchResult): CheckR
       });
     }
   }
+  // Cold: the first launch call in a fresh process (its probe included) to the first exit. Importing
+  // the library is not launching; it is reported beside it, not held to the target.
   for (const figure of result.cold.filter(targeted)) {
-    const median = figure.launch.summary.median;
+    const median = figure.firstLaunch.summary.median;
     const within = median < MISSION_TARGETS.launchMs;
     findings.push({
-      level: within ? 'pass' : figure.launch.summary.noisy ? 'warn' : 'fail',
-      figure: `cold:${figure.subject}:launch`,
-      message: `${figure.subject} cold launch median ${formatMilliseconds(median)} ${within ? '<' : '>='} target ${formatMilliseconds(MISSION_TARGETS.launchMs)}`,
+      level: within ? 'pass' : figure.firstLaunch.summary.noisy ? 'warn' : 'fail',
+      figure: `cold:${figure.subject}:first-launch`,
+      message: `${figure.subject} cold first launch median ${formatMilliseconds(median)} ${within ? '<' : '>='} target ${formatMilliseconds(MISSION_TARGETS.launchMs)}`,
     });
   }
   for (const figure of result.memory.filter(targeted)) {

@@ -163,15 +163,8 @@ export async function measureCpu(bench: Bench): Promise<CpuFigure[]> {
   const figures: CpuFigure[] = [];
   for (const prepared of bench.prepared) {
     if (prepared.subject.id === 'bare') continue;
-    if (prepared.subject.scope === 'whole-process') {
-      omit(
-        bench,
-        'cpu',
-        prepared.subject.id,
-        'whole-process row: the payload runs in the same sandbox as the SDK row, so its CPU figure is that one',
-      );
-      continue;
-    }
+    // A whole-process row runs its payload in the same sandbox as its SDK row: same CPU figure.
+    if (prepared.subject.scope === 'whole-process') continue;
     for (const { job, command } of jobs) {
       // Pairs (outside, inside) alternate, so drift of the machine hits both sides alike.
       const pair: PreparedSubject[] = [bare, prepared];
@@ -210,15 +203,11 @@ export async function measureCpu(bench: Bench): Promise<CpuFigure[]> {
 export async function measureCold(bench: Bench, subjects: Subject[]): Promise<ColdFigure[]> {
   const inProcess = subjects.filter((subject) => {
     if (subject.scope === 'in-process') return true;
-    omit(
-      bench,
-      'cold',
-      subject.id,
-      'whole-process row: every launch starts a fresh process, so its launch figure is already cold',
-    );
+    // Every launch of a whole-process row starts a fresh process: its launch figure is cold already.
     return false;
   });
   const prepareSamples = new Map<string, number[]>();
+  const firstLaunchSamples = new Map<string, number[]>();
   const tallies = await interleaved(
     bench,
     'cold launch',
@@ -231,6 +220,10 @@ export async function measureCold(bench: Bench, subjects: Subject[]): Promise<Co
         { deadlineMs: 120_000 },
       );
       prepareSamples.set(subject.id, [...(prepareSamples.get(subject.id) ?? []), report.prepareMs]);
+      firstLaunchSamples.set(subject.id, [
+        ...(firstLaunchSamples.get(subject.id) ?? []),
+        report.launchMs - report.prepareMs,
+      ]);
       return report.launchMs;
     },
   );
@@ -240,7 +233,8 @@ export async function measureCold(bench: Bench, subjects: Subject[]): Promise<Co
     const tally = tallies.get(subject.id)!;
     const launch = sampleSet('ms', tally.samples);
     const prepare = sampleSet('ms', prepareSamples.get(subject.id) ?? []);
-    if (!launch || !prepare) {
+    const firstLaunch = sampleSet('ms', firstLaunchSamples.get(subject.id) ?? []);
+    if (!launch || !prepare || !firstLaunch) {
       omit(bench, 'cold', subject.id, tally.failures[0] ?? 'no samples');
       continue;
     }
@@ -249,6 +243,7 @@ export async function measureCold(bench: Bench, subjects: Subject[]): Promise<Co
       subject: subject.id,
       launch,
       prepare,
+      firstLaunch,
       ...(coldRatio === undefined ? {} : { ratio: coldRatio }),
       failures: tally.failures,
     });
@@ -341,12 +336,7 @@ export async function measureConcurrency(bench: Bench, subjects: Subject[]): Pro
   const figures: ConcurrencyFigure[] = [];
   const inProcess = subjects.filter((subject) => {
     if (subject.scope === 'in-process') return true;
-    omit(
-      bench,
-      'concurrency',
-      subject.id,
-      'whole-process row: concurrency is measured from one process through the SDK',
-    );
+    // Concurrency is many sandboxes from one process, through an SDK.
     return false;
   });
   const jobs = bench.options.concurrencyLevels.flatMap((level) =>

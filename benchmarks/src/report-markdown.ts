@@ -68,13 +68,14 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
         median(figure?.firstByte),
         formatRatio(figure?.firstByteRatio),
         coldFigure ? median(coldFigure.launch) : subject?.scope === 'whole-process' ? '(every run)' : '–',
+        coldFigure ? median(coldFigure.firstLaunch) : '–',
         formatRatio(coldFigure?.ratio),
       ];
     });
     sections.push(
       [
         '### Launch',
-        'Warm: the SDK prepared and used before (in-process), or a fresh command per launch (whole-process). Cold: a fresh Node process per sample, from the first API call (import of the subject, probe, initialisation) to the exit of the first `/bin/true`. Ratios divide by the bare spawn measured in the same run.',
+        'Warm: the SDK prepared and used before (in-process), or a fresh command per launch (whole-process). Cold: a fresh Node process per sample, from the first API call (import of the library, initialisation, probe) to the exit of the first `/bin/true`; *of which first launch* leaves out the import and initialisation. Whole-process rows start a fresh process for every launch, so they have no separate cold figure, and no CPU or concurrency rows (their payload runs in the same sandbox as their SDK row). Ratios divide by the bare spawn measured in the same run.',
         table(
           [
             'subject',
@@ -86,6 +87,7 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
             'to first byte (`echo`) median',
             '× bare',
             'cold median',
+            'of which first launch',
             '× bare cold',
           ],
           rows,

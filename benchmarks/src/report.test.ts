@@ -21,6 +21,7 @@ describe('Markdown report', () => {
     expect(row).toContain('×4.00');
     expect(row).toContain('7.84 ms–8.16 ms');
     expect(row).toContain('40.0 ms');
+    expect(row).toContain('10.0 ms');
   });
 
   it('shows memory per sandbox, the launcher growth and the largest processes', () => {

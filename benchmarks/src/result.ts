@@ -70,8 +70,10 @@ export interface ColdFigure {
   subject: string;
   /** First API call (prepare: import, probe, initialise) to the exit of the first `/bin/true`, in a fresh Node. */
   launch: SampleSet;
-  /** The part of it spent preparing (library import, probes, proxies). */
+  /** The part of it spent preparing (library import, proxies, initialisation). */
   prepare: SampleSet;
+  /** The rest: the first launch call (with any probe it makes) to the first exit. */
+  firstLaunch: SampleSet;
   ratio?: number;
   failures: string[];
 }
