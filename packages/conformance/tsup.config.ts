@@ -5,6 +5,8 @@ export default defineConfig({
   format: ['esm'],
   dts: true,
   sourcemap: true,
-  clean: true,
+  // Keep dist/native: test runs of other packages may be executing the helper while this rebuilds;
+  // scripts/build-native.mjs replaces it atomically.
+  clean: ['!native/**'],
   target: 'node20',
 });
