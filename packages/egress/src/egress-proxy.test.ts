@@ -576,6 +576,18 @@ describe('channels', () => {
     await fresh.close();
   });
 
+  it("turns away connections beyond the channel's limit", async () => {
+    const channel = await proxy.openChannel({ sandboxId: 'limited', allow: [], maxConnections: 2 });
+    opened.push(channel);
+    const held = [connect(channel.socketPath), connect(channel.socketPath)];
+    await Promise.all(held.map((socket) => once(socket, 'connect')));
+    const extra = connect(channel.socketPath);
+    extra.on('error', () => {});
+    // Without the limit the proxy would wait for this client's first byte and never close it.
+    await once(extra, 'close');
+    for (const socket of held) socket.destroy();
+  });
+
   it('ends the open tunnels of a channel when it closes', async () => {
     const { channel } = await open([`echo.test:${echo.port}`, `127.0.0.1:${echo.port}`]);
     const { socket } = await httpConnect(channel.socketPath, `echo.test:${echo.port}`);

@@ -51,6 +51,11 @@ export interface OpenChannelOptions {
   socketMode?: number;
   /** Owner of the socket file (needs root or CAP_CHOWN). */
   socketOwner?: { uid: number; gid: number };
+  /**
+   * Connections the sandbox may hold open at once (each tunnel also holds an upstream socket), so
+   * that one sandbox cannot exhaust the file descriptors of the proxy every sandbox shares. Default 256.
+   */
+  maxConnections?: number;
 }
 
 export interface EgressChannel {
@@ -73,6 +78,7 @@ export interface EgressProxy {
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_CONNECTIONS = 256;
 const SOCKS_VERSION = 0x05;
 
 // Headers that describe one hop, not the message; a proxy must not forward them.
@@ -164,6 +170,7 @@ class EgressProxyImplementation implements EgressProxy {
     const server = createNetServer({ allowHalfOpen: true }, (socket) =>
       this.#onChannelConnection(channel, socket),
     );
+    server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     const sockets = new Set<Socket | Duplex>();
     const channel: ChannelState = {
       sandboxId: options.sandboxId,
