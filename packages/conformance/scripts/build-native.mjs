@@ -23,5 +23,6 @@ try {
   );
   process.exit(1);
 }
-renameSync(temporary, join(output, 'bulkhead-attack'));
+// Source first: ensureAttackHelper() takes a binary older than its source for stale.
 copyFileSync(source, join(output, 'attack.c'));
+renameSync(temporary, join(output, 'bulkhead-attack'));
