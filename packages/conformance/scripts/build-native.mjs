@@ -1,7 +1,7 @@
 // Builds the static attack helper into dist/native, with its source beside it so that an installed
 // package can rebuild it on a host where the prebuilt binary does not run.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
+import { copyFileSync, mkdirSync, renameSync, utimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,6 +23,9 @@ try {
   );
   process.exit(1);
 }
-// Source first: ensureAttackHelper() takes a binary older than its source for stale.
+// ensureAttackHelper() takes a binary older than its source for stale: copy the source first, then
+// date the binary after it.
 copyFileSync(source, join(output, 'attack.c'));
+const now = new Date();
+utimesSync(temporary, now, now);
 renameSync(temporary, join(output, 'bulkhead-attack'));
