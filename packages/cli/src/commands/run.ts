@@ -5,7 +5,6 @@ import {
   type LaunchedSandbox,
   type LaunchOptions,
   launch,
-  requiredCapabilityKeys,
   type SandboxResult,
 } from '@bulkhead/core';
 import type { Command } from 'commander';
@@ -13,7 +12,6 @@ import { type CommandContext, collect } from '../command-context.js';
 import { EXIT_STATUS, exitStatusOf, signalExitStatus } from '../exit-status.js';
 import { type CliIo, colorsFor, printError, printWarning, writeLine } from '../io.js';
 import {
-  type CompiledManifest,
   compileForHost,
   describeManifestSource,
   findManifest,
@@ -119,17 +117,11 @@ function overridesFrom(io: CliIo, options: RunCommandOptions): ManifestOverrides
   } as ManifestOverrides;
 }
 
-interface Prepared {
-  compiled: CompiledManifest;
-  launchOptions: LaunchOptions;
-  registry: Awaited<ReturnType<typeof loadInstalledTiers>>['registry'];
-}
-
 async function prepare(
   context: CommandContext,
   command: string[],
   options: RunCommandOptions,
-): Promise<Prepared> {
+): Promise<LaunchOptions> {
   const { io } = context;
   const named = options.tier;
   const { registry, installations } = await loadInstalledTiers(context.importModule);
@@ -164,15 +156,11 @@ async function prepare(
         ? { tier: compiled.minimumTier }
         : { minimumTier: compiled.minimumTier };
   return {
-    compiled,
-    registry,
-    launchOptions: {
-      command,
-      capabilities: compiled.capabilities,
-      providers: registry,
-      manifestDigest: compiled.digest,
-      ...tierChoice,
-    },
+    command,
+    capabilities: compiled.capabilities,
+    providers: registry,
+    manifestDigest: compiled.digest,
+    ...tierChoice,
   };
 }
 
@@ -221,13 +209,20 @@ function printOutcome(io: CliIo, result: SandboxResult, options: RunCommandOptio
   if (result.timedOut) say('the command ran past its timeout and was killed with its whole process tree');
   if (result.oomKilled) say('the command reached the memory cap and was killed');
   for (const violation of result.violations) say(`${colors.red('violation:')} ${violation.message}`);
-  // The none tier's warning was already said loudly before the run.
-  if (tier !== 'none') for (const warning of result.warnings) printWarning(io, warning);
+  // The none tier's warning was already said loudly before the run. A tier's notes on how it
+  // enforced the run (Landlock splitting a grant, say) come with every run of the same manifest, so
+  // they are counted rather than repeated each time, but never dropped: --verbose and --json list them.
+  if (tier !== 'none' && result.warnings.length > 0) {
+    if (options.verbose) for (const warning of result.warnings) printWarning(io, warning);
+    else if (!options.json) {
+      const count = result.warnings.length === 1 ? '1 note' : `${result.warnings.length} notes`;
+      say(colors.dim(`the ${tier} tier left ${count} on how it enforced this run; --verbose shows them`));
+    }
+  }
   if (options.verbose) {
-    const enforcement = Object.entries(result.enforcement)
-      .map(([capability, mechanisms]) => `${capability}: ${mechanisms?.join('+')}`)
-      .join(', ');
-    if (enforcement) say(`enforced by ${enforcement}`);
+    for (const [capability, mechanisms] of Object.entries(result.enforcement)) {
+      say(`  ${capability}: enforced by ${mechanisms?.join(' + ') || 'nothing (nothing to restrict)'}`);
+    }
   }
 }
 
@@ -280,9 +275,9 @@ async function runSandboxed(
     return status;
   };
 
-  let prepared: Prepared;
+  let launchOptions: LaunchOptions;
   try {
-    prepared = await prepare(context, command, options);
+    launchOptions = await prepare(context, command, options);
   } catch (error) {
     return refuse(error);
   }
@@ -295,7 +290,7 @@ async function runSandboxed(
 
   let sandbox: LaunchedSandbox;
   try {
-    sandbox = await launch(prepared.launchOptions);
+    sandbox = await launch(launchOptions);
   } catch (error) {
     const failure = launchFailure(error, command);
     if (failure.message) {
@@ -311,17 +306,7 @@ async function runSandboxed(
   }
   interrupts.launched(sandbox);
 
-  if (options.verbose) {
-    const probe = await prepared.registry.probe(sandbox.tier);
-    writeLine(io.stderr, `bulkhead: sandbox ${sandbox.id} on tier '${sandbox.tier}'`);
-    for (const capability of requiredCapabilityKeys(prepared.compiled.capabilities)) {
-      const enforcement = probe.enforcement[capability];
-      const how = enforcement?.enforced
-        ? enforcement.mechanisms.join(' + ')
-        : `NOT enforced (${enforcement?.reason ?? 'no mechanism'})`;
-      writeLine(io.stderr, `bulkhead:   ${capability}: ${how}`);
-    }
-  }
+  if (options.verbose) writeLine(io.stderr, `bulkhead: sandbox ${sandbox.id} on tier '${sandbox.tier}'`);
 
   const stdoutDone = relay(sandbox.stdout, io.stdout);
   const stderrDone = relay(sandbox.stderr, io.stderr);
