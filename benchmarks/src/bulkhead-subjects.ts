@@ -8,7 +8,13 @@ import {
   launch,
   ProviderRegistry,
 } from '@bulkhead/core';
-import { type Subject, type SubjectContext, type SubjectSession, spawnHandle } from './subject.js';
+import {
+  describeError,
+  type Subject,
+  type SubjectContext,
+  type SubjectSession,
+  spawnHandle,
+} from './subject.js';
 import { packageVersion } from './versions.js';
 
 /**
@@ -138,4 +144,27 @@ export function bulkheadCliSubject(options: { id: string; label: string }): Subj
       };
     },
   };
+}
+
+/**
+ * The network figures (allow-listed connection latency and throughput against direct) need the
+ * process tier to enforce an allow-list through @bulkhead/egress; until its probe says it does, the
+ * result carries the probe's own reason.
+ */
+export async function networkReadiness(): Promise<{ ready: boolean; reason: string }> {
+  try {
+    const probe = await (await createProvider('namespace')).probe();
+    const allowlist = probe.enforcement['network.allowlist'];
+    if (!allowlist)
+      return { ready: false, reason: 'tier-process does not report network.allowlist enforcement' };
+    if (!allowlist.enforced)
+      return { ready: false, reason: `tier-process cannot enforce an allow-list yet: ${allowlist.reason}` };
+    return {
+      ready: true,
+      reason:
+        'tier-process enforces allow-lists now; the benchmark does not measure them yet (add the latency and throughput figures)',
+    };
+  } catch (error) {
+    return { ready: false, reason: `tier-process is not available: ${describeError(error)}` };
+  }
 }

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BulkheadError } from '@bulkhead/core';
+import { networkReadiness } from './bulkhead-subjects.js';
 import { checkResult } from './check.js';
 import { machineFacts } from './machine.js';
 import {
@@ -112,11 +113,7 @@ async function runBench(options: BenchOptions, progress: Progress): Promise<Benc
     memory: [],
     cpu: [],
     concurrency: [],
-    network: {
-      status: 'not-measured',
-      reason:
-        '@bulkhead/egress does not offer an allow-list to tier-process yet; the slot is kept for its latency and throughput figures',
-    },
+    network: { status: 'not-measured', reason: 'not selected (--only)' },
     omissions: bench.omissions,
   };
   try {
@@ -126,6 +123,10 @@ async function runBench(options: BenchOptions, progress: Progress): Promise<Benc
     // Close in-process sessions before the workers start, so the orchestrator's proxies do not
     // compete with them.
     for (const { session } of prepared) await session.close().catch(() => {});
+  }
+  if (wants('network')) {
+    const readiness = await networkReadiness();
+    result.network = { status: 'not-measured', reason: readiness.reason };
   }
   if (wants('cold')) result.cold = await measureCold(bench, available);
   if (wants('memory')) result.memory = await measureMemory(bench, available);
