@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { classifyAddress } from './address-ranges.js';
 import { compilePolicy, judgeDestination } from './egress-policy.js';
 import { matchEndpoint, normalizeHost, parseRule } from './egress-rules.js';
-import { createStaticResolver, parseResolveEntry } from './resolver.js';
+import { createStaticResolver, parseResolveEntry, rulesForResolveEntries } from './resolver.js';
 
 describe('normalizeHost', () => {
   it.each([
@@ -181,5 +181,31 @@ describe('resolve entries', () => {
     const resolve = createStaticResolver(['a.test:127.0.0.1', 'a.test:::1']);
     expect(await resolve('A.test.')).toEqual(['127.0.0.1', '::1']);
     await expect(resolve('b.test')).rejects.toMatchObject({ code: 'ENOTFOUND' });
+  });
+});
+
+describe('rulesForResolveEntries', () => {
+  it('allows the mapped address on the ports its name is allowed, so the mapping passes the rebinding check', async () => {
+    const allow = [
+      { host: 'registry.test', port: 443 },
+      { host: '*.cdn.test', port: 8443 },
+      { host: 'other.test', port: 80 },
+    ];
+    const entries = ['registry.test:127.0.0.1', 'a.cdn.test:::1', 'unused.test:10.0.0.1'];
+    const extra = rulesForResolveEntries(allow, entries);
+    expect(extra).toEqual([
+      { host: '127.0.0.1', port: 443 },
+      { host: '::1', port: 8443 },
+    ]);
+    const resolve = createStaticResolver(entries);
+    const without = await judgeDestination(compilePolicy(allow), 'registry.test', 443, resolve);
+    expect(without).toMatchObject({ outcome: 'refused', reason: 'private-address' });
+    const withRules = await judgeDestination(
+      compilePolicy([...allow, ...extra]),
+      'registry.test',
+      443,
+      resolve,
+    );
+    expect(withRules).toMatchObject({ outcome: 'allowed', addresses: ['127.0.0.1'] });
   });
 });

@@ -28,5 +28,10 @@ export {
   type RuleKind,
 } from './egress-rules.js';
 export { proxyEnvironment, withProxyEnvironment } from './proxy-environment.js';
-export { createStaticResolver, parseResolveEntry, systemResolver } from './resolver.js';
+export {
+  createStaticResolver,
+  parseResolveEntry,
+  rulesForResolveEntries,
+  systemResolver,
+} from './resolver.js';
 export { defaultSocketDirectory } from './socket-directory.js';

@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { BulkheadError } from '@bulkhead/core';
 import type { EgressResolver } from './egress-policy.js';
-import { normalizeHost } from './egress-rules.js';
+import { type EgressRule, normalizeHost, parseRule } from './egress-rules.js';
 
 /** The system resolver (`/etc/hosts`, then DNS), every address in the order the system gives. */
 export const systemResolver: EgressResolver = async (host) => {
@@ -48,4 +48,26 @@ export function createStaticResolver(
     if (fallback) return fallback(host);
     throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND', hostname: host });
   };
+}
+
+/**
+ * The address rules that let `--resolve NAME:ADDRESS` mappings pass the rebinding check: for each
+ * allow rule that covers a mapped NAME, the same port on its ADDRESS. The person who mapped a test
+ * name to 127.0.0.1 meant it; without these, the proxy refuses that name as DNS rebinding. (They
+ * also make ADDRESS:PORT reachable by its literal, which is the same destination.)
+ */
+export function rulesForResolveEntries(
+  allow: readonly EgressRule[],
+  entries: readonly string[],
+): EgressRule[] {
+  const rules = allow.map((rule) => parseRule(rule));
+  const extra = new Map<string, EgressRule>();
+  for (const { host, address } of entries.map(parseResolveEntry)) {
+    for (const rule of rules) {
+      if (rule.matches({ host, family: 0 }, rule.port)) {
+        extra.set(`${address} ${rule.port}`, { host: address, port: rule.port });
+      }
+    }
+  }
+  return [...extra.values()];
 }
