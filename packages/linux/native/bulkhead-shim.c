@@ -23,6 +23,9 @@
  *   path-optional <mask> <path>                       same, skipped when the path does not exist
  *                                                     or this uid cannot reach it (it could not
  *                                                     use the grant anyway)
+ *   entry <mask> <path>                               like path-optional, but a symlink is skipped
+ *                                                     (the entries a grant was split into: a rule
+ *                                                     would follow the link out of the grant)
  *   port <mask> <port>                                allow TCP bind/connect rights on a port
  *   rlimit <resource> <soft> <hard>                   resource: as core cpu data fsize locks
  *                                                     memlock msgqueue nice nofile nproc rss
@@ -116,6 +119,7 @@ struct path_rule {
   uint64_t mask;
   const char *path;
   int optional;
+  int no_follow;
 };
 
 struct port_rule {
@@ -321,11 +325,12 @@ static void parse_plan(char *text, size_t size, struct plan *plan) {
       plan->ruleset.scoped = expect_number(&cursor, UINT64_MAX, line_number, "a scope mask");
       expect_end(&cursor, line_number);
       if (plan->min_abi < 1) malformed(line_number, "the minimum ABI must be at least 1");
-    } else if (!strcmp(directive, "path") || !strcmp(directive, "path-optional")) {
+    } else if (!strcmp(directive, "path") || !strcmp(directive, "path-optional") || !strcmp(directive, "entry")) {
       if (!plan->has_landlock) malformed(line_number, "a path rule before the landlock line");
       plan->paths = grow(plan->paths, plan->path_count, sizeof *plan->paths);
       struct path_rule *rule = &plan->paths[plan->path_count++];
-      rule->optional = directive[4] == '-';
+      rule->optional = directive[0] == 'e' || directive[4] == '-';
+      rule->no_follow = directive[0] == 'e';
       rule->mask = expect_number(&cursor, UINT64_MAX, line_number, "an access mask");
       rule->path = expect_path(&cursor, line_number);
       if (!rule->mask || (rule->mask & ~plan->ruleset.handled_access_fs))
@@ -578,11 +583,15 @@ static void apply_landlock(const struct plan *plan) {
   if (ruleset < 0) fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot create the ruleset: %s", strerror(errno));
   for (size_t i = 0; i < plan->path_count; i++) {
     const struct path_rule *rule = &plan->paths[i];
-    int fd = open(rule->path, O_PATH | O_CLOEXEC);
+    int fd = open(rule->path, O_PATH | O_CLOEXEC | (rule->no_follow ? O_NOFOLLOW : 0));
     if (fd < 0 && rule->optional && (errno == ENOENT || errno == ENOTDIR || errno == EACCES)) continue;
     if (fd < 0) fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot open %s: %s", rule->path, strerror(errno));
     struct stat status;
     if (fstat(fd, &status) < 0) fail(EXIT_SHIM_FAILED, "landlock", errno, "cannot stat %s: %s", rule->path, strerror(errno));
+    if (S_ISLNK(status.st_mode)) {
+      close(fd);
+      continue;
+    }
     struct path_beneath_attr attribute = {.allowed_access = rule->mask, .parent_fd = fd};
     if (!S_ISDIR(status.st_mode)) attribute.allowed_access &= LANDLOCK_FILE_RIGHTS;
     if (attribute.allowed_access &&

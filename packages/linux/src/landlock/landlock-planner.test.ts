@@ -47,14 +47,37 @@ describe('planLandlock: grants and denies', () => {
     expect(result.minimumAbi).toBe(6);
   });
 
-  it('splits a read grant around a denied file, keeps its listing and leaves symlinks out', () => {
+  it('splits a read grant around a denied file and keeps its listing', () => {
     const result = plan({ read: [grant], deny: [join(grant, 'secret')] });
     expect(rulesOf(result)).toEqual({
       '/grant': LANDLOCK_ACCESS_FS.readDir,
       '/grant/a.txt': LANDLOCK_READ_RIGHTS,
       '/grant/b': LANDLOCK_READ_RIGHTS,
+      '/grant/link': LANDLOCK_READ_RIGHTS,
     });
-    expect(result.degraded.join('\n')).toContain(`the read grant of ${grant} was split into 2 entries`);
+    expect(result.degraded.join('\n')).toContain(`the read grant of ${grant} was split into 3 entries`);
+  });
+
+  it('marks the split entries so that the shim does not follow symlinks among them', () => {
+    const result = plan({ read: [grant, '/proc/self'], deny: [join(grant, 'secret')] });
+    const follows = Object.fromEntries(result.paths.map((rule) => [rule.path, rule.followSymlinks]));
+    expect(follows[join(grant, 'link')]).toBe(false);
+    expect(follows[join(grant, 'a.txt')]).toBe(false);
+    // A grant that is not split is emitted as written, links and all.
+    expect(follows['/proc/self']).toBe(true);
+  });
+
+  it('compares grants and denies by their real paths', () => {
+    const alias = join(root, 'alias');
+    symlinkSync(grant, alias);
+    // The grant is written through a link, the deny through another spelling: still the same file.
+    const result = plan({ read: [alias], deny: [join(grant, 'b', '..', 'secret')] });
+    expect(result.paths.map((rule) => rule.path)).not.toContain(alias);
+    expect(rulesOf(result)['/grant/a.txt']).toBe(LANDLOCK_READ_RIGHTS);
+    expect(rulesOf(result)['/grant/secret']).toBeUndefined();
+    const throughLink = plan({ read: [grant], deny: [join(alias, 'secret')] });
+    expect(rulesOf(throughLink)['/grant/secret']).toBeUndefined();
+    expect(rulesOf(throughLink)['/grant/a.txt']).toBe(LANDLOCK_READ_RIGHTS);
   });
 
   it('walks down to a nested deny, granting the siblings at each level', () => {
@@ -63,6 +86,7 @@ describe('planLandlock: grants and denies', () => {
       '/grant': LANDLOCK_ACCESS_FS.readDir,
       '/grant/a.txt': ALL_FS,
       '/grant/secret': ALL_FS,
+      '/grant/link': ALL_FS,
       '/grant/b': LANDLOCK_ACCESS_FS.readDir,
       '/grant/b/d.txt': ALL_FS,
       '/grant/b/c': LANDLOCK_ACCESS_FS.readDir,
@@ -75,6 +99,7 @@ describe('planLandlock: grants and denies', () => {
     expect(rulesOf(result)).toEqual({
       '/grant/a.txt': LANDLOCK_READ_RIGHTS,
       '/grant/secret': LANDLOCK_READ_RIGHTS,
+      '/grant/link': LANDLOCK_READ_RIGHTS,
     });
   });
 
@@ -84,6 +109,7 @@ describe('planLandlock: grants and denies', () => {
     expect(rulesOf(result)).toEqual({
       '/grant/a.txt': ALL_FS,
       '/grant/secret': ALL_FS,
+      '/grant/link': ALL_FS,
       '/grant/b/c': ALL_FS,
       '/grant/b/d.txt': ALL_FS,
     });

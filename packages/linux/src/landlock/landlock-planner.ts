@@ -1,4 +1,4 @@
-import { type Dirent, lstatSync, readdirSync } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { BulkheadError, type NetworkMode, UnenforceableCapabilityError } from '@bulkhead/core';
 import {
@@ -36,6 +36,12 @@ export interface LandlockPlanOptions {
 export interface LandlockPathRule {
   path: string;
   access: number;
+  /**
+   * False for the entries a split grant was expanded into: the shim skips them when they are
+   * symlinks (checked when it applies the rule, not when it was planned), since a rule would
+   * follow a link to a target the grant never covered.
+   */
+  followSymlinks: boolean;
 }
 
 export interface LandlockPortRule {
@@ -73,6 +79,46 @@ export function normalizeAbsolutePath(path: string, role: string): string {
   }
   const normalized = posix.normalize(path);
   return normalized.length > 1 && normalized.endsWith('/') ? normalized.slice(0, -1) : normalized;
+}
+
+/** `directory/name` for a name from readdir (no slash in it); cheaper than path.join on large directories. */
+function childPath(directory: string, name: string): string {
+  return directory === '/' ? `/${name}` : `${directory}/${name}`;
+}
+
+const listings = new Map<string, { mtimeMs: number; ctimeMs: number; ino: number; names: string[] }>();
+const LISTING_CACHE_SIZE = 256;
+
+/**
+ * The names in a directory, cached while its mtime, ctime and inode stay the same. A stale listing
+ * can only miss a new entry (not granted: stricter) or name a removed one (skipped by the shim);
+ * symlinks are checked by the shim itself.
+ */
+function listDirectory(directory: string): string[] {
+  const status = statSync(directory);
+  const cached = listings.get(directory);
+  if (
+    cached &&
+    cached.mtimeMs === status.mtimeMs &&
+    cached.ctimeMs === status.ctimeMs &&
+    cached.ino === status.ino
+  ) {
+    return cached.names;
+  }
+  const names = readdirSync(directory);
+  if (listings.size >= LISTING_CACHE_SIZE) listings.clear();
+  listings.set(directory, { mtimeMs: status.mtimeMs, ctimeMs: status.ctimeMs, ino: status.ino, names });
+  return names;
+}
+
+/** The path with every symlink resolved; a missing tail is kept as written below its real parent. */
+function canonicalPath(path: string): string {
+  try {
+    return realpathSync.native(path);
+  } catch {
+    if (path === '/') return path;
+    return childPath(canonicalPath(posix.dirname(path)), posix.basename(path));
+  }
 }
 
 /** Is `path` the same as or beneath `ancestor`? */
@@ -120,10 +166,22 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
 
   const rules = new Map<string, number>();
   const grant = (path: string, access: number) => rules.set(path, (rules.get(path) ?? 0) | access);
+  // Grants and denies are compared by their real paths (a grant of /lib covers /usr/lib/x when /lib
+  // is a link), but a grant is emitted as written unless it is split (/proc/self must stay itself).
+  const realPaths = new Map<string, string>();
+  const realPath = (path: string) => {
+    let real = realPaths.get(path);
+    if (real === undefined) {
+      real = canonicalPath(path);
+      realPaths.set(path, real);
+    }
+    return real;
+  };
+  const splitEntries = new Set<string>();
   const readAccess = LANDLOCK_READ_RIGHTS & handledFilesystem;
   for (const path of options.read) grant(normalizeAbsolutePath(path, 'read'), readAccess);
   for (const path of options.write) grant(normalizeAbsolutePath(path, 'write'), handledFilesystem);
-  const denies = [...new Set(options.deny.map((path) => normalizeAbsolutePath(path, 'deny')))];
+  const denies = [...new Set(options.deny.map((path) => canonicalPath(normalizeAbsolutePath(path, 'deny'))))];
 
   // The tier's own paths in a namespace view are not the host's: they cannot be listed to be split.
   const fixed = new Map<string, number>();
@@ -152,9 +210,9 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
     let directory = granted;
     let entries = 0;
     for (const component of components) {
-      let listing: Dirent[];
+      let listing: string[];
       try {
-        listing = readdirSync(directory, { withFileTypes: true });
+        listing = listDirectory(directory);
       } catch (error) {
         degraded.push(
           `${directory} could not be listed (${(error as NodeJS.ErrnoException).code}) to split the grant of ${granted} around the denied ${deny}: nothing in it is granted`,
@@ -164,13 +222,14 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
       splitDirectories.set(directory, (splitDirectories.get(directory) ?? 0) | access);
       let found = false;
       for (const entry of listing) {
-        if (entry.name === component) {
+        if (entry === component) {
           found = true;
           continue;
         }
-        // A rule follows a symlink to its target, which the grant never covered: leave links out.
-        if (entry.isSymbolicLink()) continue;
-        grant(posix.join(directory, entry.name), access);
+        const child = childPath(directory, entry);
+        grant(child, access);
+        realPaths.set(child, child); // beneath a real directory; a symlink entry is skipped by the shim
+        splitEntries.add(child);
         entries++;
       }
       if (!found) {
@@ -179,7 +238,7 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
         );
         return;
       }
-      directory = posix.join(directory, component);
+      directory = childPath(directory, component);
     }
     degraded.push(
       access & LANDLOCK_ACCESS_FS.makeReg
@@ -193,10 +252,11 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
     changed = false;
     for (const deny of denies) {
       for (const [granted, access] of [...rules]) {
-        if (!isWithin(deny, granted)) continue;
+        const real = realPath(granted);
+        if (!isWithin(deny, real)) continue;
         rules.delete(granted);
         changed = true;
-        if (granted !== deny) split(granted, deny, access);
+        if (real !== deny) split(real, deny, access);
       }
     }
   }
@@ -246,7 +306,7 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
 
   const paths = [...rules]
     .filter(([, access]) => access !== 0)
-    .map(([path, access]) => ({ path, access }))
+    .map(([path, access]) => ({ path, access, followSymlinks: !splitEntries.has(path) }))
     .sort((left, right) => (left.path < right.path ? -1 : left.path > right.path ? 1 : 0));
   return {
     enabled: true,

@@ -142,7 +142,9 @@ export function planShim(options: ShimPlanOptions): ShimPlan {
       `landlock ${landlock.minimumAbi} ${landlock.handledFilesystem} ${landlock.handledNetwork} ${landlock.scoped}`,
     );
     // Optional: a path that vanished since planning grants nothing, and denies nothing either.
-    for (const rule of landlock.paths) lines.push(`path-optional ${rule.access} ${rule.path}`);
+    for (const rule of landlock.paths) {
+      lines.push(`${rule.followSymlinks ? 'path-optional' : 'entry'} ${rule.access} ${rule.path}`);
+    }
     for (const rule of landlock.ports) lines.push(`port ${rule.access} ${rule.port}`);
   }
   for (const [resource, [soft, hard]] of Object.entries(options.rlimits ?? {})) {

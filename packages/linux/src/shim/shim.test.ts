@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { BulkheadError } from '@bulkhead/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { landlockAbi } from '../landlock/landlock-abi.js';
-import type { ShimPlanOptions } from './plan-shim.js';
+import { planShim, type ShimPlanOptions } from './plan-shim.js';
 import {
   createThrowawayUser,
   python,
@@ -118,6 +118,33 @@ print(open('/etc/passwd').read()[:4])`),
         '',
       ),
     );
+  });
+
+  it('does not follow a symlink among the entries of a split grant', async () => {
+    const linked = join(base, 'linked');
+    mkdirSync(linked);
+    writeFileSync(join(linked, 'secret'), 'secret\n');
+    symlinkSync(outside, join(linked, 'link-out'));
+    const planned = planShim(plan({ read: [linked], deny: [join(linked, 'secret')] }));
+    const code = attempt(
+      `print(attempt(lambda: open(${JSON.stringify(join(linked, 'link-out', 'file.txt'))}).read()))`,
+    );
+    const run = (text: string) =>
+      runShimRaw(planned.args, [Buffer.from(text), planned.fds[1]!], planned.statusFd, code);
+    const text = planned.fds[0]!.toString();
+    expect(text).toContain(`entry 13 ${join(linked, 'link-out')}\n`);
+    expect((await run(text)).stdout).toBe('EACCES\n');
+    // Followed, the same rule would grant the link's target.
+    expect(
+      (
+        await run(
+          text.replace(
+            `entry 13 ${join(linked, 'link-out')}`,
+            `path-optional 13 ${join(linked, 'link-out')}`,
+          ),
+        )
+      ).stdout,
+    ).toBe('ok\n');
   });
 
   describe('network', () => {
