@@ -1,9 +1,12 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { BulkheadError } from '@bulkhead/core';
 import {
   applyOverrides,
   type CompiledManifest,
   compileManifest,
+  isMxcConfig,
   loadManifest,
   loadPolicy,
   type ManifestDocument,
@@ -23,14 +26,42 @@ export interface ManifestSource {
   document?: ManifestDocument;
 }
 
+/** An MXC config given where a manifest belongs: the error says how to convert it. */
+async function mxcConfigInstead(path: string, error: unknown): Promise<BulkheadError | undefined> {
+  if (!BulkheadError.hasCode(error, 'MANIFEST_INVALID') || !path.endsWith('.json')) return undefined;
+  try {
+    if (!isMxcConfig(JSON.parse(await readFile(path, 'utf8')))) return undefined;
+  } catch {
+    return undefined;
+  }
+  return new BulkheadError(
+    'MANIFEST_INVALID',
+    `${path} is a Microsoft MXC config, not a Bulkhead manifest.`,
+    {
+      path,
+      fix: `convert it once: bulkhead manifest import-mxc ${path} > bulkhead.yaml`,
+      cause: error,
+    },
+  );
+}
+
+/** Reads a manifest file; an MXC config in its place is named as such. */
+export async function loadManifestFile(path: string): Promise<ManifestDocument> {
+  try {
+    return await loadManifest(path);
+  } catch (error) {
+    throw (await mxcConfigInstead(path, error)) ?? error;
+  }
+}
+
 /** `-m FILE`, else `./bulkhead.yaml` when present, else the built-in default manifest. */
 export async function findManifest(io: CliIo, file?: string): Promise<ManifestSource> {
   if (file !== undefined) {
     const path = resolve(io.cwd, file);
-    return { origin: 'option', path, document: await loadManifest(path) };
+    return { origin: 'option', path, document: await loadManifestFile(path) };
   }
   const path = resolve(io.cwd, DEFAULT_MANIFEST_FILE);
-  if (existsSync(path)) return { origin: 'directory', path, document: await loadManifest(path) };
+  if (existsSync(path)) return { origin: 'directory', path, document: await loadManifestFile(path) };
   return { origin: 'default' };
 }
 

@@ -6,13 +6,7 @@ import {
   type ProbeReport,
   requiredCapabilityKeys,
 } from '@bulkhead/core';
-import {
-  explainCapabilities,
-  loadManifest,
-  loadMxcConfig,
-  type MxcImport,
-  manifestJsonSchema,
-} from '@bulkhead/manifest';
+import { explainCapabilities, loadMxcConfig, type MxcImport, manifestJsonSchema } from '@bulkhead/manifest';
 import type { Command } from 'commander';
 import { stringify as stringifyYaml } from 'yaml';
 import type { CommandContext } from '../command-context.js';
@@ -23,6 +17,7 @@ import {
   compileForHost,
   describeManifestSource,
   findManifest,
+  loadManifestFile,
 } from '../manifest-input.js';
 import { assertSomeTierInstalled, loadInstalledTiers } from '../tiers.js';
 
@@ -33,7 +28,7 @@ async function checkFile(context: CommandContext, file: string): Promise<boolean
   const { io } = context;
   const path = resolve(io.cwd, file);
   try {
-    const document = await loadManifest(path);
+    const document = await loadManifestFile(path);
     // Compiling too catches what only the host can say: paths that expand, the organisation policy.
     const compiled = await compileForHost(io, { origin: 'option', path, document });
     writeLine(io.stdout, `${file}: ok`);
