@@ -366,5 +366,13 @@ export async function measureConcurrency(bench: Bench, subjects: Subject[]): Pro
     }
   }
   bench.progress.update('concurrency', 'done', jobs.length, jobs.length);
+  // Each level's ratio divides by the bare spawn at the same level, measured in the same run.
+  for (const figure of figures) {
+    const bare = figures.find(
+      (candidate) => candidate.subject === 'bare' && candidate.level === figure.level,
+    );
+    const allStartedRatio = ratio(figure.allStartedMs, bare?.allStartedMs);
+    if (allStartedRatio !== undefined) figure.allStartedRatio = allStartedRatio;
+  }
   return figures;
 }

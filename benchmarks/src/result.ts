@@ -122,6 +122,8 @@ export interface ConcurrencyFigure {
   succeeded: number;
   /** From the first launch call until every payload said it was running; absent when some never did. */
   allStartedMs?: number;
+  /** allStartedMs over the bare spawn's at the same level. */
+  allStartedRatio?: number;
   /** Per sandbox: launch call to its payload's first byte, under this load. */
   launch?: SampleSet;
   /** PSS of everything the isolation added while all were running, plus the host's growth. */
