@@ -438,7 +438,8 @@ static void relay_step(struct relay_pair *pair, const struct pollfd *polled) {
 }
 
 static int relay_connect(const char *socket_path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  /* Non-blocking: a proxy with a full backlog (EAGAIN) fails this client, not the whole relay. */
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
   struct sockaddr_un address = {.sun_family = AF_UNIX};
   strncpy(address.sun_path, socket_path, sizeof address.sun_path - 1);
@@ -446,7 +447,6 @@ static int relay_connect(const char *socket_path) {
     close(fd);
     return -1;
   }
-  fcntl(fd, F_SETFL, O_NONBLOCK);
   return fd;
 }
 

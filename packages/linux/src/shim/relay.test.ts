@@ -82,6 +82,24 @@ print(exchange(${RELAY_PORT + 1}, b'other port'))`),
     expect(result.stdout).toBe(`b'ping'\n${1 << 20}\nEACCES\n`);
   });
 
+  it('closes a client at once when the proxy socket is not there, instead of hanging it', async () => {
+    const capabilities = testCapabilities({ workdir: base });
+    const plan = planShim({
+      capabilities,
+      workdir: base,
+      relay: { port: RELAY_PORT, socketPath: join(base, 'no-proxy-here.sock') },
+    });
+    const result = await runShimRaw(
+      plan.args,
+      plan.fds,
+      plan.statusFd,
+      python(`${CLIENT}\nprint(exchange(${RELAY_PORT}, b'anyone?'))`),
+      { launcher: isRoot ? ['unshare', '--net', '--'] : ['unshare', '--map-root-user', '--net', '--'] },
+    );
+    // Closed by the relay: the client reads EOF, or finds the connection reset or already gone.
+    expect(result.stdout).toMatch(/^(b''|ECONNRESET|ENOTCONN|EPIPE)\n$/);
+  });
+
   it('serves several connections at once', async () => {
     const result = await runInEmptyNetwork(
       python(`${CLIENT}
