@@ -87,6 +87,7 @@ export async function probeKvm(options: KvmProbeOptions): Promise<KvmVerdict> {
 
 async function bootOnce(options: KvmProbeOptions, module: string | undefined): Promise<KvmVerdict> {
   const vm = await startVirtualMachine({
+    id: `kvm-probe-${process.pid}-${Date.now()}`,
     backend: options.backend,
     accelerator: 'kvm',
     kernelPath: options.kernelPath,

@@ -279,6 +279,7 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
       const initramfsPath = await ensureInitramfs({ cacheDirectory });
       let report: GuestExitReport | undefined;
       const vm = await startVirtualMachine({
+        id,
         backend,
         accelerator,
         kernelPath,
@@ -333,10 +334,13 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
           deny: capabilities.filesystem.deny,
         }),
       );
+      warnings.push(...vm.jail.warnings);
       const enforcement: Partial<Record<CapabilityKey, EnforcementMechanism[]>> = {};
       for (const [key, value] of Object.entries(state.report.enforcement)) {
         if (value?.enforced) enforcement[key as CapabilityKey] = value.mechanisms;
       }
+      // The hypervisor boundary, and behind it the VMM's own jail.
+      enforcement.filesystem = [...new Set([...(enforcement.filesystem ?? []), ...vm.jail.mechanisms])];
       return createChildProcessSandbox({
         id,
         tier: 'microvm',

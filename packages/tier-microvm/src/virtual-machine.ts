@@ -2,12 +2,24 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { BulkheadError, type Capabilities } from '@bulkhead/core';
+import {
+  createSandboxCgroup,
+  ensureShim,
+  planShim,
+  readShimStatus,
+  type SandboxCgroup,
+  SHIM_SANDBOX_PATH,
+} from '@bulkhead/linux';
 import type { GuestExitReport } from './control-channel.js';
 import { GuestProcess } from './guest-process.js';
 import type { Accelerator, VmmBackend } from './vmm-backend.js';
 import { buildJailArguments, JAIL_PATHS } from './vmm-jail.js';
 
 export interface StartVirtualMachineOptions {
+  /** Names the VMM's cgroup; unique per VM. */
+  id: string;
   backend: VmmBackend;
   accelerator: Accelerator;
   kernelPath: string;
@@ -24,74 +36,214 @@ export interface StartVirtualMachineOptions {
 export interface RunningVirtualMachine {
   guest: GuestProcess;
   vmm: ChildProcess;
+  /** What confines the VMM itself, for the result's enforcement and warnings. */
+  jail: { mechanisms: string[]; warnings: string[] };
   /** Kills the jail and with it the VMM (the jail dies with its parent). Idempotent. */
   kill(): void;
   /** The guest's serial console so far (kernel messages), for diagnostics. */
   console(): Promise<string>;
-  /** Removes the VM's private directory. Call after the VMM is gone. */
+  /** Peak memory of the VMM's cgroup (the VMM plus all guest RAM it touched), when measured. */
+  vmmPeakMemoryBytes(): Promise<number | undefined>;
+  /** Removes the VM's cgroup and private directory. Call after the VMM is gone. */
   cleanUp(): Promise<void>;
 }
 
-/** Starts one jailed VM; the returned guest says `ready` once init waits for the launch. */
+/**
+ * Memory the VMM may use beyond guest RAM: QEMU itself, its TCG translation cache (capped with
+ * `tb-size` by the backend) and the 9p server's buffers.
+ */
+const VMM_OVERHEAD_BYTES = 192 * 1024 * 1024;
+/** QEMU's threads: main loop, vCPUs, RCU, the 9p worker pool. */
+const VMM_MAX_THREADS = 64;
+
+function endPipe(stream: unknown, data: Buffer): void {
+  const writable = stream as Writable | null;
+  writable?.on('error', () => {});
+  writable?.end(data);
+}
+
+function readToEnd(stream: unknown): Promise<Buffer> {
+  const readable = stream as Readable | null;
+  if (!readable) return Promise.resolve(Buffer.alloc(0));
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    readable.on('data', (chunk: Buffer) => chunks.push(chunk));
+    readable.once('error', () => resolve(Buffer.concat(chunks)));
+    readable.once('close', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+/**
+ * The VMM's own capabilities, in the jail's terms: what the exec shim confines it to with Landlock
+ * and seccomp inside the mount namespace. It reads its binaries, the VM's files and the view; it
+ * writes only the write grants (through the view), its console log and its devices; it never forks.
+ */
+function vmmCapabilities(options: StartVirtualMachineOptions): Capabilities {
+  const inView = (path: string) => (path === '/' ? JAIL_PATHS.view : `${JAIL_PATHS.view}${path}`);
+  return {
+    filesystem: {
+      read: ['/usr', '/etc/ld.so.cache', '/bulkhead', JAIL_PATHS.view, '/proc', '/dev'],
+      write: [
+        JAIL_PATHS.run,
+        '/dev/null',
+        ...(options.accelerator === 'kvm' ? ['/dev/kvm'] : []),
+        ...options.filesystem.write.filter((path) => !options.filesystem.deny.includes(path)).map(inView),
+      ],
+      deny: [],
+    },
+    network: { mode: 'none', allow: [] },
+    process: { spawn: false, maxProcesses: VMM_MAX_THREADS },
+    resources: {
+      memoryBytes: options.memoryMebibytes * 1024 * 1024 + VMM_OVERHEAD_BYTES,
+      timeoutMs: Number.POSITIVE_INFINITY,
+      gpus: 'none',
+    },
+    devices: { clipboard: false, audio: false, webcam: false, display: false, input: false },
+    env: {},
+    workdir: '/',
+  };
+}
+
+/**
+ * Starts one VM, jailed like Firecracker's jailer: bubblewrap namespaces (see `buildJailArguments`),
+ * then @bulkhead/linux's exec shim (no_new_privs, Landlock, seccomp) in front of the VMM, and a
+ * cgroup capping the VMM's memory and threads. Nothing of the VMM runs before it is in its cgroup.
+ * The returned guest says `ready` once init waits for the launch.
+ */
 export async function startVirtualMachine(
   options: StartVirtualMachineOptions,
 ): Promise<RunningVirtualMachine> {
   const runDirectory = await mkdtemp(join(tmpdir(), 'bulkhead-microvm-'));
-  const emptyFile = join(runDirectory, 'empty');
-  await writeFile(emptyFile, '', { mode: 0o000 });
-  const vmmCommand = options.backend.start({
-    kernelPath: JAIL_PATHS.kernel,
-    initramfsPath: JAIL_PATHS.initramfs,
-    kernelArguments: [],
-    memoryMebibytes: options.memoryMebibytes,
-    vcpus: options.vcpus,
-    accelerator: options.accelerator,
-    sharedDirectory: JAIL_PATHS.view,
-    consolePath: `${JAIL_PATHS.run}/console.log`,
-  });
-  const args = buildJailArguments({
-    vmm: vmmCommand,
-    kernelPath: options.kernelPath,
-    initramfsPath: options.initramfsPath,
-    runDirectory,
-    emptyFile,
-    filesystem: options.filesystem,
-  });
-  const vmm = spawn(options.bubblewrap, args, {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: {},
-    // Its own process group: one signal reaches the jail and everything in it.
-    detached: true,
-  });
-  const kill = () => {
-    if (vmm.pid === undefined || vmm.exitCode !== null || vmm.signalCode !== null) return;
+  let cgroup: SandboxCgroup | undefined;
+  const cleanUps: (() => Promise<void> | void)[] = [() => rm(runDirectory, { recursive: true, force: true })];
+  const cleanUp = async () => {
+    for (const step of cleanUps.splice(0).reverse()) await step();
+  };
+  try {
+    const emptyFile = join(runDirectory, 'empty');
+    await writeFile(emptyFile, '', { mode: 0o000 });
+    const capabilities = vmmCapabilities(options);
+    const jailWarnings: string[] = [];
     try {
-      process.kill(-vmm.pid, 'SIGKILL');
-    } catch {
-      // Already gone.
+      cgroup = await createSandboxCgroup({
+        sandboxId: `microvm-${options.id}`,
+        limits: { memoryBytes: capabilities.resources.memoryBytes, maxProcesses: VMM_MAX_THREADS },
+      });
+      jailWarnings.push(...cgroup.warnings);
+      const created = cgroup;
+      cleanUps.push(() => created.remove());
+    } catch (error) {
+      // Guest RAM still bounds the guest; only the VMM's own overhead goes uncapped.
+      jailWarnings.push(`The VMM runs without a cgroup cap: ${(error as Error).message}`);
     }
-  };
-  const guest = new GuestProcess(vmm, (report) => {
-    // The payload is done: nothing in the guest is worth waiting for.
-    kill();
-    options.onReport?.(report);
-  });
-  let cleaned = false;
-  return {
-    guest,
-    vmm,
-    kill,
-    async console() {
+    const plan = planShim({ capabilities, workdir: '/', pathView: 'namespace', tier: 'microvm' });
+    const vmmCommand = options.backend.start({
+      kernelPath: JAIL_PATHS.kernel,
+      initramfsPath: JAIL_PATHS.initramfs,
+      kernelArguments: [],
+      memoryMebibytes: options.memoryMebibytes,
+      vcpus: options.vcpus,
+      accelerator: options.accelerator,
+      sharedDirectory: JAIL_PATHS.view,
+      consolePath: `${JAIL_PATHS.run}/console.log`,
+    });
+    const infoFd = plan.statusFd + 1;
+    const blockFd = plan.statusFd + 2;
+    const args = buildJailArguments({
+      vmm: {
+        ...vmmCommand,
+        file: SHIM_SANDBOX_PATH,
+        args: [...plan.args, '--', vmmCommand.file, ...vmmCommand.args],
+      },
+      kernelPath: options.kernelPath,
+      initramfsPath: options.initramfsPath,
+      runDirectory,
+      emptyFile,
+      filesystem: options.filesystem,
+      extraBinds: [{ source: await ensureShim(), target: SHIM_SANDBOX_PATH }],
+      infoFd,
+      blockFd,
+    });
+    const vmm = spawn(options.bubblewrap, args, {
+      stdio: Array.from({ length: blockFd + 1 }, () => 'pipe' as const),
+      env: {},
+      // Its own process group: one signal reaches the jail and everything in it.
+      detached: true,
+    });
+    vmm.once('error', () => {});
+    const kill = () => {
+      if (vmm.pid === undefined || vmm.exitCode !== null || vmm.signalCode !== null) return;
       try {
-        return await readFile(join(runDirectory, 'console.log'), 'utf8');
+        process.kill(-vmm.pid, 'SIGKILL');
       } catch {
-        return '';
+        // Already gone.
       }
-    },
-    async cleanUp() {
-      if (cleaned) return;
-      cleaned = true;
-      await rm(runDirectory, { recursive: true, force: true });
-    },
-  };
+    };
+    cleanUps.push(kill);
+    const guest = new GuestProcess(vmm, (report) => {
+      // The payload is done: nothing in the guest is worth waiting for.
+      kill();
+      options.onReport?.(report);
+    });
+    const info = (await readToEnd(vmm.stdio[infoFd])).toString();
+    const jailPid = Number(/"child-pid"\s*:\s*(\d+)/.exec(info)?.[1]);
+    if (!Number.isInteger(jailPid) || jailPid <= 0 || vmm.pid === undefined) {
+      kill();
+      await guest.ready.catch(() => {});
+      throw new BulkheadError(
+        'LAUNCH_FAILED',
+        `bubblewrap did not start the VMM's jail: ${guest.vmmOutput.trim() || 'no reason given'}.`,
+        {
+          tier: 'microvm',
+          fix: 'run bulkhead doctor to see what this host lacks',
+        },
+      );
+    }
+    // Both wait (the jail on its block fd): the VMM is born inside its cgroup.
+    if (cgroup) {
+      await cgroup.addProcess(vmm.pid);
+      await cgroup.addProcess(jailPid);
+    }
+    for (const [index, data] of plan.fds.entries()) endPipe(vmm.stdio[3 + index], data);
+    const status = readToEnd(vmm.stdio[plan.statusFd]);
+    endPipe(vmm.stdio[blockFd], Buffer.from([1]));
+    void status.then((data) => {
+      const error = readShimStatus(data, { tier: 'microvm' });
+      if (error) guest.vmmOutput += `${error.message}\n`;
+    });
+    const mechanisms = [
+      'mount-namespace',
+      'user-namespace',
+      'pid-namespace',
+      'network-namespace',
+      'landlock',
+      'seccomp',
+    ];
+    if (cgroup?.enforcement.memory) mechanisms.push(cgroup.enforcement.memory);
+    return {
+      guest,
+      vmm,
+      jail: { mechanisms: [...new Set(mechanisms)], warnings: [...jailWarnings, ...plan.warnings] },
+      kill,
+      async console() {
+        try {
+          return await readFile(join(runDirectory, 'console.log'), 'utf8');
+        } catch {
+          return '';
+        }
+      },
+      async vmmPeakMemoryBytes() {
+        if (!cgroup) return undefined;
+        try {
+          return (await cgroup.statistics()).peakMemoryBytes;
+        } catch {
+          return undefined;
+        }
+      },
+      cleanUp,
+    };
+  } catch (error) {
+    await cleanUp();
+    throw error;
+  }
 }

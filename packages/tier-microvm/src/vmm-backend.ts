@@ -127,7 +127,10 @@ export function createQemuMicrovmBackend(options: { binary?: string } = {}): Vmm
         'none',
         '-no-reboot',
         '-machine',
-        `microvm,accel=${spec.accelerator},acpi=off,pcie=off,rtc=off`,
+        'microvm,acpi=off,pcie=off,rtc=off',
+        // TCG's translation cache defaults to 1 GiB; 64 MiB is plenty for a payload and fits the VMM's cgroup.
+        '-accel',
+        spec.accelerator === 'kvm' ? 'kvm' : 'tcg,tb-size=64',
         '-cpu',
         spec.accelerator === 'kvm' ? 'host' : 'max',
         '-smp',

@@ -50,6 +50,11 @@ export interface JailOptions {
   filesystem: { read: string[]; write: string[]; deny: string[] };
   /** Host sockets the VMM may reach (the egress channel), bound at the same path. */
   sockets?: string[];
+  /** More host files bound read-only into the jail (the exec shim). */
+  extraBinds?: { source: string; target: string }[];
+  /** bubblewrap's `--info-fd` and `--block-fd`: the jail's pid comes out, and it waits for a byte. */
+  infoFd?: number;
+  blockFd?: number;
   /** Overridable for tests; defaults to `lstat` of the host. */
   kindOf?: (path: string) => PathKind;
 }
@@ -94,6 +99,9 @@ export function buildJailArguments(options: JailOptions): string[] {
   args.push('--ro-bind', options.initramfsPath, JAIL_PATHS.initramfs);
   args.push('--bind', options.runDirectory, JAIL_PATHS.run);
   for (const socket of options.sockets ?? []) args.push('--bind', socket, socket);
+  for (const bind of options.extraBinds ?? []) args.push('--ro-bind', bind.source, bind.target);
+  if (options.infoFd !== undefined) args.push('--info-fd', String(options.infoFd));
+  if (options.blockFd !== undefined) args.push('--block-fd', String(options.blockFd));
 
   args.push('--tmpfs', JAIL_PATHS.view);
   for (const directory of VIEW_SKELETON) args.push('--dir', inView(directory));
