@@ -19,8 +19,17 @@ let functions: LibcFunctions | undefined;
 
 function libc(): LibcFunctions {
   if (functions) return functions;
-  // dlopen(NULL): the C library Node itself runs on, glibc or musl alike.
-  const library = koffi.load(null);
+  let library: koffi.IKoffiLib;
+  try {
+    // dlopen(NULL): the C library Node itself runs on, glibc or musl alike.
+    library = koffi.load(null);
+  } catch (cause) {
+    throw new BulkheadError(
+      'HOST_REQUIREMENT_MISSING',
+      `The C library could not be loaded through koffi on ${process.platform}/${process.arch}, so the kernel cannot be probed. Fix: run on Linux x86_64 or aarch64 with a koffi build for it (npm rebuild koffi).`,
+      { fix: 'npm rebuild koffi', cause },
+    );
+  }
   functions = {
     syscall: library.func('long syscall(long, ...)'),
     memfdCreate: library.func('int memfd_create(const char *, unsigned int)'),
