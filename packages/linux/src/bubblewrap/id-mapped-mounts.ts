@@ -14,6 +14,7 @@ import { posix } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BulkheadError } from '@bulkhead/core';
 import koffi from 'koffi';
+import { ROOT_CALLER_SANDBOX_ID } from '../host/host-facts.js';
 import { runtimeDirectory } from './runtime-directory.js';
 
 /*
@@ -66,49 +67,74 @@ function failure(step: string, path: string): BulkheadError {
   );
 }
 
-let namespace: Promise<number> | undefined;
-/** Held so that garbage collection never closes the namespace fd under the mounts that use it. */
-let namespaceHandle: FileHandle | undefined;
+interface IdMapNamespace {
+  fd: number;
+  handle: FileHandle;
+  users: number;
+}
 
 /**
- * A user namespace whose only mapping is `0 -> uid` (and `0 -> gid`), held by an open fd for the
- * process's lifetime. It describes the id-mapping; no process runs in it.
+ * Id-map namespaces by `uid:gid`. The shared sandbox id of the process tier keeps its namespace for
+ * the process's lifetime (one `unshare` per process); other ids (the session tier's transient ones)
+ * drop theirs once no staging uses it: an attached mount holds its own reference to the namespace.
  */
-function idMapNamespace(uid: number, gid: number): Promise<number> {
-  namespace ??= (async () => {
-    const ownNamespace = await readlink('/proc/self/ns/user');
-    const holder = spawn('unshare', ['--user', '--', 'cat'], { stdio: ['pipe', 'ignore', 'ignore'] });
-    const spawned = new Promise<void>((resolve, reject) => {
-      holder.once('spawn', resolve);
-      holder.once('error', reject);
-    });
-    try {
-      await spawned;
-      const pid = holder.pid!;
-      for (let attempt = 0; ; attempt++) {
-        const current = await readlink(`/proc/${pid}/ns/user`).catch(() => ownNamespace);
-        if (current !== ownNamespace) break;
-        if (attempt > 2000 || holder.exitCode !== null) {
-          throw new BulkheadError(
-            'ID_MAPPED_MOUNT_FAILED',
-            'unshare --user did not create a user namespace.',
-          );
-        }
-        await delay(1);
-      }
-      await writeFile(`/proc/${pid}/uid_map`, `0 ${uid} 1\n`);
-      await writeFile(`/proc/${pid}/gid_map`, `0 ${gid} 1\n`);
-      namespaceHandle = await open(`/proc/${pid}/ns/user`, 'r');
-      return namespaceHandle.fd;
-    } finally {
-      holder.stdin?.end();
-      holder.kill('SIGKILL');
-    }
-  })();
-  namespace.catch(() => {
-    namespace = undefined;
+const namespaces = new Map<string, Promise<IdMapNamespace>>();
+
+/**
+ * A user namespace whose only mapping is `0 -> uid` (and `0 -> gid`), held by an open fd (so that
+ * garbage collection never closes it under a staging in progress). It describes the id-mapping; no
+ * process runs in it. Pair every call with `releaseIdMapNamespace`.
+ */
+async function acquireIdMapNamespace(uid: number, gid: number): Promise<number> {
+  const key = `${uid}:${gid}`;
+  let entry = namespaces.get(key);
+  if (!entry) {
+    entry = createIdMapNamespace(uid, gid);
+    namespaces.set(key, entry);
+    entry.catch(() => namespaces.delete(key));
+  }
+  const namespace = await entry;
+  namespace.users++;
+  return namespace.fd;
+}
+
+async function releaseIdMapNamespace(uid: number, gid: number): Promise<void> {
+  const key = `${uid}:${gid}`;
+  const entry = namespaces.get(key);
+  if (!entry) return;
+  const namespace = await entry;
+  namespace.users--;
+  if (namespace.users > 0 || (uid === ROOT_CALLER_SANDBOX_ID && gid === ROOT_CALLER_SANDBOX_ID)) return;
+  namespaces.delete(key);
+  await namespace.handle.close();
+}
+
+async function createIdMapNamespace(uid: number, gid: number): Promise<IdMapNamespace> {
+  const ownNamespace = await readlink('/proc/self/ns/user');
+  const holder = spawn('unshare', ['--user', '--', 'cat'], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const spawned = new Promise<void>((resolve, reject) => {
+    holder.once('spawn', resolve);
+    holder.once('error', reject);
   });
-  return namespace;
+  try {
+    await spawned;
+    const pid = holder.pid!;
+    for (let attempt = 0; ; attempt++) {
+      const current = await readlink(`/proc/${pid}/ns/user`).catch(() => ownNamespace);
+      if (current !== ownNamespace) break;
+      if (attempt > 2000 || holder.exitCode !== null) {
+        throw new BulkheadError('ID_MAPPED_MOUNT_FAILED', 'unshare --user did not create a user namespace.');
+      }
+      await delay(1);
+    }
+    await writeFile(`/proc/${pid}/uid_map`, `0 ${uid} 1\n`);
+    await writeFile(`/proc/${pid}/gid_map`, `0 ${gid} 1\n`);
+    const handle = await open(`/proc/${pid}/ns/user`, 'r');
+    return { fd: handle.fd, handle, users: 0 };
+  } finally {
+    holder.stdin?.end();
+    holder.kill('SIGKILL');
+  }
 }
 
 export interface StagedMounts {
@@ -146,7 +172,7 @@ export async function stageIdMappedMounts(options: {
   const sources: Record<string, string> = {};
   if (options.paths.length === 0) return { sources, release: async () => {} };
   await reapStaleStagingOnce();
-  const userNamespace = await idMapNamespace(options.uid, options.gid);
+  const userNamespace = await acquireIdMapNamespace(options.uid, options.gid);
   const root = stagingRoot();
   const folder = posix.join(root, options.sandboxName);
   await mkdir(root, { recursive: true, mode: 0o711 });
@@ -222,6 +248,8 @@ export async function stageIdMappedMounts(options: {
   } catch (error) {
     await release();
     throw error;
+  } finally {
+    await releaseIdMapNamespace(options.uid, options.gid);
   }
   return { sources, release };
 }

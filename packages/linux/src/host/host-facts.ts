@@ -1,8 +1,10 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { execFile, spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { delimiter, posix } from 'node:path';
+import { BulkheadError } from '@bulkhead/core';
 
 /** The host uid and gid of a root caller's sandbox: `nobody`/`nogroup`, the kernel's overflow ids. */
 export const ROOT_CALLER_SANDBOX_ID = 65534;
@@ -33,7 +35,30 @@ export interface SandboxIdentity {
   switchFromRoot: boolean;
 }
 
+const identityOverride = new AsyncLocalStorage<SandboxIdentity>();
+
+/**
+ * Runs `launch` with sandboxes started inside it running as `identity` instead of the default below.
+ * The seam of tiers built on the process tier: the session tier gives each sandbox its own account
+ * and launches it through the process tier unchanged. Only a root caller can switch to another uid.
+ */
+export function withSandboxIdentity<T>(identity: SandboxIdentity, launch: () => T): T {
+  if (identity.uid === 0 || identity.gid === 0) {
+    throw new BulkheadError(
+      'INVALID_LAUNCH_SPEC',
+      'The sandbox uid and gid must not be 0: the payload never runs as root.',
+    );
+  }
+  return identityOverride.run(identity, launch);
+}
+
+/**
+ * The host ids a sandbox runs under: the identity of an enclosing `withSandboxIdentity`, else for a
+ * root caller `nobody`, else the caller's own.
+ */
 export function sandboxIdentity(): SandboxIdentity {
+  const override = identityOverride.getStore();
+  if (override) return override;
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
   if (uid === 0) return { uid: ROOT_CALLER_SANDBOX_ID, gid: ROOT_CALLER_SANDBOX_ID, switchFromRoot: true };
