@@ -164,15 +164,30 @@ async function prepare(
   };
 }
 
-/** The status and words for a launch that failed before the command ran. */
-function launchFailure(error: unknown, command: string[]): { status: number; message?: string } {
-  if (!BulkheadError.isInstance(error)) {
-    const code = (error as NodeJS.ErrnoException | undefined)?.code;
-    if (code === 'ENOENT')
-      return { status: EXIT_STATUS.notFound, message: `${command[0]}: command not found` };
-    if (code === 'EACCES' || code === 'ENOEXEC') {
-      return { status: EXIT_STATUS.notExecutable, message: `${command[0]}: cannot execute (${code})` };
-    }
+/**
+ * The status and words for a launch that failed before the command ran. Real tiers report a missing
+ * or non-executable command as the payload's own 127/126; only the `none` tier spawns the command
+ * directly, so only its spawn errors are about the command. Any other error is Bulkhead's (125).
+ */
+function launchFailure(
+  error: unknown,
+  command: string[],
+  tier: string | undefined,
+): { status: number; message?: string } {
+  const spawnError = error as (NodeJS.ErrnoException & { path?: string }) | undefined;
+  const aboutTheCommand =
+    tier === 'none' &&
+    !BulkheadError.isInstance(error) &&
+    spawnError?.syscall?.startsWith('spawn') === true &&
+    spawnError.path === command[0];
+  if (aboutTheCommand && spawnError?.code === 'ENOENT') {
+    return { status: EXIT_STATUS.notFound, message: `${command[0]}: command not found` };
+  }
+  if (aboutTheCommand && (spawnError?.code === 'EACCES' || spawnError?.code === 'ENOEXEC')) {
+    return {
+      status: EXIT_STATUS.notExecutable,
+      message: `${command[0]}: cannot execute (${spawnError.code})`,
+    };
   }
   return { status: EXIT_STATUS.bulkheadFailure };
 }
@@ -292,7 +307,7 @@ async function runSandboxed(
   try {
     sandbox = await launch(launchOptions);
   } catch (error) {
-    const failure = launchFailure(error, command);
+    const failure = launchFailure(error, command, options.tier);
     if (failure.message) {
       writeLine(io.stderr, `bulkhead: ${failure.message}`);
       if (options.json)
