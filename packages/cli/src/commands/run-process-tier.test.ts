@@ -34,6 +34,19 @@ describe.skipIf(unavailable !== undefined)('bulkhead run on the process tier', (
     expect(Number(result.stdout.trim())).not.toBe(0);
   });
 
+  it("shows issue 3's demonstration: unprivileged uid, empty private home, refused reads, no network", async () => {
+    const result = await run([
+      '--',
+      'sh',
+      '-c',
+      'id -u; ls -A ~ | wc -l; cat /etc/shadow >/dev/null 2>&1 || echo shadow-refused; curl -sS -m2 -o /dev/null https://example.com 2>/dev/null || echo network-refused',
+    ]);
+    const [uid, homeEntries, ...rest] = result.stdout.trim().split('\n');
+    expect(Number(uid)).not.toBe(0);
+    expect(homeEntries?.trim()).toBe('0');
+    expect(rest).toEqual(['shadow-refused', 'network-refused']);
+  });
+
   it('refuses reads of secrets and writes outside the workspace, and keeps writes inside it', async () => {
     const result = await run([
       '--',
