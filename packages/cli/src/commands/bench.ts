@@ -37,8 +37,8 @@ export function registerBenchCommand(program: Command, context: CommandContext):
     .command('bench')
     .summary('run the benchmarks (from a clone of the Bulkhead repository)')
     .description(
-      'The benchmarks are a private package of the Bulkhead repository (they install the peers they compare\n' +
-        'against), so they are not part of this CLI. Inside a clone of the repository this runs `npm run bench`\n' +
+      'The benchmarks are a private package of the Bulkhead repository (they install the peers they compare ' +
+        'against), so they are not part of this CLI. Inside a clone of the repository this runs `npm run bench` ' +
         'there, passing the arguments on; elsewhere it says how to get them.',
     )
     .argument('[arguments...]', 'passed on to npm run bench')

@@ -163,7 +163,7 @@ export function registerDoctorCommand(program: Command, context: CommandContext)
     .command('doctor')
     .summary('say which tiers work here and what enforces each capability')
     .description(
-      'Probe every known tier: installed or not, available or not and why, the host facts each probe relied on,\n' +
+      'Probe every known tier: installed or not, available or not and why, the host facts each probe relied on, ' +
         'and for each capability the mechanism that enforces it on this host, or the reason and the fix.',
     )
     .option('--json', 'print the report as JSON')

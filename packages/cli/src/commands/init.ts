@@ -19,7 +19,7 @@ export function registerInitCommand(program: Command, context: CommandContext): 
     .command('init')
     .summary(`write a commented starter ${DEFAULT_MANIFEST_FILE}`)
     .description(
-      `Write a commented starter ${DEFAULT_MANIFEST_FILE} in the current directory: the built-in defaults spelled out,\n` +
+      `Write a commented starter ${DEFAULT_MANIFEST_FILE} in the current directory: the built-in defaults spelled out, ` +
         'with each field explained. `bulkhead run` picks it up from there.',
     )
     .option('-f, --force', `overwrite an existing ${DEFAULT_MANIFEST_FILE}`)

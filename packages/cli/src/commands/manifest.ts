@@ -162,7 +162,7 @@ Examples:
     .command('check')
     .summary('validate manifests; exit 1 with located errors')
     .description(
-      'Parse, validate and compile each manifest (against the organisation policy, if any). Prints "ok" or\nthe errors located as file:line:column, and exits 1 when any file has an error.',
+      'Parse, validate and compile each manifest (against the organisation policy, if any). Prints "ok" or the errors located as file:line:column, and exits 1 when any file has an error.',
     )
     .argument('<files...>', 'the manifests to check')
     .addHelpText(
@@ -179,8 +179,8 @@ Examples:
     .command('explain')
     .summary('show the compiled capabilities and how each tier would enforce them here')
     .description(
-      'Compile a manifest (default: ./bulkhead.yaml, else the built-in default) and print its capabilities,\n' +
-        `marking ${DEFAULT_MARKER} what the manifest left to the defaults, then, per tier, the mechanism that would\n` +
+      'Compile a manifest (default: ./bulkhead.yaml, else the built-in default) and print its capabilities, ' +
+        `marking ${DEFAULT_MARKER} what the manifest left to the defaults, then, per tier, the mechanism that would ` +
         'enforce each capability on this host, or why it cannot.',
     )
     .argument('[file]', 'the manifest (default: ./bulkhead.yaml when present, else the built-in default)')
@@ -212,7 +212,7 @@ Examples:
     .command('import-mxc')
     .summary('print the bulkhead.yaml equivalent of a Microsoft MXC config')
     .description(
-      'Convert an MXC config (JSON: raw 0.6.0-alpha to 1.0.0, or an SDK ContainerRequest) into the equivalent\n' +
+      'Convert an MXC config (JSON: raw 0.6.0-alpha to 1.0.0, or an SDK ContainerRequest) into the equivalent ' +
         'bulkhead.yaml and print it. A field that cannot be mapped exactly is an error that names it.',
     )
     .argument('<file>', 'the MXC config')

@@ -22,9 +22,9 @@ import { assertSomeTierInstalled, KNOWN_TIERS, loadInstalledTiers, tierNotInstal
 export interface RunCommandOptions {
   tier?: string;
   manifest?: string;
-  read: string[];
-  write: string[];
-  deny: string[];
+  read?: string[];
+  write?: string[];
+  deny?: string[];
   net?: string;
   memory?: string;
   timeout?: string;
@@ -56,8 +56,8 @@ export function registerRunCommand(program: Command, context: CommandContext): v
     .command('run')
     .summary('run a command in a sandbox')
     .description(
-      'Run a command in a kernel-enforced sandbox. The manifest (-m FILE, else ./bulkhead.yaml, else the built-in\n' +
-        'default: read system directories, read/write the current directory, no network) says what it may do;\n' +
+      'Run a command in a kernel-enforced sandbox. The manifest (-m FILE, else ./bulkhead.yaml, else the built-in ' +
+        'default: read system directories, read/write the current directory, no network) says what it may do; ' +
         'the flags narrow or extend it like its own fields, and the organisation policy is the ceiling.',
     )
     .argument('<command...>', 'the program and its arguments (put them after --)')
@@ -69,9 +69,9 @@ export function registerRunCommand(program: Command, context: CommandContext): v
       '-m, --manifest <file>',
       'the manifest (default: ./bulkhead.yaml when present, else the built-in default)',
     )
-    .option('--read <path>', 'also allow reading PATH (repeatable)', collect, [])
-    .option('--write <path>', 'also allow reading and writing PATH (repeatable)', collect, [])
-    .option('--deny <path>', 'deny PATH, even inside a grant (repeatable)', collect, [])
+    .option('--read <path>', 'also allow reading PATH (repeatable)', collect)
+    .option('--write <path>', 'also allow reading and writing PATH (repeatable)', collect)
+    .option('--deny <path>', 'deny PATH, even inside a grant (repeatable)', collect)
     .option('--net <network>', 'the network: none, open, or an allow-list HOST:PORT,...')
     .option('--memory <size>', 'memory cap of the whole sandbox, e.g. 512MB, 2GiB')
     .option('--timeout <duration>', 'wall-clock limit of the whole sandbox, e.g. 30s, 5m')
@@ -107,9 +107,9 @@ function networkOverride(value: string): 'none' | 'open' | string[] {
 function overridesFrom(io: CliIo, options: RunCommandOptions): ManifestOverrides {
   return {
     ...(options.tier !== undefined && options.tier !== 'none' ? { tier: options.tier } : {}),
-    ...(options.read.length > 0 ? { read: absolutePaths(io, options.read) } : {}),
-    ...(options.write.length > 0 ? { write: absolutePaths(io, options.write) } : {}),
-    ...(options.deny.length > 0 ? { deny: absolutePaths(io, options.deny) } : {}),
+    ...(options.read ? { read: absolutePaths(io, options.read) } : {}),
+    ...(options.write ? { write: absolutePaths(io, options.write) } : {}),
+    ...(options.deny ? { deny: absolutePaths(io, options.deny) } : {}),
     ...(options.net !== undefined ? { network: networkOverride(options.net) } : {}),
     ...(options.memory !== undefined ? { memory: options.memory } : {}),
     ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
