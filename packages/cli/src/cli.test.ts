@@ -1,7 +1,8 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type ChildProcess, type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { processTierUnavailable } from './process-tier-status.js';
@@ -17,7 +18,7 @@ function start(argv: string[]): ChildProcessWithoutNullStreams {
   });
 }
 
-async function finish(child: ChildProcessWithoutNullStreams) {
+async function finish(child: ChildProcess & { stdout: Readable; stderr: Readable }) {
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => {
@@ -85,6 +86,36 @@ describe('the bulkhead binary', () => {
     const result = await done;
     expect(result.code).toBe(status);
     expect(isRunning(payload)).toBe(false);
+  });
+
+  it('never hands the terminal to the command, and colours only a terminal without NO_COLOR', async () => {
+    const payload =
+      'test -t 0 || echo stdin-not-a-terminal; test -t 1 || echo stdout-not-a-terminal; cat; echo stdin-closed';
+    // script(1) gives the CLI a real terminal on stdin, stdout and stderr.
+    const inTerminal = (environment: NodeJS.ProcessEnv) =>
+      finish(
+        spawn(
+          'script',
+          ['-qec', `${process.execPath} ${CLI} run --tier none -- sh -c '${payload}'`, '/dev/null'],
+          {
+            cwd: tmpdir(),
+            env: environment,
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        ) as ChildProcessWithoutNullStreams,
+      );
+    const { NO_COLOR: _noColor, ...environment } = process.env;
+    const coloured = await inTerminal({ ...environment, TERM: 'xterm' });
+    expect(coloured.code).toBe(0);
+    expect(coloured.stdout).toContain('stdin-not-a-terminal');
+    expect(coloured.stdout).toContain('stdout-not-a-terminal');
+    // The command got an empty, closed stdin rather than waiting on the keyboard.
+    expect(coloured.stdout).toContain('stdin-closed');
+    expect(coloured.stdout).toContain('\u001b[');
+
+    const plain = await inTerminal({ ...environment, TERM: 'xterm', NO_COLOR: '1' });
+    expect(plain.stdout).toContain('WITHOUT ANY ISOLATION');
+    expect(plain.stdout).not.toContain('\u001b[');
   });
 
   it('prints its version', async () => {
