@@ -102,7 +102,7 @@ describe('the bulkhead binary', () => {
             env: environment,
             stdio: ['ignore', 'pipe', 'pipe'],
           },
-        ) as ChildProcessWithoutNullStreams,
+        ),
       );
     const { NO_COLOR: _noColor, ...environment } = process.env;
     const coloured = await inTerminal({ ...environment, TERM: 'xterm' });
