@@ -1,0 +1,138 @@
+import { randomInt } from 'node:crypto';
+import { type FileHandle, mkdir, open, stat, unlink } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { BulkheadError } from '@bulkhead/core';
+import koffi from 'koffi';
+
+/** A block of host ids, uid and gid side by side: the i-th uid goes with the i-th gid. */
+export interface IdRange {
+  firstUid: number;
+  firstGid: number;
+  count: number;
+}
+
+/** The host account a sandbox runs under, held until `release()`. */
+export interface IdentityLease {
+  uid: number;
+  gid: number;
+  /** `transient`: allocated for this sandbox only; `account`: an account the administrator created. */
+  kind: 'transient' | 'account';
+  /** Frees the id for the next sandbox. Idempotent. */
+  release(): Promise<void>;
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+const EWOULDBLOCK = 11;
+
+let flockFunction: ((fd: number, operation: number) => number) | undefined;
+
+function flock(fd: number, operation: number): number {
+  flockFunction ??= koffi.load(null).func('int flock(int, int)') as (fd: number, operation: number) => number;
+  return flockFunction(fd, operation);
+}
+
+/**
+ * Takes the lock of one id: an exclusive `flock` on a file named after it. The kernel drops the
+ * lock when the holding process dies, so the ids of a crashed caller come back by themselves, and
+ * the lock is shared by every process on the host, so concurrent callers never get the same id.
+ * Returns undefined when another holder has it.
+ */
+async function tryLock(directory: string, uid: number): Promise<FileHandle | undefined> {
+  const path = posix.join(directory, `${uid}.lock`);
+  for (;;) {
+    const handle = await open(path, 'a+', 0o600);
+    if (flock(handle.fd, LOCK_EX | LOCK_NB) !== 0) {
+      const errno = koffi.errno();
+      await handle.close();
+      if (errno === EWOULDBLOCK) return undefined;
+      throw new BulkheadError(
+        'IDENTITY_LOCK_FAILED',
+        `Could not lock ${path} (flock errno ${errno}), so the id ${uid} cannot be reserved for a sandbox. Fix: keep the session tier's state directory on a local filesystem that supports flock.`,
+        { tier: 'session', path, details: { errno } },
+      );
+    }
+    // A releasing holder unlinks the file after unlocking it: a lock taken on the unlinked inode
+    // would not exclude the next caller, who creates a new file. Only a lock on the linked file counts.
+    const [held, linked] = await Promise.all([handle.stat(), stat(path).catch(() => undefined)]);
+    if (linked && linked.ino === held.ino && linked.dev === held.dev) {
+      await handle.truncate(0);
+      await handle.write(`${process.pid}\n`, 0);
+      return handle;
+    }
+    await handle.close();
+  }
+}
+
+function unlockAndRemove(directory: string, uid: number, handle: FileHandle): () => Promise<void> {
+  let released: Promise<void> | undefined;
+  return () => {
+    released ??= (async () => {
+      // Unlink while still holding the lock, so that no one can lock this inode and then lose it.
+      await unlink(posix.join(directory, `${uid}.lock`)).catch(() => {});
+      flock(handle.fd, LOCK_UN);
+      await handle.close();
+    })();
+    return released;
+  };
+}
+
+/** Makes the folder of lock files: private to the caller, since a foreign lock would block an id. */
+async function prepareDirectory(directory: string): Promise<void> {
+  await mkdir(directory, { recursive: true, mode: 0o700 });
+}
+
+/**
+ * Reserves one id of `range` that no other sandbox on this host holds. The search starts at a random
+ * place so that concurrent callers rarely contend for the same lock.
+ */
+export async function leaseTransientIdentity(options: {
+  range: IdRange;
+  stateDirectory: string;
+}): Promise<IdentityLease> {
+  const { range, stateDirectory } = options;
+  await prepareDirectory(stateDirectory);
+  const start = range.count > 1 ? randomInt(range.count) : 0;
+  for (let step = 0; step < range.count; step++) {
+    const index = (start + step) % range.count;
+    const uid = range.firstUid + index;
+    const handle = await tryLock(stateDirectory, uid);
+    if (!handle) continue;
+    return {
+      uid,
+      gid: range.firstGid + index,
+      kind: 'transient',
+      release: unlockAndRemove(stateDirectory, uid, handle),
+    };
+  }
+  throw new BulkheadError(
+    'IDENTITY_POOL_EXHAUSTED',
+    `Every one of the ${range.count} transient ids (${range.firstUid}-${range.firstUid + range.count - 1}) is held by a running sandbox, so no new session can start. Fix: wait for sandboxes to end, or configure a larger range (createSessionProvider({ transientIds: { count } })).`,
+    { tier: 'session', capability: 'identity' },
+  );
+}
+
+/** Reserves a named account's uid, so that two sandboxes never share it at the same time. */
+export async function leaseAccountIdentity(options: {
+  name: string;
+  uid: number;
+  gid: number;
+  stateDirectory: string;
+}): Promise<IdentityLease> {
+  await prepareDirectory(options.stateDirectory);
+  const handle = await tryLock(options.stateDirectory, options.uid);
+  if (!handle) {
+    throw new BulkheadError(
+      'IDENTITY_IN_USE',
+      `The account '${options.name}' (uid ${options.uid}) already runs another sandbox; two sandboxes under one account could signal and read each other. Fix: wait for the other sandbox to end, or give this one another identity.name.`,
+      { tier: 'session', capability: 'identity' },
+    );
+  }
+  return {
+    uid: options.uid,
+    gid: options.gid,
+    kind: 'account',
+    release: unlockAndRemove(options.stateDirectory, options.uid, handle),
+  };
+}

@@ -1,0 +1,213 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { chmod, chown, lstat, mkdir, open, unlink, writeFile } from 'node:fs/promises';
+import { posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import { BulkheadError } from '@bulkhead/core';
+
+/** Where X clients look for display N's socket; a sandbox gets exactly its own one bound there. */
+export const X11_SOCKET_DIRECTORY = '/tmp/.X11-unix';
+
+export interface PrivateDisplay {
+  /** `:N`, for DISPLAY. */
+  display: string;
+  /** The server's socket on the host (and, by grant, in the sandbox). */
+  socketPath: string;
+  /** The MIT-MAGIC-COOKIE-1 file the server checks, for XAUTHORITY. */
+  authorityPath: string;
+  /** Milliseconds from spawning the server to its first accepted connection being possible. */
+  startMs: number;
+  /** Stops the server and removes its socket, lock and cookie. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** /tmp/.X11-unix as X servers expect it: root's, sticky, writable by all (the umask would narrow it). */
+async function prepareSocketDirectory(): Promise<void> {
+  const made = await mkdir(X11_SOCKET_DIRECTORY, { recursive: true, mode: 0o1777 });
+  if (made !== undefined) await chmod(X11_SOCKET_DIRECTORY, 0o1777);
+}
+
+/** One Xauthority entry (FamilyWild, so it matches this display on any host name). */
+function authorityEntry(displayNumber: number, cookie: Buffer): Buffer {
+  const field = (value: Buffer) => {
+    const length = Buffer.alloc(2);
+    length.writeUInt16BE(value.length);
+    return Buffer.concat([length, value]);
+  };
+  const family = Buffer.alloc(2);
+  family.writeUInt16BE(0xffff);
+  return Buffer.concat([
+    family,
+    field(Buffer.alloc(0)),
+    field(Buffer.from(String(displayNumber))),
+    field(Buffer.from('MIT-MAGIC-COOKIE-1')),
+    field(cookie),
+  ]);
+}
+
+/**
+ * Claims a display number the X way: the first to create `/tmp/.X<N>-lock` owns N. The number is
+ * drawn high and at random so that it never meets the person's own displays (`:0`, `:1`, ...).
+ */
+async function claimDisplayNumber(): Promise<{ number: number; lockPath: string }> {
+  for (let attempt = 0; attempt < 64; attempt++) {
+    const number = randomInt(1000, 60_000);
+    const lockPath = `/tmp/.X${number}-lock`;
+    const socketPath = posix.join(X11_SOCKET_DIRECTORY, `X${number}`);
+    if (
+      await lstat(socketPath).then(
+        () => true,
+        () => false,
+      )
+    )
+      continue;
+    try {
+      const handle = await open(lockPath, 'wx', 0o444);
+      await handle.write(`${String(process.pid).padStart(10)}\n`);
+      await handle.close();
+      return { number, lockPath };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+  throw new BulkheadError(
+    'DISPLAY_START_FAILED',
+    'No free X display number was found in 64 tries. Fix: remove stale /tmp/.X*-lock files of X servers that are gone.',
+    { tier: 'session', capability: 'devices.display' },
+  );
+}
+
+function readLine(stream: Readable, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let text = '';
+    const timer = setTimeout(() => resolve(undefined), timeoutMs);
+    const done = (value: string | undefined) => {
+      clearTimeout(timer);
+      resolve(value);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      if (text.includes('\n')) done(text.trim());
+    });
+    stream.once('end', () => done(text.includes('\n') ? text.trim() : undefined));
+    stream.once('error', () => done(undefined));
+  });
+}
+
+/**
+ * Starts a headless X server (Xvfb) of the sandbox's own: running as the sandbox's account inside
+ * bubblewrap (read-only system folders, a private /tmp, no network, its own session), reachable only
+ * through its path socket and a cookie. The sandbox gets the socket and the cookie by grant; other
+ * sandboxes see neither, and a person's display never meets it. Its clipboard is the sandbox's own.
+ */
+export async function startPrivateDisplay(options: {
+  /** A folder private to the caller, for the cookie; removed by the caller. */
+  directory: string;
+  uid: number;
+  gid: number;
+  bubblewrapPath: string;
+  xvfbPath: string;
+  /** WIDTHxHEIGHTxDEPTH of screen 0. */
+  screen?: string;
+}): Promise<PrivateDisplay> {
+  const started = performance.now();
+  await prepareSocketDirectory();
+  const { number, lockPath } = await claimDisplayNumber();
+  const socketPath = posix.join(X11_SOCKET_DIRECTORY, `X${number}`);
+  const authorityPath = posix.join(options.directory, 'Xauthority');
+  let child: ChildProcess | undefined;
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      if (child && child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child?.once('exit', resolve));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      // Only a socket of the sandbox's account is ours to remove: never follow or touch anything else.
+      const socket = await lstat(socketPath).catch(() => undefined);
+      if (socket?.isSocket() && socket.uid === options.uid) await unlink(socketPath).catch(() => {});
+      await unlink(lockPath).catch(() => {});
+      await unlink(authorityPath).catch(() => {});
+    })();
+    return stopped;
+  };
+  try {
+    // Owned by the caller, readable by the sandbox's group only: the server and the payload need the cookie.
+    await writeFile(authorityPath, authorityEntry(number, randomBytes(16)), { mode: 0o640, flag: 'wx' });
+    await chown(authorityPath, process.getuid?.() ?? 0, options.gid);
+    await chmod(authorityPath, 0o640);
+    const system = ['/usr', '/etc', '/lib', '/lib64', '/bin', '/sbin'].flatMap((path) => [
+      '--ro-bind-try',
+      path,
+      path,
+    ]);
+    child = spawn(
+      options.bubblewrapPath,
+      [
+        '--unshare-all',
+        '--die-with-parent',
+        '--new-session',
+        '--cap-drop',
+        'ALL',
+        ...system,
+        '--proc',
+        '/proc',
+        '--dev',
+        '/dev',
+        '--tmpfs',
+        '/tmp',
+        '--bind',
+        X11_SOCKET_DIRECTORY,
+        X11_SOCKET_DIRECTORY,
+        '--ro-bind',
+        authorityPath,
+        authorityPath,
+        '--clearenv',
+        '--',
+        options.xvfbPath,
+        `:${number}`,
+        '-auth',
+        authorityPath,
+        '-nolisten',
+        'tcp',
+        '-displayfd',
+        '3',
+        '-screen',
+        '0',
+        options.screen ?? '1280x800x24',
+      ],
+      {
+        cwd: '/',
+        env: {},
+        stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+        uid: options.uid,
+        gid: options.gid,
+      },
+    );
+    child.once('error', () => {});
+    let diagnostics = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      diagnostics = (diagnostics + chunk.toString()).slice(-2000);
+    });
+    const announced = await readLine(child.stdio[3] as Readable, 15_000);
+    const socket = await lstat(socketPath).catch(() => undefined);
+    if (announced !== String(number) || !socket?.isSocket()) {
+      throw new BulkheadError(
+        'DISPLAY_START_FAILED',
+        `The private X server (Xvfb) did not start: ${diagnostics.trim().split('\n').slice(-3).join(' ') || 'it announced no display within 15 s'}. Fix: apt-get install xvfb, or ask for devices.display: false.`,
+        { tier: 'session', capability: 'devices.display', fix: 'apt-get install xvfb' },
+      );
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return {
+    display: `:${number}`,
+    socketPath,
+    authorityPath,
+    startMs: performance.now() - started,
+    stop,
+  };
+}

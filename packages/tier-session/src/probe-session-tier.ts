@@ -1,0 +1,174 @@
+import { readdir } from 'node:fs/promises';
+import {
+  CAPABILITY_KEYS,
+  type CapabilityKey,
+  type Enforcement,
+  type IsolationProvider,
+  type ProbeReport,
+} from '@bulkhead/core';
+import { findExecutable, probeBubblewrap } from '@bulkhead/linux';
+import { callerSubordinateRange, transientRangeConflict } from './host-accounts.js';
+import type { IdRange } from './identity-pool.js';
+
+/** How the sandbox's display is provided: see `SessionProviderOptions.display`. */
+export type DisplayMode = 'none' | 'private' | 'host';
+
+/** The default transient ids of a root caller: far above any real account and the usual subuid ranges. */
+export const DEFAULT_TRANSIENT_IDS: IdRange = {
+  firstUid: 2_000_000_000,
+  firstGid: 2_000_000_000,
+  count: 65_536,
+};
+
+export interface SessionTierHost {
+  report: ProbeReport;
+  /** How the sandbox's account is made: a root caller switches uid before bubblewrap starts. */
+  switching?: 'root';
+  range?: IdRange;
+  bubblewrapPath?: string;
+  xvfbPath?: string;
+}
+
+function refused(reason: string, fix?: string): Enforcement {
+  return fix === undefined ? { enforced: false, reason } : { enforced: false, reason, fix };
+}
+
+async function deviceNodes(folder: string, pattern: RegExp): Promise<string[]> {
+  return (await readdir(folder).catch(() => [] as string[])).filter((name) => pattern.test(name));
+}
+
+/**
+ * What the session tier can do here: the process tier's answer (namespace mode is required: the pid
+ * namespace hides sandboxes from each other), plus how each sandbox gets its own account and display.
+ */
+export async function probeSessionTier(options: {
+  inner: IsolationProvider;
+  display: DisplayMode;
+  transientIds?: IdRange;
+  bubblewrapPath: string;
+}): Promise<SessionTierHost> {
+  const [inner, bubblewrap, xvfbPath] = await Promise.all([
+    options.inner.probe(),
+    probeBubblewrap(options.bubblewrapPath),
+    findExecutable('Xvfb'),
+  ]);
+  const callerUid = process.getuid?.() ?? -1;
+  const root = callerUid === 0;
+  const range = root ? (options.transientIds ?? DEFAULT_TRANSIENT_IDS) : await callerSubordinateRange();
+  const warnings = [...inner.warnings];
+  let available = inner.available;
+  let reason = inner.reason;
+  let fix = inner.fix;
+  if (available && inner.facts.mode !== 'namespace') {
+    available = false;
+    reason = `the process tier runs in ${String(inner.facts.mode)} mode here, and the session tier needs its namespaces (a pid namespace hides sandboxes from each other, a mount namespace hides their files)`;
+    fix =
+      inner.enforcement.filesystem?.enforced === false
+        ? inner.enforcement.filesystem.fix
+        : 'make unprivileged user namespaces available to bubblewrap';
+  }
+  let conflict: string | undefined;
+  if (available && root && range) {
+    conflict = await transientRangeConflict(range);
+    if (conflict) {
+      available = false;
+      reason = `the transient id range ${range.firstUid}+${range.count} is unsafe: ${conflict}`;
+      fix =
+        'pass createSessionProvider({ transientIds: { firstUid, firstGid, count } }) with a range no account, group or /etc/subuid entry uses';
+    }
+  }
+  if (available && !root) {
+    available = false;
+    reason = range
+      ? `an unprivileged caller's sandbox would run under one of its subordinate ids (${range.firstUid}+${range.count} in /etc/subuid) through newuidmap, but the process tier cannot start bubblewrap inside such a mapping yet`
+      : 'an unprivileged caller needs subordinate ids in /etc/subuid and /etc/subgid to give each sandbox its own account, and this caller has none';
+    fix = range
+      ? 'run the caller as root, which switches to a transient uid directly'
+      : `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${process.env.USER ?? '<user>'} (as root), and install uidmap`;
+  }
+
+  const enforcement: Partial<Record<CapabilityKey, Enforcement>> = { ...inner.enforcement };
+  enforcement.identity = root
+    ? {
+        enforced: true,
+        mechanisms: ['uid-switch', 'user-namespace', 'pid-namespace'],
+        note: `a transient uid/gid per sandbox from ${range?.firstUid}+${range?.count}, or the account named by identity.name`,
+      }
+    : refused(reason ?? 'no way to switch accounts here', fix);
+  const displayFix = "createSessionProvider({ display: 'private' }) gives the sandbox its own X server";
+  if (options.display === 'none') {
+    enforcement['devices.display'] = refused(
+      "this session provider was created with display: 'none', so no sandbox gets a display",
+      displayFix,
+    );
+  } else if (options.display === 'private') {
+    enforcement['devices.display'] =
+      xvfbPath && bubblewrap.found
+        ? {
+            enforced: true,
+            mechanisms: ['private-x-server', 'mount-namespace'],
+            note: 'an Xvfb of its own per sandbox',
+          }
+        : refused('the private display needs Xvfb, which is not installed', 'apt-get install xvfb');
+  } else {
+    enforcement['devices.display'] = {
+      enforced: true,
+      mechanisms: ['mount-namespace'],
+      note: "the caller's own display (display: 'host'): the sandbox can read the screen and inject input there",
+    };
+    warnings.push(
+      "display: 'host' hands sandboxes that ask for a display the caller's own X display: they can read the screen, the clipboard and inject input.",
+    );
+  }
+  const display = enforcement['devices.display'];
+  enforcement['devices.clipboard'] = display?.enforced
+    ? {
+        enforced: true,
+        mechanisms: display.mechanisms,
+        note: 'the clipboard of the display the sandbox gets, only with devices.display',
+      }
+    : refused('a clipboard comes with a display, and this provider gives none', displayFix);
+  enforcement['devices.input'] = refused(
+    'input devices (/dev/input, /dev/uinput) would let a sandbox read or inject keystrokes of the person at the desktop',
+    'use display: private, whose X server takes synthetic input (xdotool) without any device',
+  );
+  const sound = await deviceNodes('/dev/snd', /./);
+  enforcement['devices.audio'] = refused(
+    sound.length === 0
+      ? 'this host has no sound devices (/dev/snd is empty or absent)'
+      : 'granting sound devices and the PulseAudio/PipeWire socket is not implemented by the session tier yet',
+    'ask for devices.audio: false',
+  );
+  const cameras = await deviceNodes('/dev', /^video\d+$/);
+  enforcement['devices.webcam'] = refused(
+    cameras.length === 0
+      ? 'this host has no video capture devices (/dev/video*)'
+      : 'granting video capture devices is not implemented by the session tier yet',
+    'ask for devices.webcam: false',
+  );
+  for (const key of CAPABILITY_KEYS) enforcement[key] ??= refused('not enforced by the session tier');
+
+  const report: ProbeReport = {
+    tier: 'session',
+    available,
+    ...(available || reason === undefined ? {} : { reason }),
+    ...(available || fix === undefined ? {} : { fix }),
+    enforcement,
+    facts: {
+      ...inner.facts,
+      callerUid,
+      accountSwitch: root ? 'root: setuid/setgid before bubblewrap' : 'unavailable',
+      transientIds: range ? `${range.firstUid}+${range.count}` : 'none',
+      display: options.display,
+      xvfb: xvfbPath ?? 'missing',
+    },
+    warnings,
+  };
+  return {
+    report,
+    ...(available ? { switching: 'root' as const } : {}),
+    ...(range ? { range } : {}),
+    ...(bubblewrap.path ? { bubblewrapPath: bubblewrap.path } : {}),
+    ...(xvfbPath ? { xvfbPath } : {}),
+  };
+}

@@ -1,0 +1,304 @@
+import { randomUUID } from 'node:crypto';
+import { lstat, mkdir, rm } from 'node:fs/promises';
+import { posix } from 'node:path';
+import {
+  assertEnforceable,
+  BulkheadError,
+  type Capabilities,
+  type IsolationProvider,
+  type LaunchSpec,
+  type ProbeReport,
+  type Sandbox,
+  type SandboxResult,
+  TIER_STRENGTH,
+  UnenforceableCapabilityError,
+} from '@bulkhead/core';
+import { runtimeDirectory, withSandboxIdentity } from '@bulkhead/linux';
+import { createProcessProvider } from '@bulkhead/tier-process';
+import { findAccount } from './host-accounts.js';
+import {
+  type IdentityLease,
+  type IdRange,
+  leaseAccountIdentity,
+  leaseTransientIdentity,
+} from './identity-pool.js';
+import {
+  appendIdentityRecord,
+  defaultAuditLogPath,
+  endIdentitySpan,
+  type IdentityRecord,
+  startIdentitySpan,
+  summariseResult,
+} from './identity-record.js';
+import { type PrivateDisplay, startPrivateDisplay, X11_SOCKET_DIRECTORY } from './private-display.js';
+import { type DisplayMode, probeSessionTier, type SessionTierHost } from './probe-session-tier.js';
+
+export interface SessionProviderOptions {
+  /**
+   * What a sandbox that asks for `devices.display` gets (core's capability is a yes/no; the mode is
+   * the provider's):
+   * - `none` (default): no display; asking for one is refused as unenforceable.
+   * - `private`: its own headless X server (Xvfb), started and reaped by the tier, with its own
+   *   clipboard; DISPLAY and XAUTHORITY point at it.
+   * - `host`: the caller's own display ($DISPLAY): an explicit, warned opt-in, since a sandbox on the
+   *   person's display can read the screen and inject input.
+   */
+  display?: DisplayMode;
+  /**
+   * Host ids a root caller hands out, one per sandbox (default 2000000000+65536). The probe refuses a
+   * range that overlaps an account, a group or a subordinate range of /etc.
+   */
+  transientIds?: IdRange;
+  /** JSON-lines audit log of every sandbox's identity and result; `false` turns it off. */
+  auditLog?: string | false;
+  /** The bubblewrap executable; default `bwrap` on PATH. */
+  bubblewrapPath?: string;
+}
+
+type Cleanup = () => Promise<unknown> | unknown;
+
+async function runCleanups(cleanups: Cleanup[]): Promise<void> {
+  for (const cleanup of cleanups.reverse()) {
+    try {
+      await cleanup();
+    } catch {
+      // Keep releasing the rest.
+    }
+  }
+}
+
+/** Display the caller's own X display number, from $DISPLAY (`:0`, `unix:0.0`). */
+function hostDisplaySocket(): { display: string; socketPath: string } {
+  const match = /^(?:unix)?:(\d+)(?:\.\d+)?$/.exec(process.env.DISPLAY ?? '');
+  if (!match) {
+    throw new UnenforceableCapabilityError(
+      'session',
+      'devices.display',
+      `display: 'host' needs the caller's local X display in $DISPLAY, and it is ${process.env.DISPLAY ? `'${process.env.DISPLAY}'` : 'unset'}`,
+      "run from a desktop session, or use display: 'private'",
+    );
+  }
+  return { display: `:${match[1]}`, socketPath: posix.join(X11_SOCKET_DIRECTORY, `X${match[1]}`) };
+}
+
+function refuseDeviceRequests(capabilities: Capabilities, display: DisplayMode): void {
+  if (capabilities.devices.clipboard && !capabilities.devices.display) {
+    throw new UnenforceableCapabilityError(
+      'session',
+      'devices.clipboard',
+      'a clipboard belongs to a display, and devices.display is false, so there is no clipboard to give',
+      'ask for devices.display: true as well (with a provider created with display: private)',
+    );
+  }
+  if (capabilities.devices.display && display === 'host') {
+    process.emitWarning(
+      "A session sandbox gets the caller's own X display (display: 'host'): it can read the screen and the clipboard and inject input.",
+      { code: 'BULKHEAD_HOST_DISPLAY' },
+    );
+  }
+}
+
+/**
+ * The session tier: the process tier plus an account boundary. Each sandbox runs under its own
+ * transient uid/gid (or the account `identity.name` names), switched to before any namespace is made,
+ * with a private HOME, /tmp, /dev/shm and XDG_RUNTIME_DIR, no controlling terminal, no desktop
+ * sockets or input/sound/video devices, and, when asked, a display of its own. Every sandbox's
+ * identity and result are appended to an audit log and set on its trace span.
+ */
+export function createSessionProvider(options: SessionProviderOptions = {}): IsolationProvider {
+  const display = options.display ?? 'none';
+  const bubblewrapPath = options.bubblewrapPath ?? 'bwrap';
+  const auditLog = options.auditLog === undefined ? defaultAuditLogPath() : options.auditLog;
+  const inner = createProcessProvider({ mode: 'namespace', bubblewrapPath });
+  let host: Promise<SessionTierHost> | undefined;
+  const probeHost = () => {
+    host ??= probeSessionTier({
+      inner,
+      display,
+      bubblewrapPath,
+      ...(options.transientIds === undefined ? {} : { transientIds: options.transientIds }),
+    });
+    return host;
+  };
+
+  return {
+    specificationVersion: 'bulkhead-isolation-v1',
+    tier: 'session',
+    strength: TIER_STRENGTH.session,
+    async probe(): Promise<ProbeReport> {
+      return (await probeHost()).report;
+    },
+    async launch(spec: LaunchSpec): Promise<Sandbox> {
+      const resolved = await probeHost();
+      refuseDeviceRequests(spec.capabilities, display);
+      assertEnforceable(spec.capabilities, resolved.report);
+      return launchSession(spec, resolved, { display, auditLog, inner });
+    },
+  };
+}
+
+async function leaseIdentity(capabilities: Capabilities, host: SessionTierHost, stateDirectory: string) {
+  const name = capabilities.identity?.name;
+  const account = name === undefined ? undefined : await findAccount(name);
+  if (account) {
+    return leaseAccountIdentity({ name: account.name, uid: account.uid, gid: account.gid, stateDirectory });
+  }
+  if (!host.range) {
+    throw new BulkheadError('TIER_UNAVAILABLE', 'The session tier has no ids to hand out on this host.', {
+      tier: 'session',
+    });
+  }
+  return leaseTransientIdentity({ range: host.range, stateDirectory });
+}
+
+async function launchSession(
+  spec: LaunchSpec,
+  host: SessionTierHost,
+  settings: { display: DisplayMode; auditLog: string | false; inner: IsolationProvider },
+): Promise<Sandbox> {
+  const { capabilities } = spec;
+  const id = spec.id ?? randomUUID();
+  const cleanups: Cleanup[] = [];
+  const runtime = runtimeDirectory();
+  let lease: IdentityLease;
+  let privateDisplay: PrivateDisplay | undefined;
+  let inner: Sandbox;
+  const warnings: string[] = [];
+  let record: IdentityRecord;
+  try {
+    lease = await leaseIdentity(capabilities, host, posix.join(runtime, 'session-ids'));
+    cleanups.push(lease.release);
+    // Owned by the caller, closed to everyone else: the sandbox reaches its part only by grant.
+    const sessions = posix.join(runtime, 'sessions');
+    await mkdir(sessions, { recursive: true, mode: 0o711 });
+    const directory = posix.join(sessions, id.replace(/[^A-Za-z0-9_.-]/g, '_'));
+    await mkdir(directory, { mode: 0o711 });
+    cleanups.push(() => rm(directory, { recursive: true, force: true }));
+    // XDG_RUNTIME_DIR: a write grant, so (id-mapped for a root caller) the sandbox sees it as its own
+    // 0700 folder while whatever it leaves there is the caller's, and removed at the end.
+    const runtimeFolder = posix.join(directory, 'runtime');
+    await mkdir(runtimeFolder, { mode: 0o700 });
+
+    const environment: Record<string, string> = { ...capabilities.env, XDG_RUNTIME_DIR: runtimeFolder };
+    const read = [...capabilities.filesystem.read];
+    if (capabilities.devices.display) {
+      if (settings.display === 'private') {
+        privateDisplay = await startPrivateDisplay({
+          directory,
+          uid: lease.uid,
+          gid: lease.gid,
+          bubblewrapPath: host.bubblewrapPath ?? 'bwrap',
+          xvfbPath: host.xvfbPath ?? 'Xvfb',
+        });
+        cleanups.push(privateDisplay.stop);
+        read.push(privateDisplay.socketPath, privateDisplay.authorityPath);
+        environment.DISPLAY = privateDisplay.display;
+        environment.XAUTHORITY = privateDisplay.authorityPath;
+      } else if (settings.display === 'host') {
+        const hostDisplay = hostDisplaySocket();
+        await lstat(hostDisplay.socketPath);
+        read.push(hostDisplay.socketPath);
+        environment.DISPLAY = hostDisplay.display;
+        warnings.push(
+          `The sandbox has the caller's own display ${hostDisplay.display} (display: 'host'): it can read the screen and inject input there.`,
+        );
+      }
+    }
+
+    const { identity: _identity, ...rest } = capabilities;
+    const innerCapabilities: Capabilities = {
+      ...rest,
+      filesystem: {
+        ...capabilities.filesystem,
+        read,
+        write: [...capabilities.filesystem.write, runtimeFolder],
+      },
+      // Enforced here, not by the process tier, which grants no device and no display.
+      devices: { clipboard: false, audio: false, webcam: false, display: false, input: false },
+      env: environment,
+    };
+    record = {
+      event: 'start',
+      time: new Date().toISOString(),
+      sandboxId: id,
+      tier: 'session',
+      identity: capabilities.identity?.name ?? null,
+      uid: lease.uid,
+      gid: lease.gid,
+      account: lease.kind,
+      manifestDigest: spec.manifestDigest ?? null,
+      command: spec.command,
+      start: new Date().toISOString(),
+    };
+    inner = await withSandboxIdentity({ uid: lease.uid, gid: lease.gid, switchFromRoot: true }, () =>
+      settings.inner.launch({ ...spec, id, capabilities: innerCapabilities }),
+    );
+    if (settings.auditLog) await appendIdentityRecord(settings.auditLog, record);
+  } catch (error) {
+    await runCleanups(cleanups);
+    throw error;
+  }
+  const span = startIdentitySpan(record);
+  const identityMechanisms =
+    lease.kind === 'account' ? ['uid-switch', 'user-namespace'] : ['uid-switch', 'user-namespace'];
+  let teardown: Promise<void> | undefined;
+  const finish = () => {
+    teardown ??= runCleanups(cleanups);
+    return teardown;
+  };
+  const exited = inner.exited.then(
+    async (result): Promise<SandboxResult> => {
+      await finish();
+      const final: SandboxResult = {
+        ...result,
+        warnings: [...warnings, ...result.warnings],
+        enforcement: {
+          ...result.enforcement,
+          identity: identityMechanisms,
+          'devices.deny': [...(result.enforcement['devices.deny'] ?? []), 'uid-switch'],
+          ...(privateDisplay
+            ? { 'devices.display': ['private-x-server', 'mount-namespace'] }
+            : capabilities.devices.display
+              ? { 'devices.display': ['mount-namespace'] }
+              : {}),
+        },
+      };
+      const end: IdentityRecord = {
+        ...record,
+        event: 'end',
+        time: new Date().toISOString(),
+        end: new Date().toISOString(),
+        result: summariseResult(final),
+      };
+      if (settings.auditLog) {
+        await appendIdentityRecord(settings.auditLog, end).catch((error: Error) =>
+          final.warnings.push(
+            `The audit record could not be written to ${settings.auditLog}: ${error.message}`,
+          ),
+        );
+      }
+      endIdentitySpan(span, end);
+      return final;
+    },
+    async (error: unknown) => {
+      await finish();
+      endIdentitySpan(span, record);
+      throw error;
+    },
+  );
+  exited.catch(() => {});
+
+  return {
+    id,
+    tier: 'session',
+    stdin: inner.stdin,
+    stdout: inner.stdout,
+    stderr: inner.stderr,
+    exited,
+    kill: (signal) => inner.kill(signal),
+    async [Symbol.asyncDispose]() {
+      await inner[Symbol.asyncDispose]();
+      await exited.catch(() => {});
+    },
+  };
+}
