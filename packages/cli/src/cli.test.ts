@@ -118,6 +118,27 @@ describe('the bulkhead binary', () => {
     expect(plain.stdout).not.toContain('\u001b[');
   });
 
+  it('with -i forwards what is typed at the terminal, through a pipe', async () => {
+    const child = spawn(
+      'script',
+      [
+        '-qec',
+        `${process.execPath} ${CLI} run -i --tier none -- sh -c 'test -t 0 || read line; echo "got:$line"'`,
+        '/dev/null',
+      ],
+      {
+        cwd: tmpdir(),
+        env: { ...process.env, TERM: 'xterm', NO_COLOR: '1' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    // A line, then Ctrl-D, as a person would type them.
+    child.stdin.end('typed-line\n\u0004');
+    const result = await finish(child);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('got:typed-line');
+  });
+
   it('prints its version', async () => {
     const result = await finish(start(['--version']));
     expect(result.code).toBe(0);
