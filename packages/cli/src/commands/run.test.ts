@@ -73,6 +73,20 @@ describe('bulkhead run --tier none', () => {
     expect(result.stdout).toBe('PIPED THROUGH\n');
   });
 
+  it('streams large output whole, and the output written just before exit', async () => {
+    const result = await run([
+      '--tier',
+      'none',
+      '--',
+      'sh',
+      '-c',
+      "head -c 5000000 /dev/zero | tr '\\0' a; echo; echo last",
+    ]);
+    expect(result.status).toBe(0);
+    expect(result.stdout.length).toBe(5_000_000 + '\nlast\n'.length);
+    expect(result.stdout.endsWith('a\nlast\n')).toBe(true);
+  });
+
   it('takes options after the command as the command’s own', async () => {
     const result = await run(['--tier', 'none', 'sh', '-c', 'echo "$1"', 'sh', '--json']);
     expect(result.stdout).toBe('--json\n');
