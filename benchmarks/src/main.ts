@@ -150,10 +150,11 @@ async function main(): Promise<number> {
     result = await readResult(options.fromPath);
   } else {
     result = await runBench(options, progress);
-    const written = await writeResult(result, resultsDirectory);
-    progress.log(`wrote ${path.relative(process.cwd(), written.json)}, .md and .svg (and latest.*)`);
-    process.stdout.write(renderMarkdown(result));
   }
+  // A result read back is rendered again too, so a change of the report applies to old results.
+  const written = await writeResult(result, resultsDirectory);
+  progress.log(`wrote ${path.relative(process.cwd(), written.json)}, .md and .svg (and latest.*)`);
+  if (!options.fromPath) process.stdout.write(renderMarkdown(result));
   const baselinePath = path.resolve(options.baselinePath ?? path.join(packageDirectory, 'baseline.json'));
   if (options.writeBaseline) {
     await writeFile(baselinePath, `${JSON.stringify(result, null, 2)}\n`);

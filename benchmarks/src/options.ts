@@ -39,7 +39,7 @@ Options:
   --runs N             counted runs per subject for warm launch (cold and CPU scale with it)
   --check              compare the result with the mission targets and the baseline; exit 1 on a miss
   --baseline FILE      baseline for --check (default benchmarks/baseline.json)
-  --from FILE          use this result instead of running (with --check, --update-readme)
+  --from FILE          use this result instead of running: render it again, check it, put it in the README
   --write-baseline     save the result as the baseline
   --update-readme      put the latest table and chart into benchmarks/README.md
   --output DIR         where results go (default benchmarks/results)

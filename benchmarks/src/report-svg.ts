@@ -13,10 +13,12 @@ interface Bar {
 
 interface Panel {
   title: string;
-  unit: (value: number) => string;
+  /** Label of an axis tick (a power of ten in the panel's unit). */
+  tick: (value: number) => string;
   bars: Bar[];
 }
 
+const MEBIBYTE = 1024 * 1024;
 const COLOURS = { baseline: '#8a8f98', bulkhead: '#2563eb', peer: '#ea7a1a' } as const;
 const WIDTH = 920;
 const LABEL_WIDTH = 250;
@@ -58,11 +60,13 @@ function renderPanel(panel: Panel, top: number): { svg: string; height: number }
   parts.push(`<text x="10" y="${top + 20}" class="title">${escapeXml(panel.title)}</text>`);
   const plotTop = top + PANEL_TITLE;
   const plotBottom = plotTop + panel.bars.length * ROW_HEIGHT;
-  for (let tick = low; tick <= high * 1.0001; tick *= 10) {
+  for (let exponent = Math.round(Math.log10(low)); exponent <= Math.round(Math.log10(high)); exponent++) {
+    // Written from the exponent, so 0.1 stays 0.1 rather than 0.30000000000000004's cousins.
+    const tick = Number(`1e${exponent}`);
     const position = x(tick).toFixed(1);
     parts.push(`<line x1="${position}" y1="${plotTop}" x2="${position}" y2="${plotBottom}" class="grid"/>`);
     parts.push(
-      `<text x="${position}" y="${plotBottom + 16}" class="tick">${escapeXml(panel.unit(tick))}</text>`,
+      `<text x="${position}" y="${plotBottom + 16}" class="tick">${escapeXml(panel.tick(tick))}</text>`,
     );
   }
   panel.bars.forEach((bar, index) => {
@@ -104,7 +108,7 @@ export function renderSvg(result: BenchResult): string {
   if (launch.length > 0) {
     panels.push({
       title: 'Launch to exit of /bin/true (warm median, min–max; log scale)',
-      unit: formatMilliseconds,
+      tick: (value) => (value >= 1000 ? `${value / 1000} s` : `${value} ms`),
       bars: launch.map((figure) => ({
         label: label(result, figure.subject),
         family: family(result, figure.subject),
@@ -118,11 +122,12 @@ export function renderSvg(result: BenchResult): string {
   if (result.memory.length > 0) {
     panels.push({
       title: 'Memory per sandbox, all told (PSS of added processes + launcher growth; log scale)',
-      unit: formatBytes,
+      tick: (value) => `${value} MiB`,
       bars: result.memory.map((figure) => ({
         label: label(result, figure.subject),
         family: family(result, figure.subject),
-        value: figure.perSandbox,
+        // Plotted in MiB so that the axis falls on round numbers.
+        value: figure.perSandbox / MEBIBYTE,
         text: formatBytes(figure.perSandbox),
       })),
     });
