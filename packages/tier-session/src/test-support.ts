@@ -1,0 +1,99 @@
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdtemp, readdir, readFile, realpath } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Capabilities, type IsolationProvider, run } from '@bulkhead/core';
+import { DEFAULT_TRANSIENT_IDS } from './probe-session-tier.js';
+
+export const callerIsRoot = process.getuid?.() === 0;
+export const SYSTEM_READ_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib64', '/etc'];
+/** Debian's interpreter, not a pyenv shim on PATH (which lives under /root). */
+export const PYTHON = '/usr/bin/python3';
+
+/** A fresh workspace the caller owns, open for the sandbox to enter. */
+export async function makeWorkspace(prefix = 'bulkhead-session-test-'): Promise<string> {
+  const workspace = await realpath(await mkdtemp(join(tmpdir(), prefix)));
+  await chmod(workspace, 0o755);
+  return workspace;
+}
+
+export function sessionCapabilities(
+  workspace: string,
+  adjust: (base: Capabilities) => Capabilities = (base) => base,
+): Capabilities {
+  return adjust({
+    filesystem: { read: [...SYSTEM_READ_PATHS], write: [workspace], deny: [] },
+    network: { mode: 'none', allow: [] },
+    process: { spawn: true, maxProcesses: 128 },
+    resources: { memoryBytes: 512 * 1024 * 1024, timeoutMs: 30_000, gpus: 'none' },
+    devices: { clipboard: false, audio: false, webcam: false, display: false, input: false },
+    env: {},
+    workdir: workspace,
+  });
+}
+
+export function runIn(
+  provider: IsolationProvider,
+  capabilities: Capabilities,
+  command: string[],
+  input?: string,
+) {
+  return run({
+    providers: [provider],
+    tier: provider.tier,
+    capabilities,
+    command,
+    ...(input === undefined ? {} : { input }),
+  });
+}
+
+/**
+ * Live host pids whose real uid is `uid`. Zombies are left out: they run nothing and hold nothing,
+ * and the pid namespace's init, killed with its sandbox, waits as one until the host's init reaps it.
+ */
+export async function processesOf(uid: number): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
+    const real = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    const zombie = /^State:\s+Z/m.test(status);
+    if (real !== undefined && Number(real) === uid && !zombie) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/**
+ * Files and folders under `roots` owned by a uid or gid of the transient range (find never follows
+ * symbolic links and stays on one filesystem).
+ */
+export function transientlyOwned(roots: string[]): string[] {
+  const first = DEFAULT_TRANSIENT_IDS.firstUid;
+  const last = first + DEFAULT_TRANSIENT_IDS.count - 1;
+  // find exits non-zero for a root that vanished meanwhile; what it printed still counts.
+  const { stdout } = spawnSync(
+    'find',
+    [
+      ...roots,
+      '-xdev',
+      '(',
+      '(',
+      '-uid',
+      `+${first - 1}`,
+      '-uid',
+      `-${last + 1}`,
+      ')',
+      '-o',
+      '(',
+      '-gid',
+      `+${first - 1}`,
+      '-gid',
+      `-${last + 1}`,
+      ')',
+      ')',
+      '-print',
+    ],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  return stdout.split('\n').filter(Boolean);
+}
