@@ -139,6 +139,13 @@ describe('the bulkhead binary', () => {
     expect(result.stdout).toContain('got:typed-line');
   });
 
+  it('exits 141 and ends the command, as SIGPIPE would, when its reader goes away', async () => {
+    const child = start(['run', '--tier', 'none', '--', 'yes']);
+    child.stdout.once('data', () => child.stdout.destroy());
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect(code).toBe(141);
+  });
+
   it('prints its version', async () => {
     const result = await finish(start(['--version']));
     expect(result.code).toBe(0);

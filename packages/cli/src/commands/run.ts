@@ -192,13 +192,19 @@ function launchFailure(
   return { status: EXIT_STATUS.bulkheadFailure };
 }
 
-/** Copies a sandbox stream to ours with backpressure; a reader that went away must not stall the payload. */
-function relay(from: Readable, to: Writable): Promise<void> {
+/**
+ * Copies a sandbox stream to ours with backpressure. When our reader goes away (`bulkhead run -- yes |
+ * head -1`), `onBroken` runs once, as SIGPIPE would for a command writing to a closed pipe, and the rest
+ * is drained so that nothing stalls.
+ */
+function relay(from: Readable, to: Writable, onBroken: () => void): Promise<void> {
   return new Promise((resolvePromise) => {
     let broken = false;
     const onError = () => {
+      if (broken) return;
       broken = true;
       from.resume();
+      onBroken();
     };
     to.on('error', onError);
     from.on('data', (chunk: Buffer) => {
@@ -323,8 +329,13 @@ async function runSandboxed(
 
   if (options.verbose) writeLine(io.stderr, `bulkhead: sandbox ${sandbox.id} on tier '${sandbox.tier}'`);
 
-  const stdoutDone = relay(sandbox.stdout, io.stdout);
-  const stderrDone = relay(sandbox.stderr, io.stderr);
+  let outputClosed = false;
+  const onOutputClosed = () => {
+    outputClosed = true;
+    void sandbox.kill('SIGKILL');
+  };
+  const stdoutDone = relay(sandbox.stdout, io.stdout, onOutputClosed);
+  const stderrDone = relay(sandbox.stderr, io.stderr, onOutputClosed);
   // The payload may exit without reading its input; that is its right, not our error.
   sandbox.stdin.on('error', () => {});
   // The terminal is never handed over: only a pipe, and from a terminal only when asked.
@@ -348,7 +359,11 @@ async function runSandboxed(
   }
 
   const interrupted = interrupts.interrupted();
-  const status = interrupted ? signalExitStatus(interrupted) : exitStatusOf(result);
+  const status = interrupted
+    ? signalExitStatus(interrupted)
+    : outputClosed
+      ? signalExitStatus('SIGPIPE')
+      : exitStatusOf(result);
   printOutcome(io, result, options, sandbox.tier);
   if (options.json) {
     writeLine(
