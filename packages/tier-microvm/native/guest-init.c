@@ -7,6 +7,10 @@
  * a seccomp filter, relays stdin/stdout/stderr as frames, reports the exit, and reboots (which,
  * with `reboot=t -no-reboot`, ends the VMM). One VM runs one payload: nothing is ever reused.
  *
+ * The same binary, run on the host as `init --relay SOCKET`, is the VMM's per-connection relay for
+ * an allow-list: restricted user networking hands each guest connection to the egress forward to
+ * it on stdin/stdout, and it splices that to the egress proxy's unix socket.
+ *
  * Frames, both ways: type (1 byte), length (4 bytes, little-endian), payload.
  *   host -> guest: 'P' seccomp program (struct sock_filter[]), 'L' launch (key\0value\0 pairs),
  *                  'I' stdin bytes (empty = end of input), 'S' signal number (1 byte), 'A' ack.
@@ -38,6 +42,8 @@
 #include <sys/reboot.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -473,7 +479,54 @@ static void queue_stdin(const unsigned char *data, uint32_t length) {
   stdin_length += length;
 }
 
-int main(void) {
+/* Host side: splices stdin/stdout (one guest connection) to the unix socket at `path`. */
+static int relay(const char *path) {
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un address = {.sun_family = AF_UNIX};
+  if (sock < 0 || strlen(path) >= sizeof address.sun_path) return 1;
+  memcpy(address.sun_path, path, strlen(path) + 1);
+  if (connect(sock, (struct sockaddr *)&address, sizeof address) < 0) return 1;
+  static char buffer[65536];
+  int from_guest_open = 1, to_guest_open = 1;
+  while (from_guest_open || to_guest_open) {
+    struct pollfd watched[2] = {{.fd = from_guest_open ? 0 : -1, .events = POLLIN},
+                                {.fd = to_guest_open ? sock : -1, .events = POLLIN}};
+    if (poll(watched, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return 1;
+    }
+    if (watched[0].revents) {
+      ssize_t length = read(0, buffer, sizeof buffer);
+      if (length <= 0) {
+        from_guest_open = 0;
+        shutdown(sock, SHUT_WR);
+      } else {
+        write_all(sock, buffer, (size_t)length);
+      }
+    }
+    if (watched[1].revents) {
+      ssize_t length = read(sock, buffer, sizeof buffer);
+      if (length <= 0) {
+        to_guest_open = 0;
+        /* stdout is the VMM's end of a socket pair: a half close ends the guest's stream. */
+        if (shutdown(1, SHUT_WR) < 0) close(1);
+        if (!from_guest_open) break;
+        /* The proxy is done with this connection: nothing the guest still sends matters. */
+        break;
+      } else {
+        write_all(1, buffer, (size_t)length);
+      }
+    }
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--relay") == 0) return relay(argv[2]);
+  if (getpid() != 1) {
+    fprintf(stderr, "bulkhead guest init: run as a guest's PID 1, or as --relay SOCKET\n");
+    return 2;
+  }
   /* The guest's own kernel interfaces, for init only. */
   mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);

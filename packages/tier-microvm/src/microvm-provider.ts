@@ -14,10 +14,11 @@ import {
   type Sandbox,
   TIER_STRENGTH,
 } from '@bulkhead/core';
+import { type EgressChannel, getEgressProxy, withProxyEnvironment } from '@bulkhead/egress';
 import { ALLOW_SOFTWARE_EMULATION_FIX, type KvmVerdict, kvmModule, probeKvm } from './accelerator-probe.js';
 import { defaultCacheDirectory } from './cache-directory.js';
 import { encodeLaunch, FRAME, type GuestExitReport } from './control-channel.js';
-import { ensureInitramfs, GUEST_INIT_SOURCE } from './guest-image.js';
+import { ensureGuestInit, ensureInitramfs, GUEST_INIT_SOURCE } from './guest-image.js';
 import { findGuestKernel } from './guest-kernel.js';
 import { startVirtualMachine } from './virtual-machine.js';
 import {
@@ -54,6 +55,13 @@ const DEFAULT_GUEST_MEBIBYTES = 1024;
 const MEBIBYTE = 1024 * 1024;
 const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** The guest's view of restricted user networking: its address, and the one forward to the proxy. */
+const GUEST_NETWORK = {
+  kernelArgument: 'ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off',
+  proxyAddress: '10.0.2.100',
+  proxyPort: 3128,
+} as const;
+
 const NO_SUCH_DEVICE =
   'the guest has no such device: the VMM gives it only virtio-serial, virtio-9p and (for an allow-list) virtio-net';
 
@@ -75,9 +83,9 @@ function enforcementMap(): ProbeReport['enforcement'] {
       ['hypervisor', 'network-namespace'],
       'the guest has no network device and the VMM has no network',
     ),
-    'network.allowlist': refused(
-      'this version of the micro-VM tier does not yet connect the guest to the egress proxy',
-      'use the process tier for an allow-list: --tier process',
+    'network.allowlist': enforced(
+      ['hypervisor', 'egress-proxy'],
+      'one virtio NIC on restricted user networking whose only route is a forward to the egress proxy',
     ),
     'network.open': refused(
       "the micro-VM tier never gives the guest the host's network",
@@ -278,20 +286,45 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
       }
       const initramfsPath = await ensureInitramfs({ cacheDirectory });
       let report: GuestExitReport | undefined;
-      const vm = await startVirtualMachine({
-        id,
-        backend,
-        accelerator,
-        kernelPath,
-        initramfsPath,
-        memoryMebibytes: guestMemoryMebibytes(capabilities),
-        vcpus,
-        filesystem: capabilities.filesystem,
-        bubblewrap,
-        onReport: (received) => {
-          report = received;
-        },
-      });
+      let channel: EgressChannel | undefined;
+      if (capabilities.network.mode === 'allowlist') {
+        channel = await getEgressProxy().openChannel({
+          sandboxId: id,
+          allow: capabilities.network.allow,
+          ...(spec.onViolation ? { onViolation: spec.onViolation } : {}),
+        });
+      }
+      let vm: Awaited<ReturnType<typeof startVirtualMachine>>;
+      try {
+        vm = await startVirtualMachine({
+          id,
+          backend,
+          accelerator,
+          kernelPath,
+          initramfsPath,
+          memoryMebibytes: guestMemoryMebibytes(capabilities),
+          vcpus,
+          filesystem: capabilities.filesystem,
+          bubblewrap,
+          onReport: (received) => {
+            report = received;
+          },
+          ...(channel
+            ? {
+                egress: {
+                  socketPath: channel.socketPath,
+                  address: GUEST_NETWORK.proxyAddress,
+                  port: GUEST_NETWORK.proxyPort,
+                  relayHostPath: await ensureGuestInit(cacheDirectory),
+                },
+                kernelArguments: [GUEST_NETWORK.kernelArgument],
+              }
+            : {}),
+        });
+      } catch (error) {
+        await channel?.close();
+        throw error;
+      }
       const bootTimer = setTimeout(vm.kill, options.bootTimeoutMs ?? 60_000);
       try {
         await vm.guest.ready;
@@ -299,6 +332,7 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
         vm.kill();
         const console = (await vm.console()).trim().split('\n').slice(-15).join('\n');
         await vm.cleanUp();
+        await channel?.close();
         throw new BulkheadError(
           'LAUNCH_FAILED',
           `The micro-VM guest did not start: ${(error as Error).message}${console ? `\nGuest console:\n${console}` : ''}`,
@@ -311,13 +345,19 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
       } finally {
         clearTimeout(bootTimer);
       }
-      const env: Record<string, string> = {
+      const baseEnvironment: Record<string, string> = {
         PATH: SANDBOX_PATH,
         HOME: '/tmp',
         TMPDIR: '/tmp',
         LANG: 'C.UTF-8',
         ...capabilities.env,
       };
+      const env = channel
+        ? withProxyEnvironment(
+            baseEnvironment,
+            `http://${GUEST_NETWORK.proxyAddress}:${GUEST_NETWORK.proxyPort}`,
+          )
+        : baseEnvironment;
       vm.guest.send(
         FRAME.launch,
         encodeLaunch({
@@ -352,9 +392,11 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
         },
         warnings,
         enforcement,
+        ...(channel ? { violations: channel.violations } : {}),
         finish: async () => {
           vm.kill();
           await vm.cleanUp();
+          await channel?.close();
           if (vm.guest.failure) warnings.push(`The guest init failed: ${vm.guest.failure}`);
           return {
             oomKilled: report?.oomKilled ?? false,

@@ -1,5 +1,7 @@
 import { type Dirent, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ensureAttackHelper } from '@bulkhead/conformance';
@@ -265,5 +267,42 @@ describe('microvm tier: fails closed', () => {
     ).catch((caught: unknown) => caught);
     expect(BulkheadError.hasCode(error, 'UNENFORCEABLE_CAPABILITY')).toBe(true);
     expect((error as BulkheadError).capability).toBe('network.open');
+  });
+});
+
+describe('microvm tier: allow-list through the egress proxy', () => {
+  const servers: Server[] = [];
+  const listen = async (body: string): Promise<number> => {
+    const server = createServer((_request, response) => response.end(body));
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return (server.address() as AddressInfo).port;
+  };
+  afterAll(async () => {
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  });
+
+  it('reaches an allowed endpoint through the proxy, is refused elsewhere, and has no other route', async () => {
+    const allowed = await listen('hello-from-the-allowed-server');
+    const other = await listen('must-not-be-reached');
+    const directory = await workspace();
+    const script = [
+      `curl -s -m 30 http://127.0.0.1:${allowed}/; echo`,
+      `curl -s -m 30 -o /dev/null -w 'other:%{http_code}\\n' http://127.0.0.1:${other}/`,
+      // Ignoring the proxy variables leaves no route: restricted user networking drops it.
+      `curl -s -m 5 --noproxy '*' http://10.0.2.2:${allowed}/ || echo direct-refused`,
+    ].join('; ');
+    const result = await runInGuest(
+      ['sh', '-c', script],
+      capabilitiesFor(directory, (base) => ({
+        ...base,
+        network: { mode: 'allowlist', allow: [{ host: '127.0.0.1', port: allowed }] },
+      })),
+    );
+    expect(result.stdout, result.stderr).toContain('hello-from-the-allowed-server');
+    expect(result.stdout).toContain('other:403');
+    expect(result.stdout).toContain('direct-refused');
+    expect(result.stdout).not.toContain('must-not-be-reached');
+    expect(result.violations.some((violation) => violation.port === other)).toBe(true);
   });
 });

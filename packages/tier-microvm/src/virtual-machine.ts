@@ -31,7 +31,14 @@ export interface StartVirtualMachineOptions {
   bubblewrap: string;
   /** Called with the payload's exit report, as soon as the guest sends it. */
   onReport?: (report: GuestExitReport) => void;
+  /** An allow-list: the guest's only route is a forward of `address:port` to this egress socket. */
+  egress?: { socketPath: string; address: string; port: number; relayHostPath: string };
+  /** Extra kernel command-line arguments (the guest's `ip=` for an allow-list). */
+  kernelArguments?: string[];
 }
+
+/** Where the relay (the guest init binary, in relay mode) sits in the jail. */
+const RELAY_JAIL_PATH = '/bulkhead/relay';
 
 export interface RunningVirtualMachine {
   guest: GuestProcess;
@@ -85,14 +92,18 @@ function vmmCapabilities(options: StartVirtualMachineOptions): Capabilities {
       read: ['/usr', '/etc/ld.so.cache', '/bulkhead', JAIL_PATHS.view, '/proc', '/dev'],
       write: [
         JAIL_PATHS.run,
+        ...(options.egress ? [options.egress.socketPath] : []),
         '/dev/null',
         ...(options.accelerator === 'kvm' ? ['/dev/kvm'] : []),
         ...options.filesystem.write.filter((path) => !options.filesystem.deny.includes(path)).map(inView),
       ],
       deny: [],
     },
-    network: { mode: 'none', allow: [] },
-    process: { spawn: false, maxProcesses: VMM_MAX_THREADS },
+    // For an allow-list, libslirp links each forward's relay to the VMM over a loopback TCP pair (for
+    // out-of-band data), so AF_INET is allowed then: the jail's network namespace has only loopback.
+    network: { mode: options.egress ? 'open' : 'none', allow: [] },
+    // The VMM never forks, except the relay it starts per guest connection for an allow-list.
+    process: { spawn: options.egress !== undefined, maxProcesses: VMM_MAX_THREADS },
     resources: {
       memoryBytes: options.memoryMebibytes * 1024 * 1024 + VMM_OVERHEAD_BYTES,
       timeoutMs: Number.POSITIVE_INFINITY,
@@ -140,12 +151,22 @@ export async function startVirtualMachine(
     const vmmCommand = options.backend.start({
       kernelPath: JAIL_PATHS.kernel,
       initramfsPath: JAIL_PATHS.initramfs,
-      kernelArguments: [],
+      kernelArguments: options.kernelArguments ?? [],
       memoryMebibytes: options.memoryMebibytes,
       vcpus: options.vcpus,
       accelerator: options.accelerator,
       sharedDirectory: JAIL_PATHS.view,
       consolePath: `${JAIL_PATHS.run}/console.log`,
+      ...(options.egress
+        ? {
+            guestForward: {
+              address: options.egress.address,
+              port: options.egress.port,
+              socketPath: options.egress.socketPath,
+              relayPath: RELAY_JAIL_PATH,
+            },
+          }
+        : {}),
     });
     const infoFd = plan.statusFd + 1;
     const blockFd = plan.statusFd + 2;
@@ -160,7 +181,11 @@ export async function startVirtualMachine(
       runDirectory,
       emptyFile,
       filesystem: options.filesystem,
-      extraBinds: [{ source: await ensureShim(), target: SHIM_SANDBOX_PATH }],
+      extraBinds: [
+        { source: await ensureShim(), target: SHIM_SANDBOX_PATH },
+        ...(options.egress ? [{ source: options.egress.relayHostPath, target: RELAY_JAIL_PATH }] : []),
+      ],
+      ...(options.egress ? { sockets: [options.egress.socketPath] } : {}),
       infoFd,
       blockFd,
     });

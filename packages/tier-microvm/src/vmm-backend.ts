@@ -31,8 +31,12 @@ export interface VirtualMachineSpec {
   sharedDirectory: string;
   /** Where the guest's serial console is written (diagnostics when a boot fails). */
   consolePath?: string;
-  /** Restricted user networking with one forward: guest TCP `address:port` -> this unix socket. */
-  guestForward?: { address: string; port: number; socketPath: string };
+  /**
+   * Restricted user networking with a single forward: each guest TCP connection to `address:port` is
+   * handed to `relayPath --relay socketPath` (the guest init binary in relay mode), which splices it
+   * to the egress proxy's unix socket. Nothing else leaves the guest.
+   */
+  guestForward?: { address: string; port: number; socketPath: string; relayPath: string };
 }
 
 /** argv of the VMM for a spec; its stdin/stdout carry the control port. */
@@ -159,11 +163,14 @@ export function createQemuMicrovmBackend(options: { binary?: string } = {}): Vmm
       ];
       if (spec.guestForward) {
         const forward = spec.guestForward;
+        for (const path of [forward.socketPath, forward.relayPath]) {
+          // QEMU's option syntax would split a comma; a space would split the relay's argv.
+          if (/[,\s]/.test(path)) throw new Error(`the path '${path}' cannot be passed to QEMU's guestfwd`);
+        }
+        // A chardev forward carries one connection in the VMM's life; `cmd:` runs the relay per connection.
         args.push(
-          '-chardev',
-          `socket,id=egress,path=${forward.socketPath}`,
           '-netdev',
-          `user,id=net,restrict=on,guestfwd=tcp:${forward.address}:${forward.port}-chardev:egress`,
+          `user,id=net,restrict=on,ipv6=off,guestfwd=tcp:${forward.address}:${forward.port}-cmd:${forward.relayPath} --relay ${forward.socketPath}`,
           '-device',
           'virtio-net-device,netdev=net',
         );
