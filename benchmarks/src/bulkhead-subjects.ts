@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import {
   BulkheadError,
@@ -7,11 +10,13 @@ import {
   type IsolationProvider,
   launch,
   ProviderRegistry,
+  type TierName,
 } from '@bulkhead/core';
 import {
   describeError,
   type Subject,
   type SubjectContext,
+  type SubjectLimits,
   type SubjectSession,
   spawnHandle,
 } from './subject.js';
@@ -22,71 +27,79 @@ import { packageVersion } from './versions.js';
  * with no manifest), plus read access to the workload program.
  */
 export async function benchmarkCapabilities(context: SubjectContext): Promise<Capabilities> {
-  const manifest = (await import('@bulkhead/manifest')) as {
-    defaultCapabilities?: (options?: unknown) => Capabilities;
-  };
-  if (typeof manifest.defaultCapabilities !== 'function') {
-    throw new BulkheadError(
-      'BENCHMARK_SUBJECT_UNAVAILABLE',
-      '@bulkhead/manifest does not export defaultCapabilities() yet.',
-      {
-        fix: 'build @bulkhead/manifest (npm run build -w @bulkhead/manifest)',
-      },
-    );
-  }
-  const defaults = manifest.defaultCapabilities();
+  const { defaultCapabilities } = await import('@bulkhead/manifest');
+  // No organisation policy: the rows must measure the tiers, not this host's /etc/bulkhead.
+  const defaults = defaultCapabilities({ policy: null });
   return {
     ...defaults,
     filesystem: { ...defaults.filesystem, read: [...defaults.filesystem.read, context.workloadDirectory] },
   };
 }
 
-type ProcessProviderFactory = (options: { mode: 'namespace' | 'shim-only' }) => IsolationProvider;
-
-async function createProvider(mode: BulkheadSubjectOptions['mode']): Promise<IsolationProvider> {
-  if (mode === 'none') return createNoneProvider();
-  const tier = (await import('@bulkhead/tier-process')) as { createProcessProvider?: ProcessProviderFactory };
-  if (typeof tier.createProcessProvider !== 'function') {
-    throw new BulkheadError(
-      'BENCHMARK_SUBJECT_UNAVAILABLE',
-      '@bulkhead/tier-process does not export createProcessProvider() yet.',
-      {
-        fix: 'build @bulkhead/tier-process (npm run build -w @bulkhead/tier-process)',
-      },
-    );
-  }
-  return tier.createProcessProvider({ mode });
-}
+/**
+ * A tier's provider, imported when the row is prepared: a tier that is not built or cannot load
+ * makes its own row unavailable, with the reason, instead of stopping the benchmark.
+ */
+export const bulkheadProviders = {
+  none: async () => createNoneProvider(),
+  processNamespace: async () =>
+    (await import('@bulkhead/tier-process')).createProcessProvider({ mode: 'namespace' }),
+  processShimOnly: async () =>
+    (await import('@bulkhead/tier-process')).createProcessProvider({ mode: 'shim-only' }),
+  microvm: async () => {
+    // Software emulation is allowed so that the row exists on hosts without usable KVM (like
+    // nested PVM); the tier says which accelerator it used in every result's warnings.
+    return (await import('@bulkhead/tier-microvm')).createMicrovmProvider({ acceleration: 'any' });
+  },
+  session: async (): Promise<{ provider: IsolationProvider; release: () => Promise<void> }> => {
+    // Its audit log is part of its cost, so it is kept, but in a file of the run's own.
+    const auditLog = path.join(os.tmpdir(), `bulkhead-bench-audit-${process.pid}-${randomUUID()}.jsonl`);
+    const provider = (await import('@bulkhead/tier-session')).createSessionProvider({ auditLog });
+    return { provider, release: () => rm(auditLog, { force: true }) };
+  },
+} as const;
 
 export interface BulkheadSubjectOptions {
   id: string;
   label: string;
-  mode: 'namespace' | 'shim-only' | 'none';
+  tier: TierName;
+  limits?: SubjectLimits;
+  /** Probe facts the row's version line carries, e.g. the micro-VM tier's `accelerator`. */
+  reportFacts?: string[];
+  /** The package whose version the row reports. */
+  packageName: string;
+  description: string;
+  provider: () => Promise<IsolationProvider | { provider: IsolationProvider; release: () => Promise<void> }>;
 }
 
 /** A Bulkhead tier called through the SDK: `launch()` from @bulkhead/core with one provider. */
 export function bulkheadSubject(options: BulkheadSubjectOptions): Subject {
-  const tier = options.mode === 'none' ? 'none' : 'process';
+  const { tier } = options;
   return {
     id: options.id,
     label: options.label,
     family: 'bulkhead',
     group: tier,
     scope: 'in-process',
-    description:
-      options.mode === 'none'
-        ? "core's launch() with the none provider: the SDK's own cost, no isolation (proves the plumbing)"
-        : `launch() with tier-process in ${options.mode} mode, default capabilities`,
+    description: options.description,
+    ...(options.limits === undefined ? {} : { limits: options.limits }),
     version: async () => {
-      const name = tier === 'none' ? '@bulkhead/core' : '@bulkhead/tier-process';
-      const version = await packageVersion(name);
-      return version && `${name} ${version}`;
+      const version = await packageVersion(options.packageName);
+      if (!version) return undefined;
+      const facts: string[] = [];
+      if (options.reportFacts?.length) {
+        const created = await options.provider();
+        const probe = await ('provider' in created ? created.provider : created).probe();
+        if ('release' in created) await created.release();
+        for (const name of options.reportFacts)
+          if (probe.facts[name] !== undefined) facts.push(`${name} ${probe.facts[name]}`);
+      }
+      return [`${options.packageName} ${version}`, ...facts].join(', ');
     },
     async prepare(context): Promise<SubjectSession> {
-      const [provider, capabilities] = await Promise.all([
-        createProvider(options.mode),
-        benchmarkCapabilities(context),
-      ]);
+      const [created, capabilities] = await Promise.all([options.provider(), benchmarkCapabilities(context)]);
+      const { provider, release } =
+        'provider' in created ? created : { provider: created, release: async () => {} };
       // One registry per session, so the probe is asked once, as in a long-running harness.
       const providers = new ProviderRegistry([provider]);
       return {
@@ -108,7 +121,7 @@ export function bulkheadSubject(options: BulkheadSubjectOptions): Subject {
             },
           };
         },
-        close: async () => {},
+        close: release,
       };
     },
   };
@@ -153,7 +166,7 @@ export function bulkheadCliSubject(options: { id: string; label: string }): Subj
  */
 export async function networkReadiness(): Promise<{ ready: boolean; reason: string }> {
   try {
-    const probe = await (await createProvider('namespace')).probe();
+    const probe = await (await bulkheadProviders.processNamespace()).probe();
     const allowlist = probe.enforcement['network.allowlist'];
     if (!allowlist)
       return { ready: false, reason: 'tier-process does not report network.allowlist enforcement' };

@@ -51,6 +51,7 @@ async function prepareSubjects(subjects: Subject[], context: SubjectContext, pro
       scope: subject.scope,
       description: subject.description,
       ...(version === undefined ? {} : { version }),
+      ...(subject.limits === undefined ? {} : { limits: subject.limits }),
       available: true,
     };
     try {

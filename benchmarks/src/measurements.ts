@@ -69,10 +69,14 @@ async function interleaved(
     ]),
   );
   const schedule = interleave(subjects, runs, warmup);
-  for (const [index, { warmup: isWarmup, subject: prepared }] of schedule.entries()) {
+  for (const [index, { round, warmup: isWarmup, subject: prepared }] of schedule.entries()) {
     bench.progress.update(section, prepared.subject.label, index, schedule.length);
     const tally = tallies.get(prepared.subject.id)!;
     if (tally.gaveUp) continue;
+    // A slow subject takes part in the first rounds only, still interleaved with the others.
+    const limits = prepared.subject.limits;
+    if (isWarmup && round >= Math.min(warmup, limits?.warmup ?? warmup)) continue;
+    if (!isWarmup && round - warmup >= Math.min(runs, limits?.runs ?? runs)) continue;
     try {
       const value = await sample(prepared);
       tally.consecutiveFailures = 0;
@@ -165,7 +169,12 @@ export async function measureCpu(bench: Bench): Promise<CpuFigure[]> {
     if (prepared.subject.id === 'bare') continue;
     // A whole-process row runs its payload in the same sandbox as its SDK row: same CPU figure.
     if (prepared.subject.scope === 'whole-process') continue;
-    for (const { job, command } of jobs) {
+    // A slow subject runs a smaller job, inside and outside alike, so the ratio still compares like with like.
+    const divisor = prepared.subject.limits?.cpuWorkDivisor ?? 1;
+    for (const { job, command: fullCommand } of jobs) {
+      const command = fullCommand.map((word, position) =>
+        position === 2 && divisor > 1 ? String(Math.max(1, Math.round(Number(word) / divisor))) : word,
+      );
       // Pairs (outside, inside) alternate, so drift of the machine hits both sides alike.
       const pair: PreparedSubject[] = [bare, prepared];
       const tallies = await interleaved(
@@ -340,7 +349,9 @@ export async function measureConcurrency(bench: Bench, subjects: Subject[]): Pro
     return false;
   });
   const jobs = bench.options.concurrencyLevels.flatMap((level) =>
-    inProcess.map((subject) => ({ level, subject })),
+    inProcess
+      .filter((subject) => level <= (subject.limits?.maxConcurrency ?? Number.POSITIVE_INFINITY))
+      .map((subject) => ({ level, subject })),
   );
   for (const [index, { level, subject }] of jobs.entries()) {
     bench.progress.update('concurrency', `${subject.label} x${level}`, index, jobs.length);

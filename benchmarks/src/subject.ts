@@ -20,6 +20,8 @@ export interface Subject {
   scope: 'in-process' | 'whole-process';
   /** What this row stands for, in one line (shown under the tables). */
   description: string;
+  /** Caps for a slow subject (a VM under software emulation), so that the whole run stays short. */
+  limits?: SubjectLimits;
   /** Version of what is measured; undefined when it cannot be told. */
   version(context: SubjectContext): Promise<string | undefined>;
   /**
@@ -27,6 +29,16 @@ export interface Subject {
    * cannot run on this host: the row is then reported as unavailable, never dropped.
    */
   prepare(context: SubjectContext): Promise<SubjectSession>;
+}
+
+export interface SubjectLimits {
+  /** At most this many counted runs per interleaved measurement (launch, cold, CPU). */
+  runs?: number;
+  warmup?: number;
+  /** The highest concurrency level it is launched at. */
+  maxConcurrency?: number;
+  /** Its CPU jobs do this many times less work (inside and outside alike). */
+  cpuWorkDivisor?: number;
 }
 
 export interface SubjectContext {

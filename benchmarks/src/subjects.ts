@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { BulkheadError } from '@bulkhead/core';
-import { bulkheadCliSubject, bulkheadSubject } from './bulkhead-subjects.js';
+import { bulkheadCliSubject, bulkheadProviders, bulkheadSubject } from './bulkhead-subjects.js';
 import {
   describeError,
   type Subject,
@@ -339,9 +339,54 @@ export const qemuSubject: Subject = {
 export function allSubjects(): Subject[] {
   return [
     bareSubject,
-    bulkheadSubject({ id: 'process-namespace', label: 'Bulkhead process (namespace)', mode: 'namespace' }),
-    bulkheadSubject({ id: 'process-shim-only', label: 'Bulkhead process (shim-only)', mode: 'shim-only' }),
-    bulkheadSubject({ id: 'none', label: 'Bulkhead none tier (no isolation)', mode: 'none' }),
+    bulkheadSubject({
+      id: 'process-namespace',
+      label: 'Bulkhead process (namespace)',
+      tier: 'process',
+      packageName: '@bulkhead/tier-process',
+      description:
+        'launch() with tier-process in namespace mode (bubblewrap + exec shim), default capabilities',
+      provider: bulkheadProviders.processNamespace,
+    }),
+    bulkheadSubject({
+      id: 'process-shim-only',
+      label: 'Bulkhead process (shim-only)',
+      tier: 'process',
+      packageName: '@bulkhead/tier-process',
+      description:
+        'launch() with tier-process in shim-only mode (exec shim: Landlock, seccomp), default capabilities',
+      provider: bulkheadProviders.processShimOnly,
+    }),
+    bulkheadSubject({
+      id: 'session',
+      label: 'Bulkhead session',
+      tier: 'session',
+      packageName: '@bulkhead/tier-session',
+      description:
+        'launch() with tier-session (tier-process plus a transient uid per sandbox, audit log), default capabilities',
+      provider: bulkheadProviders.session,
+    }),
+    bulkheadSubject({
+      id: 'microvm',
+      label: 'Bulkhead microvm',
+      tier: 'microvm',
+      packageName: '@bulkhead/tier-microvm',
+      description:
+        'launch() with tier-microvm (QEMU microvm, jailed VMM, guest init), KVM or else TCG emulation; the accelerator is in its version line',
+      provider: bulkheadProviders.microvm,
+      reportFacts: ['accelerator', 'vmm'],
+      // Under TCG a launch takes seconds and a CPU job runs ~20x slower: a few samples say enough.
+      limits: { runs: 5, warmup: 1, maxConcurrency: 10, cpuWorkDivisor: 20 },
+    }),
+    bulkheadSubject({
+      id: 'none',
+      label: 'Bulkhead none tier (no isolation)',
+      tier: 'none',
+      packageName: '@bulkhead/core',
+      description:
+        "core's launch() with the none provider: the SDK's own cost, no isolation (proves the plumbing)",
+      provider: bulkheadProviders.none,
+    }),
     bulkheadCliSubject({ id: 'cli-process', label: 'bulkhead run (CLI)' }),
     bubblewrapSubject,
     mxcSubject,

@@ -14,7 +14,7 @@ export interface WorkerOptions {
 
 /** Runs one job in a fresh Node process and returns its report; a failed job rejects with its reason. */
 export async function runWorker<Report>(job: WorkerJob, options: WorkerOptions): Promise<Report> {
-  const child = spawn(process.execPath, [workerPath, JSON.stringify(job)], {
+  const child = spawn(process.execPath, ['--expose-gc', workerPath, JSON.stringify(job)], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const stderr: string[] = [];

@@ -55,6 +55,15 @@ function findSubject(id: string) {
   return subject;
 }
 
+/**
+ * The worker's own PSS after a full garbage collection (the worker runs with --expose-gc), so that
+ * the launcher's growth is what the library holds, not when V8 last collected.
+ */
+function settledPss(): number | undefined {
+  (globalThis as { gc?: () => void }).gc?.();
+  return pssBytes(process.pid);
+}
+
 async function waitForLine(): Promise<void> {
   const lines = createInterface({ input: process.stdin });
   await new Promise<void>((resolve) => lines.once('line', () => resolve()));
@@ -98,7 +107,7 @@ async function memory(job: Extract<WorkerJob, { kind: 'memory' }>): Promise<Memo
   // from here on is what preparing and launching cost.
   process.stdout.write(`${JSON.stringify({ phase: 'loaded' })}\n`);
   await waitForLine();
-  const hostBefore = pssBytes(process.pid) ?? 0;
+  const hostBefore = settledPss() ?? 0;
   const session = await subject.prepare(job.context);
   const handles: SubjectHandle[] = [];
   const runs: Promise<unknown>[] = [];
@@ -122,7 +131,7 @@ async function memory(job: Extract<WorkerJob, { kind: 'memory' }>): Promise<Memo
       sandboxes: job.sandboxes,
       processesBytes: processes.reduce((sum, entry) => sum + entry.pssBytes, 0),
       payloadBytes,
-      hostGrowthBytes: Math.max(0, (pssBytes(process.pid) ?? hostBefore) - hostBefore),
+      hostGrowthBytes: Math.max(0, (settledPss() ?? hostBefore) - hostBefore),
       processes,
     };
     if (job.cgroup) {
@@ -151,7 +160,7 @@ async function concurrency(job: Extract<WorkerJob, { kind: 'concurrency' }>): Pr
   const subject = findSubject(job.subject);
   const session: SubjectSession = await subject.prepare(job.context);
   const hold = [job.context.workloadPath, 'hold'];
-  const hostBefore = pssBytes(process.pid) ?? 0;
+  const hostBefore = settledPss() ?? 0;
   const errors = new Set<string>();
   const latencies: (number | undefined)[] = new Array(job.level).fill(undefined);
   const exits: Promise<number | null>[] = [];
@@ -184,7 +193,7 @@ async function concurrency(job: Extract<WorkerJob, { kind: 'concurrency' }>): Pr
       const { isolation } = isolationProcesses('workload');
       const totalMemoryBytes =
         memoryByName(isolation).reduce((sum, entry) => sum + entry.pssBytes, 0) +
-        Math.max(0, (pssBytes(process.pid) ?? hostBefore) - hostBefore);
+        Math.max(0, (settledPss() ?? hostBefore) - hostBefore);
       for (const handle of handles) handle.stdin?.end();
       const codes = await withDeadline(Promise.allSettled(exits), LAUNCH_DEADLINE_MS, 'the payloads').catch(
         (error: unknown) => {
