@@ -66,6 +66,8 @@ export interface BulkheadSubjectOptions {
   limits?: SubjectLimits;
   /** Probe facts the row's version line carries, e.g. the micro-VM tier's `accelerator`. */
   reportFacts?: string[];
+  /** Why, given its probe facts, the row is not held to the mission targets here (undefined: it is). */
+  exemptFromTargets?: (facts: Record<string, string | number | boolean>) => string | undefined;
   /** The package whose version the row reports. */
   packageName: string;
   description: string;
@@ -75,6 +77,7 @@ export interface BulkheadSubjectOptions {
 /** A Bulkhead tier called through the SDK: `launch()` from @bulkhead/core with one provider. */
 export function bulkheadSubject(options: BulkheadSubjectOptions): Subject {
   const { tier } = options;
+  let exemption: string | undefined;
   return {
     id: options.id,
     label: options.label,
@@ -83,15 +86,17 @@ export function bulkheadSubject(options: BulkheadSubjectOptions): Subject {
     scope: 'in-process',
     description: options.description,
     ...(options.limits === undefined ? {} : { limits: options.limits }),
+    targetExemption: () => exemption,
     version: async () => {
       const version = await packageVersion(options.packageName);
       if (!version) return undefined;
       const facts: string[] = [];
-      if (options.reportFacts?.length) {
+      if (options.reportFacts?.length || options.exemptFromTargets) {
         const created = await options.provider();
         const probe = await ('provider' in created ? created.provider : created).probe();
         if ('release' in created) await created.release();
-        for (const name of options.reportFacts)
+        exemption = options.exemptFromTargets?.(probe.facts);
+        for (const name of options.reportFacts ?? [])
           if (probe.facts[name] !== undefined) facts.push(`${name} ${probe.facts[name]}`);
       }
       return [`${options.packageName} ${version}`, ...facts].join(', ');

@@ -66,6 +66,16 @@ describe('check mode: mission targets', () => {
     ).toBe(false);
   });
 
+  it('does not hold a row exempted on this host (a micro-VM under TCG) to the targets, and says so', () => {
+    const result = resultFixture();
+    result.subjects[1] = { ...result.subjects[1]!, targetExemption: 'its guest runs under tcg emulation' };
+    result.memory[1]!.perSandbox = 120 * MEBIBYTE;
+    const report = checkResult(result);
+    expect(levelOf(report, 'memory:process-namespace:per-sandbox')).toBeUndefined();
+    expect(levelOf(report, 'subject:process-namespace')).toBe('warn');
+    expect(report.failed).toBe(false);
+  });
+
   it('warns that a Bulkhead tier that could not run had no target checked', () => {
     const result = resultFixture();
     result.subjects[1] = { ...result.subjects[1]!, available: false, reason: 'bwrap missing' };

@@ -106,7 +106,7 @@ function show(value: number, kind: Metric['kind']): string {
 /** Subjects whose figures are held to the mission targets: Bulkhead's isolating tiers. */
 function isTargeted(result: BenchResult, subjectId: string): boolean {
   const subject = result.subjects.find((candidate) => candidate.id === subjectId);
-  return subject?.family === 'bulkhead' && subject.group !== 'none';
+  return subject?.family === 'bulkhead' && subject.group !== 'none' && subject.targetExemption === undefined;
 }
 
 /**

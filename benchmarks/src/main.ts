@@ -54,6 +54,8 @@ async function prepareSubjects(subjects: Subject[], context: SubjectContext, pro
       ...(subject.limits === undefined ? {} : { limits: subject.limits }),
       available: true,
     };
+    const exemption = subject.targetExemption?.();
+    if (exemption !== undefined) record.targetExemption = exemption;
     try {
       prepared.push({ subject, session: await subject.prepare(context) });
     } catch (error) {

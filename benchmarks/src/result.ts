@@ -46,6 +46,8 @@ export interface SubjectRecord {
   available: boolean;
   /** Why the subject could not run here (the caught error's text). */
   reason?: string;
+  /** Why `--check` does not hold this Bulkhead row to the mission targets on this host. */
+  targetExemption?: string;
   /** Caps applied to a slow subject: fewer runs, lower concurrency, a smaller CPU job. */
   limits?: import('./subject.js').SubjectLimits;
 }

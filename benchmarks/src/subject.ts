@@ -25,6 +25,11 @@ export interface Subject {
   /** Version of what is measured; undefined when it cannot be told. */
   version(context: SubjectContext): Promise<string | undefined>;
   /**
+   * Why this row is not held to the mission targets on this host, once `version()` ran (a micro-VM
+   * under software emulation, whose figures are published as they are); undefined when it is.
+   */
+  targetExemption?(): string | undefined;
+  /**
    * Loads and initialises the subject (imports, probes, proxies). Throws, with the reason, when it
    * cannot run on this host: the row is then reported as unavailable, never dropped.
    */

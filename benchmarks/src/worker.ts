@@ -45,9 +45,12 @@ export type WorkerReport =
   | { ok: true; report: ColdReport | MemoryReport | ConcurrencyReport }
   | { ok: false; error: string };
 
-/** The payload every memory figure keeps idle; its processes are not counted as isolation. */
-const IDLE_PAYLOAD = ['/bin/sleep', '600'];
-const IDLE_PAYLOAD_NAME = 'sleep';
+/** Idle payload for subjects without a streaming API; `workload hold` otherwise. */
+const IDLE_SLEEP = ['/bin/sleep', '600'];
+/** Payload processes, which are not counted as isolation (the workload's file is `workload-<digest>`). */
+function isPayload(name: string): boolean {
+  return name === 'sleep' || name.startsWith('workload');
+}
 
 function findSubject(id: string) {
   const subject = allSubjects().find((candidate) => candidate.id === id);
@@ -92,12 +95,12 @@ async function cold(job: Extract<WorkerJob, { kind: 'cold' }>): Promise<ColdRepo
   }
 }
 
-/** Isolation processes under this worker: everything but the payloads. */
-function isolationProcesses(payloadName: string) {
+/** Processes under this worker: the isolation's, and the payloads'. */
+function isolationProcesses() {
   const all = descendantsOf(process.pid, listProcesses());
   return {
-    isolation: all.filter((entry) => entry.name !== payloadName),
-    payload: all.filter((entry) => entry.name === payloadName),
+    isolation: all.filter((entry) => !isPayload(entry.name)),
+    payload: all.filter((entry) => isPayload(entry.name)),
   };
 }
 
@@ -112,19 +115,28 @@ async function memory(job: Extract<WorkerJob, { kind: 'memory' }>): Promise<Memo
   const handles: SubjectHandle[] = [];
   const runs: Promise<unknown>[] = [];
   try {
-    for (let index = 0; index < job.sandboxes; index++) {
-      if (session.start) handles.push(await session.start(IDLE_PAYLOAD));
-      // Without a streaming API, a run() whose own timeout ends the idle payload.
-      else if (session.run) runs.push(session.run(IDLE_PAYLOAD, { timeoutMs: 8_000 }).catch(() => {}));
+    if (session.start) {
+      // The idle payload says when it runs, so this also works where it is not a host process (a VM).
+      const hold = [job.context.workloadPath, 'hold'];
+      for (let index = 0; index < job.sandboxes; index++) {
+        const handle = await session.start(hold);
+        handles.push(handle);
+        await withDeadline(firstChunk(handle.stdout), 60_000, 'the idle payload saying it runs');
+      }
+    } else if (session.run) {
+      // Without a streaming API: a run() whose own timeout ends an idle sleep, found in /proc.
+      for (let index = 0; index < job.sandboxes; index++) {
+        runs.push(session.run(IDLE_SLEEP, { timeoutMs: 8_000 }).catch(() => {}));
+      }
+      await pollUntil(
+        () => isolationProcesses().payload.filter((entry) => entry.name === 'sleep').length >= job.sandboxes,
+        30_000,
+        `Not all ${job.sandboxes} idle payloads were running`,
+      );
     }
-    await pollUntil(
-      () => isolationProcesses(IDLE_PAYLOAD_NAME).payload.length >= job.sandboxes,
-      30_000,
-      `Not all ${job.sandboxes} idle payloads were running`,
-    );
     // Let helpers that start lazily (relays, proxies) settle before measuring.
     await new Promise((resolve) => setTimeout(resolve, 500));
-    const { isolation, payload } = isolationProcesses(IDLE_PAYLOAD_NAME);
+    const { isolation, payload } = isolationProcesses();
     const processes = memoryByName(isolation);
     const payloadBytes = memoryByName(payload).reduce((sum, entry) => sum + entry.pssBytes, 0);
     const report: MemoryReport = {
@@ -190,7 +202,7 @@ async function concurrency(job: Extract<WorkerJob, { kind: 'concurrency' }>): Pr
         ? Math.max(...(latencies as number[]))
         : undefined;
       // Everything the isolation holds while all payloads run, and what the launcher itself grew by.
-      const { isolation } = isolationProcesses('workload');
+      const { isolation } = isolationProcesses();
       const totalMemoryBytes =
         memoryByName(isolation).reduce((sum, entry) => sum + entry.pssBytes, 0) +
         Math.max(0, (settledPss() ?? hostBefore) - hostBefore);
