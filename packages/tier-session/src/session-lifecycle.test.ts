@@ -1,0 +1,186 @@
+import { execFileSync } from 'node:child_process';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BulkheadError, capabilitiesDigest, launch } from '@bulkhead/core';
+import { runtimeDirectory } from '@bulkhead/linux';
+import { type Span, type Tracer, type TracerProvider, trace } from '@opentelemetry/api';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { IdentityRecord } from './identity-record.js';
+import { createSessionProvider } from './index.js';
+import { DEFAULT_TRANSIENT_IDS } from './probe-session-tier.js';
+import {
+  callerIsRoot,
+  makeWorkspace,
+  processesOf,
+  runIn,
+  sessionCapabilities,
+  transientlyOwned,
+} from './test-support.js';
+
+async function liveTransientProcesses(): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+    if (
+      uid >= DEFAULT_TRANSIENT_IDS.firstUid &&
+      uid < DEFAULT_TRANSIENT_IDS.firstUid + DEFAULT_TRANSIENT_IDS.count
+    ) {
+      if (!/^State:\s+Z/m.test(status)) found.push(Number(entry));
+    }
+  }
+  return found;
+}
+
+async function readRecords(path: string): Promise<IdentityRecord[]> {
+  return (await readFile(path, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as IdentityRecord);
+}
+
+/** A tracer that keeps the attributes of the spans it makes: a fake of the OpenTelemetry SDK seam. */
+function recordingTracerProvider(spans: Record<string, unknown>[]): TracerProvider {
+  const tracer = {
+    startSpan(name: string, options?: { attributes?: Record<string, unknown> }) {
+      const attributes: Record<string, unknown> = { name, ...options?.attributes };
+      spans.push(attributes);
+      const span = {
+        setAttributes(more: Record<string, unknown>) {
+          Object.assign(attributes, more);
+          return span;
+        },
+        setAttribute(key: string, value: unknown) {
+          attributes[key] = value;
+          return span;
+        },
+        setStatus: () => span,
+        recordException: () => {},
+        end: () => {
+          attributes.ended = true;
+        },
+        isRecording: () => true,
+        spanContext: () => ({ traceId: '0'.repeat(32), spanId: '0'.repeat(16), traceFlags: 1 }),
+      };
+      return span as unknown as Span;
+    },
+  } as unknown as Tracer;
+  return { getTracer: () => tracer };
+}
+
+describe.skipIf(!callerIsRoot)('session lifecycle (root caller)', () => {
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  afterAll(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+
+  it('appends the identity record (name, uid, start/end, manifest digest, result) and sets it on the span', async () => {
+    const workspace = await makeWorkspace();
+    cleanups.push(() => rm(workspace, { recursive: true, force: true }));
+    const auditLog = join(workspace, 'audit', 'audit.jsonl');
+    const spans: Record<string, unknown>[] = [];
+    trace.setGlobalTracerProvider(recordingTracerProvider(spans));
+    cleanups.push(() => trace.disable());
+    const capabilities = sessionCapabilities(workspace, (base) => ({
+      ...base,
+      identity: { name: 'review-bot' },
+    }));
+    const provider = createSessionProvider({ auditLog });
+    await using sandbox = await launch({
+      providers: [provider],
+      capabilities,
+      command: ['sh', '-c', 'id -u; exit 3'],
+      minimumTier: 'session',
+    });
+    sandbox.stdin.end();
+    const output = sandbox.stdout.toArray();
+    const result = await sandbox.exited;
+    const uid = Number(
+      Buffer.concat((await output) as Buffer[])
+        .toString()
+        .trim(),
+    );
+    expect(result.exitCode).toBe(3);
+    expect(result.enforcement.identity).toEqual(['uid-switch', 'user-namespace']);
+
+    const records = await readRecords(auditLog);
+    expect(records.map((record) => record.event)).toEqual(['start', 'end']);
+    const end = records[1]!;
+    expect(end).toMatchObject({
+      sandboxId: sandbox.id,
+      tier: 'session',
+      identity: 'review-bot',
+      uid,
+      gid: uid,
+      account: 'transient',
+      manifestDigest: capabilitiesDigest(capabilities),
+      result: { exitCode: 3, signal: null, timedOut: false, oomKilled: false },
+    });
+    expect(Date.parse(end.end!)).toBeGreaterThanOrEqual(Date.parse(end.start));
+    const session = spans.find((span) => span.name === 'bulkhead.session');
+    expect(session).toMatchObject({
+      'bulkhead.identity.name': 'review-bot',
+      'bulkhead.identity.uid': uid,
+      'bulkhead.manifest.digest': capabilitiesDigest(capabilities),
+      'bulkhead.exit.code': 3,
+      ended: true,
+    });
+  });
+
+  it("runs as the account identity.name names, one sandbox at a time, and files stay the caller's", async () => {
+    const name = `bhsession${process.pid}`;
+    execFileSync('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', name]);
+    cleanups.push(() => execFileSync('userdel', [name], { stdio: 'ignore' }));
+    const accountUid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }));
+    const workspace = await makeWorkspace();
+    cleanups.push(() => rm(workspace, { recursive: true, force: true }));
+    const provider = createSessionProvider({ auditLog: false });
+    const capabilities = sessionCapabilities(workspace, (base) => ({ ...base, identity: { name } }));
+    await using first = await provider.launch({
+      command: ['sh', '-c', 'id -u > by-account; read line'],
+      capabilities,
+    });
+    await expect(provider.launch({ command: ['true'], capabilities })).rejects.toSatisfy((error) =>
+      BulkheadError.hasCode(error, 'IDENTITY_IN_USE'),
+    );
+    first.stdin.end('\n');
+    expect((await first.exited).exitCode).toBe(0);
+    expect((await readFile(join(workspace, 'by-account'), 'utf8')).trim()).toBe(String(accountUid));
+    expect(
+      execFileSync('stat', ['-c', '%u', join(workspace, 'by-account')], { encoding: 'utf8' }).trim(),
+    ).toBe('0');
+    expect(await processesOf(accountUid)).toEqual([]);
+  });
+
+  it('after 200 launches no id is leaked and nothing owned by a transient id remains', {
+    timeout: 300_000,
+  }, async () => {
+    const workspace = await makeWorkspace();
+    cleanups.push(() => rm(workspace, { recursive: true, force: true }));
+    const provider = createSessionProvider({ auditLog: false });
+    const uids = new Set<number>();
+    const concurrency = 4;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < 200) {
+          const index = next++;
+          const result = await runIn(provider, sessionCapabilities(workspace), [
+            'sh',
+            '-c',
+            `id -u; echo ${index} > run-${index}; mkdir -p "$XDG_RUNTIME_DIR/x" "$HOME/y"; : > /dev/shm/z`,
+          ]);
+          expect(result.exitCode, result.stderr).toBe(0);
+          uids.add(Number(result.stdout.trim()));
+        }
+      }),
+    );
+    expect(uids.size).toBeGreaterThan(1);
+    expect(await liveTransientProcesses()).toEqual([]);
+    expect(await readdir(join(runtimeDirectory(), 'session-ids'))).toEqual([]);
+    expect(await readdir(join(runtimeDirectory(), 'sessions'))).toEqual([]);
+    expect(transientlyOwned([workspace, '/tmp', '/run', '/dev/shm', '/var/lib/bulkhead'])).toEqual([]);
+    expect((await readdir(workspace)).filter((name) => name.startsWith('run-'))).toHaveLength(200);
+  });
+});
