@@ -141,6 +141,11 @@ interface StartedChild {
   ) => { exitCode: number | null; signal: NodeJS.Signals | null };
   /** Kills the tree without the cgroup (its last resort). */
   fallbackKill: () => void;
+  /**
+   * Resolves once the shim exec'd the payload (undefined) or failed before it (the error). Awaited
+   * only after the sandbox listens for the exit: a quick payload may exit before it resolves.
+   */
+  startupError?: () => Promise<BulkheadError | undefined>;
 }
 
 async function assertWorkdir(spec: LaunchSpec): Promise<void> {
@@ -357,8 +362,6 @@ async function startShimOnly(
   const status = readToEnd(child.stdio[plan.statusFd] as Readable);
   for (const [index, data] of plan.fds.entries()) endPipe(child.stdio[3 + index], data);
   // The status fd is close-on-exec: its end means the payload runs (or the shim failed).
-  const reported = shimOutcome(await status);
-  if (reported.error) throw reported.error;
   const pid = child.pid!;
   return {
     child,
@@ -374,6 +377,27 @@ async function startShimOnly(
     },
     warnings: [...plan.warnings],
     status,
+    // The status fd is close-on-exec: its end means the payload runs, or the shim failed first.
+    startupError: async () => {
+      const reported = shimOutcome(await status);
+      if (
+        reported.error &&
+        identity.switchFromRoot &&
+        (reported.error.details as { step?: string } | undefined)?.step === 'chdir'
+      ) {
+        return new BulkheadError(
+          'LAUNCH_FAILED',
+          `${reported.error.message} In shim-only mode a root caller's sandbox runs as uid ${identity.uid} (nobody) without a mount namespace, so it reaches only what that uid may reach on the host.`,
+          {
+            tier: 'process',
+            path: capabilities.workdir,
+            fix: `make ${capabilities.workdir} and its parents reachable by uid ${identity.uid} (chmod o+x on the parents, or setfacl -m u:${identity.uid}:rwx), or use the namespace mode, which id-maps root-owned grants`,
+            cause: reported.error,
+          },
+        );
+      }
+      return reported.error;
+    },
     fallbackKill: () => {
       try {
         // The shim made a new session: its process group holds what did not leave it.
@@ -415,7 +439,7 @@ export async function launchProcessSandbox(spec: LaunchSpec, host: ProcessTierHo
   const warnings = [...resources.warnings, ...started.warnings];
   const enforcement = { ...started.enforcement, ...resources.enforcement };
 
-  return createChildProcessSandbox({
+  const sandbox = createChildProcessSandbox({
     id,
     tier: 'process',
     child: started.child,
@@ -472,4 +496,10 @@ export async function launchProcessSandbox(spec: LaunchSpec, host: ProcessTierHo
     enforcement,
     ...(started.translateExit ? { translateExit: started.translateExit } : {}),
   });
+  const startupError = await started.startupError?.();
+  if (startupError) {
+    await sandbox[Symbol.asyncDispose]();
+    throw startupError;
+  }
+  return sandbox;
 }

@@ -1,0 +1,96 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Capabilities } from '@bulkhead/core';
+import { probeCgroupSupport, runtimeDirectory } from '@bulkhead/linux';
+import { defaultCapabilities } from '@bulkhead/manifest';
+
+/** A fresh workspace every uid may enter (a root caller's shim-only sandbox runs as nobody). */
+export async function makeWorkspace(): Promise<string> {
+  const workspace = await mkdtemp(join(tmpdir(), 'bulkhead-tier-process-'));
+  await chmod(workspace, 0o777);
+  return workspace;
+}
+
+/** The default manifest's capabilities for a workspace, without the caller's environment or policy. */
+export function capabilitiesFor(
+  workspace: string,
+  adjust: (capabilities: Capabilities) => Capabilities = (value) => value,
+): Capabilities {
+  return adjust(
+    defaultCapabilities({ cwd: workspace, workspace, home: '/nonexistent-home', env: {}, policy: null }),
+  );
+}
+
+export function uniqueMarker(): string {
+  return `bulkhead-tier-process-marker-${randomUUID()}`;
+}
+
+/** Host pids whose command line mentions `marker`. */
+export function processesWithMarker(marker: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(marker)) found.push(Number(entry));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return found;
+}
+
+export async function waitFor(condition: () => boolean | Promise<boolean>, attempts = 300): Promise<boolean> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    if (await condition()) return true;
+    await delay(10);
+  }
+  return false;
+}
+
+/**
+ * What a sandbox could leave behind on the host, by its id: cgroups under Bulkhead's bases, staging
+ * mounts and folders under the runtime folder, mounts anywhere, and processes carrying `marker`.
+ */
+export async function leftovers(id: string, marker?: string): Promise<string[]> {
+  const found: string[] = [];
+  if (marker) {
+    await waitFor(() => processesWithMarker(marker).length === 0, 100);
+    for (const pid of processesWithMarker(marker)) found.push(`process ${pid}`);
+  }
+  const support = await probeCgroupSupport();
+  const bases = new Set(
+    [support.memory, support.processes, support.cpus, support.cpuTime, support.kill].flatMap((feature) =>
+      feature ? [feature.base.directory] : [],
+    ),
+  );
+  for (const base of bases) {
+    for (const entry of await readdir(base).catch(() => [] as string[]))
+      if (entry.includes(id)) found.push(`cgroup ${posix.join(base, entry)}`);
+  }
+  for (const folder of ['mounts', 'sandboxes']) {
+    const path = posix.join(runtimeDirectory(), folder);
+    for (const entry of await readdir(path).catch(() => [] as string[]))
+      if (entry.includes(id)) found.push(`folder ${posix.join(path, entry)}`);
+  }
+  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n'))
+    if (line.includes(id)) found.push(`mount ${line}`);
+  return found;
+}
+
+/** Fields of /proc/PID/status as the host sees them. */
+export function hostStatus(pid: number): Record<string, string> {
+  if (!existsSync(`/proc/${pid}/status`)) return {};
+  return Object.fromEntries(
+    readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const colon = line.indexOf(':');
+        return [line.slice(0, colon), line.slice(colon + 1).trim()];
+      }),
+  );
+}
