@@ -161,6 +161,13 @@ export function checkResult(result: BenchResult, baseline?: BenchResult): CheckR
       message: `${figure.subject} CPU-bound ratio ${formatRatio(figure.ratio)} ${within ? '<' : '>='} target ${formatRatio(MISSION_TARGETS.cpuRatio)}${noisy ? ' (noisy)' : ''}`,
     });
   }
+  for (const subject of result.subjects.filter((candidate) => candidate.targetExemption !== undefined)) {
+    findings.push({
+      level: 'warn',
+      figure: `subject:${subject.id}`,
+      message: `${subject.id} is not held to the targets here: ${subject.targetExemption}`,
+    });
+  }
   for (const subject of result.subjects.filter(
     (candidate) => candidate.family === 'bulkhead' && !candidate.available,
   )) {
