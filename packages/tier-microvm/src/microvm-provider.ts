@@ -98,7 +98,10 @@ function enforcementMap(): ProbeReport['enforcement'] {
       "guest RAM, and memory.max of the guest's payload cgroup",
     ),
     'resources.timeout': enforced(['hypervisor', 'supervisor'], 'the whole VM is killed'),
-    'resources.cpus': enforced(['hypervisor'], 'whole vCPUs: a fraction is rounded up'),
+    'resources.cpus': enforced(
+      ['hypervisor'],
+      "vCPUs (a fraction rounded up), and CPU bandwidth of the VMM's cgroup where the host has a CPU controller",
+    ),
     'resources.gpus': refused(
       'GPUs cannot be passed into the micro-VM guest (the microvm machine has no PCI passthrough)',
       'use the process tier with resources.gpus',
@@ -304,6 +307,7 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
           initramfsPath,
           memoryMebibytes: guestMemoryMebibytes(capabilities),
           vcpus,
+          ...(cpus === undefined ? {} : { cpus }),
           filesystem: capabilities.filesystem,
           bubblewrap,
           onReport: (received) => {
@@ -378,6 +382,14 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
       const enforcement: Partial<Record<CapabilityKey, EnforcementMechanism[]>> = {};
       for (const [key, value] of Object.entries(state.report.enforcement)) {
         if (value?.enforced) enforcement[key as CapabilityKey] = value.mechanisms;
+      }
+      if (cpus !== undefined) {
+        if (vm.jail.cpuMechanism) enforcement['resources.cpus'] = ['hypervisor', vm.jail.cpuMechanism];
+        else if (cpus !== vcpus) {
+          warnings.push(
+            `resources.cpus ${cpus} is enforced as ${vcpus} whole vCPU(s): the host gives no CPU controller for the VMM's cgroup.`,
+          );
+        }
       }
       // The hypervisor boundary, and behind it the VMM's own jail.
       enforcement.filesystem = [...new Set([...(enforcement.filesystem ?? []), ...vm.jail.mechanisms])];

@@ -223,6 +223,42 @@ describe('microvm tier: the guest', () => {
     expect(descendants().filter(isVmm)).toEqual([]);
   });
 
+  it('caps the CPU of the whole VMM at a fraction of a CPU through its cgroup', async () => {
+    const directory = await workspace();
+    const sandbox = await provider.launch({
+      command: ['sleep', '600'],
+      capabilities: capabilitiesFor(directory, (base) => ({
+        ...base,
+        resources: { ...base.resources, cpus: 0.5 },
+      })),
+    });
+    try {
+      const vmm = descendants().find((process) => process.name.startsWith('qemu-system'));
+      expect(vmm, 'the VMM is not running').toBeDefined();
+      const memberships = readFileSync(`/proc/${vmm!.pid}/cgroup`, 'utf8').split('\n');
+      const version2 = memberships.find((line) => line.startsWith('0::'));
+      const version1 = memberships.find((line) => /^\d+:[^:]*\bcpu\b[^:]*:/.test(line));
+      let quota: number;
+      if (version1) {
+        const [, controllers = '', path = ''] = version1.split(':');
+        const base = `/sys/fs/cgroup/${controllers}${path}`;
+        quota =
+          Number(readFileSync(`${base}/cpu.cfs_quota_us`, 'utf8')) /
+          Number(readFileSync(`${base}/cpu.cfs_period_us`, 'utf8'));
+      } else {
+        const [limit = '', period = ''] = readFileSync(`/sys/fs/cgroup${version2?.slice(3)}/cpu.max`, 'utf8')
+          .trim()
+          .split(' ');
+        quota = Number(limit) / Number(period);
+      }
+      expect(quota).toBe(0.5);
+    } finally {
+      await sandbox[Symbol.asyncDispose]();
+    }
+    const result = await sandbox.exited;
+    expect(result.enforcement['resources.cpus']).toContain('hypervisor');
+  });
+
   it('leaves no VMM, jail, cgroup or run directory behind at dispose', async () => {
     const directory = await workspace();
     // A private TMPDIR shows exactly what this launch creates, whatever runs beside it.

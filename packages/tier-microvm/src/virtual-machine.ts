@@ -35,6 +35,8 @@ export interface StartVirtualMachineOptions {
   egress?: { socketPath: string; address: string; port: number; relayHostPath: string };
   /** Extra kernel command-line arguments (the guest's `ip=` for an allow-list). */
   kernelArguments?: string[];
+  /** CPU bandwidth of the whole VMM (vCPUs and emulation), in CPUs; absent: unlimited. */
+  cpus?: number;
 }
 
 /** Where the relay (the guest init binary, in relay mode) sits in the jail. */
@@ -44,7 +46,7 @@ export interface RunningVirtualMachine {
   guest: GuestProcess;
   vmm: ChildProcess;
   /** What confines the VMM itself, for the result's enforcement and warnings. */
-  jail: { mechanisms: string[]; warnings: string[] };
+  jail: { mechanisms: string[]; warnings: string[]; cpuMechanism?: string };
   /** Kills the jail and with it the VMM (the jail dies with its parent). Idempotent. */
   kill(): void;
   /** The guest's serial console so far (kernel messages), for diagnostics. */
@@ -138,7 +140,11 @@ export async function startVirtualMachine(
     try {
       cgroup = await createSandboxCgroup({
         sandboxId: `microvm-${options.id}`,
-        limits: { memoryBytes: capabilities.resources.memoryBytes, maxProcesses: VMM_MAX_THREADS },
+        limits: {
+          memoryBytes: capabilities.resources.memoryBytes,
+          maxProcesses: VMM_MAX_THREADS,
+          ...(options.cpus === undefined ? {} : { cpus: options.cpus }),
+        },
       });
       jailWarnings.push(...cgroup.warnings);
       const created = cgroup;
@@ -248,7 +254,11 @@ export async function startVirtualMachine(
     return {
       guest,
       vmm,
-      jail: { mechanisms: [...new Set(mechanisms)], warnings: [...jailWarnings, ...plan.warnings] },
+      jail: {
+        mechanisms: [...new Set(mechanisms)],
+        warnings: [...jailWarnings, ...plan.warnings],
+        ...(cgroup?.enforcement.cpus ? { cpuMechanism: cgroup.enforcement.cpus } : {}),
+      },
       kill,
       async console() {
         try {
