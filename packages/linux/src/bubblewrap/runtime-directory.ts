@@ -22,8 +22,12 @@ export function prepareRuntimeDirectory(): Promise<{ directory: string; deniedFi
     await mkdir(directory, { recursive: true, mode: 0o711 });
     await chmod(directory, 0o711);
     const deniedFile = posix.join(directory, 'denied');
-    const handle = await open(deniedFile, 'a', 0o000);
-    await handle.close();
+    try {
+      await (await open(deniedFile, 'wx', 0o000)).close();
+    } catch (error) {
+      // Made by an earlier process: mode 000 means it cannot be opened again, only checked.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
     await chmod(deniedFile, 0o000);
     return { directory, deniedFile };
   })();

@@ -57,6 +57,8 @@ export interface SandboxCgroup {
 }
 
 const OWNER_PREFIX = `${process.pid}-`;
+/** How long `kill()` keeps killing before it gives up and says which processes survived. */
+const KILL_DEADLINE_MS = 10_000;
 
 /** The directory name of a sandbox's cgroup: owner pid first, so a later start can reap it. */
 export function sandboxCgroupName(sandboxId: string): string {
@@ -200,21 +202,35 @@ export async function createSandboxCgroup(options: {
     membership ? parsePids(await readText(posix.join(membership.path, 'cgroup.procs'))) : [];
   let removed = false;
 
+  const freezer = killer?.feature.mechanism === 'cgroup-v1' ? killer.path : undefined;
   const freezerState = async (state: 'FROZEN' | 'THAWED') => {
-    if (!killer || killer.feature.mechanism !== 'cgroup-v1') return;
-    await writeFile(posix.join(killer.path, 'freezer.state'), state).catch(() => {});
+    if (!freezer) return;
+    await writeFile(posix.join(freezer, 'freezer.state'), state).catch(() => {});
     if (state !== 'FROZEN') return;
     for (let attempt = 0; attempt < 50; attempt++) {
-      const current = (await readText(posix.join(killer.path, 'freezer.state')))?.trim();
+      const current = (await readText(posix.join(freezer, 'freezer.state')))?.trim();
       if (current !== 'FREEZING') return;
       await delay(1);
     }
   };
 
   const kill = async () => {
-    for (let round = 0; round < 2000; round++) {
+    const deadline = performance.now() + KILL_DEADLINE_MS;
+    for (let round = 0; ; round++) {
       let pids = await processes_();
       if (pids.length === 0) return;
+      if (performance.now() > deadline) {
+        const states = await Promise.all(
+          pids.map(
+            async (pid) => `${pid} (${(await readText(`/proc/${pid}/stat`))?.split(') ')[1]?.[0] ?? 'gone'})`,
+          ),
+        );
+        throw new BulkheadError(
+          'CGROUP_KILL_FAILED',
+          `Processes of the sandbox survived SIGKILL for ${KILL_DEADLINE_MS / 1000} s in ${membership?.path}: ${states.join(', ')}. A process stuck in the kernel (state D) dies once its system call returns.`,
+          { details: { pids } },
+        );
+      }
       if (killer?.feature.mechanism === 'cgroup-v2') {
         await writeFile(posix.join(killer.path, 'cgroup.kill'), '1').catch(() => {});
       } else {
@@ -226,10 +242,6 @@ export async function createSandboxCgroup(options: {
       }
       await delay(round < 20 ? 1 : 10);
     }
-    throw new BulkheadError(
-      'CGROUP_KILL_FAILED',
-      `Processes of the sandbox survived repeated SIGKILL in ${membership?.path}.`,
-    );
   };
 
   return {

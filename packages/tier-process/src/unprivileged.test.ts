@@ -1,0 +1,138 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, posix } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readCgroupLayout } from '@bulkhead/linux';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const isRoot = process.getuid?.() === 0;
+const packageDirectory = dirname(dirname(fileURLToPath(import.meta.url)));
+const vitest = join(packageDirectory, '..', '..', 'node_modules', 'vitest', 'vitest.mjs');
+
+interface JsonReport {
+  numPassedTests: number;
+  numFailedTests: number;
+  numPendingTests: number;
+  testResults: { assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[];
+}
+
+// Making a throwaway account and delegating cgroups to it takes root. An unprivileged caller running
+// the normal suite is already the unprivileged case this file sets up.
+describe.skipIf(!isRoot)('the process tier as an unprivileged user', () => {
+  const user = `bhtp${process.pid}`;
+  let home = '';
+  let uid = 0;
+  const delegated: string[] = [];
+
+  beforeAll(async () => {
+    execFileSync('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', user]);
+    uid = Number(execFileSync('id', ['-u', user]).toString().trim());
+    home = await mkdtemp(join(tmpdir(), 'bulkhead-unprivileged-'));
+    await chown(home, uid, uid);
+  });
+
+  afterAll(async () => {
+    await undelegate();
+    try {
+      execFileSync('userdel', ['-r', user], { stdio: 'ignore' });
+    } catch {
+      // No home folder was made, so userdel -r reports it; the account is gone all the same.
+    }
+    await rm(home, { recursive: true, force: true });
+    await rm(join(tmpdir(), `bulkhead-${uid}`), { recursive: true, force: true });
+    expect(execFileSync('getent', ['passwd']).toString()).not.toContain(`${user}:`);
+  });
+
+  /** What an administrator does for a user: a cgroup v1 subtree per controller, owned by the user. */
+  async function delegate(): Promise<void> {
+    const layout = await readCgroupLayout();
+    const mountPoints = new Set(Object.values(layout.v1).map((hierarchy) => hierarchy.mountPoint));
+    for (const mountPoint of mountPoints) {
+      const directory = posix.join(mountPoint, `bulkhead-${user}`);
+      await mkdir(directory);
+      delegated.push(directory);
+      execFileSync('chown', ['-R', user, directory]);
+    }
+  }
+
+  async function undelegate(): Promise<void> {
+    for (const directory of delegated.splice(0)) {
+      if (!existsSync(directory)) continue;
+      for (const entry of await readdir(directory, { withFileTypes: true })) {
+        if (entry.isDirectory()) await rmdir(posix.join(directory, entry.name));
+      }
+      await rmdir(directory);
+    }
+  }
+
+  function runVitestAsUser(files: string[], environment: Record<string, string> = {}): Promise<JsonReport> {
+    const output = join(home, `report-${Math.random().toString(36).slice(2)}.json`);
+    const variables = Object.entries({
+      HOME: home,
+      PATH: '/usr/local/bin:/usr/bin:/bin',
+      ...environment,
+    }).map(([name, value]) => `${name}=${value}`);
+    return new Promise((resolve, reject) => {
+      execFile(
+        'runuser',
+        [
+          '-u',
+          user,
+          '--',
+          'env',
+          '-i',
+          ...variables,
+          process.execPath,
+          vitest,
+          'run',
+          '--configLoader',
+          'runner',
+          '--reporter=json',
+          `--outputFile=${output}`,
+          ...files,
+        ],
+        { cwd: packageDirectory, timeout: 540_000, maxBuffer: 64 * 1024 * 1024 },
+        (error, _stdout, stderr) => {
+          readFile(output, 'utf8').then(
+            (text) => resolve(JSON.parse(text) as JsonReport),
+            () =>
+              reject(
+                new Error(
+                  `vitest as ${user} wrote no report (${error?.message ?? 'no error'}): ${stderr.slice(-3000)}`,
+                ),
+              ),
+          );
+        },
+      );
+    });
+  }
+
+  function failures(report: JsonReport): string[] {
+    return report.testResults.flatMap((file) =>
+      file.assertionResults
+        .filter((test) => test.status === 'failed')
+        .map((test) => `${test.fullName}: ${test.failureMessages.join(' ').slice(0, 500)}`),
+    );
+  }
+
+  it('passes the conformance suite in both modes, with a delegated cgroup subtree', async () => {
+    await delegate();
+    const report = await runVitestAsUser([
+      'src/conformance-namespace.test.ts',
+      'src/conformance-shim-only.test.ts',
+    ]);
+    expect(failures(report)).toEqual([]);
+    expect(report.numPassedTests).toBeGreaterThanOrEqual(100);
+  }, 600_000);
+
+  it('without a delegated cgroup: RLIMIT_AS stands in for memory, processes.max fails closed with the fix', async () => {
+    await undelegate();
+    const report = await runVitestAsUser(['src/unprivileged-harness.test.ts'], {
+      BULKHEAD_UNPRIVILEGED_HARNESS: 'no-cgroups',
+    });
+    expect(failures(report)).toEqual([]);
+    expect(report.numPassedTests).toBe(4);
+  }, 300_000);
+});
