@@ -30,7 +30,12 @@ export {
   guestKernelLocation,
   missingKernelOptions,
 } from './guest-kernel.js';
-export { createMicrovmProvider, type MicrovmProviderOptions } from './microvm-provider.js';
+export {
+  createMicrovmProvider,
+  type MicrovmProvider,
+  type MicrovmProviderOptions,
+  type MicrovmSandbox,
+} from './microvm-provider.js';
 export {
   type Accelerator,
   BASE_KERNEL_ARGUMENTS,

@@ -20,7 +20,7 @@ import { defaultCacheDirectory } from './cache-directory.js';
 import { encodeLaunch, FRAME, type GuestExitReport } from './control-channel.js';
 import { ensureGuestInit, ensureInitramfs, GUEST_INIT_SOURCE } from './guest-image.js';
 import { findGuestKernel } from './guest-kernel.js';
-import { startVirtualMachine } from './virtual-machine.js';
+import { type RunningVirtualMachine, startVirtualMachine } from './virtual-machine.js';
 import {
   type Accelerator,
   createCloudHypervisorBackend,
@@ -30,6 +30,7 @@ import {
   type VmmBackend,
   type VmmProbe,
 } from './vmm-backend.js';
+import { createWarmPool } from './warm-pool.js';
 
 export interface MicrovmProviderOptions {
   /**
@@ -45,6 +46,23 @@ export interface MicrovmProviderOptions {
   cacheDirectory?: string;
   /** How long the guest may take to reach its init (default 60 s: TCG on a busy host is slow). */
   bootTimeoutMs?: number;
+  /**
+   * Keep `size` booted, idle VMs per capability shape (the grants, memory, CPUs and network mode of a
+   * launch seen before), handed out at launch and never reused after a payload ran. Allow-lists are
+   * never pooled. Default: no pool.
+   */
+  pool?: { size: number };
+}
+
+/** A sandbox of this tier: it says whether its VM was booted for it or taken from the pool. */
+export interface MicrovmSandbox extends Sandbox {
+  readonly startup: 'cold' | 'warm';
+}
+
+export interface MicrovmProvider extends IsolationProvider {
+  launch(spec: LaunchSpec): Promise<MicrovmSandbox>;
+  /** Ends every idle VM of the pool. The pool refills on later launches. */
+  drainPool(): Promise<void>;
 }
 
 /** Guest RAM beyond the payload's memory cap: the guest kernel, init and page tables. */
@@ -138,7 +156,7 @@ interface ProbeState {
  * The micro-VM tier: each sandbox is a guest kernel of its own behind a VMM (QEMU `microvm`), and the
  * VMM itself runs in a bubblewrap jail holding only the granted paths and the VM's own files.
  */
-export function createMicrovmProvider(options: MicrovmProviderOptions = {}): IsolationProvider {
+export function createMicrovmProvider(options: MicrovmProviderOptions = {}): MicrovmProvider {
   const acceleration = options.acceleration ?? 'kvm';
   const cacheDirectory = options.cacheDirectory ?? defaultCacheDirectory();
   let probing: Promise<ProbeState> | undefined;
@@ -259,96 +277,135 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
     return probing;
   }
 
-  return {
+  interface BootedGuest {
+    vm: RunningVirtualMachine;
+    /** Filled in when the guest reports the payload's exit. */
+    report: { value?: GuestExitReport };
+    channel?: EgressChannel;
+  }
+
+  /** Boots a VM for these capabilities, up to the guest init waiting for its launch. */
+  async function bootGuest(
+    state: ProbeState,
+    id: string,
+    capabilities: Capabilities,
+    onViolation?: LaunchSpec['onViolation'],
+  ): Promise<BootedGuest> {
+    const { backend, accelerator, kernelPath, bubblewrap } = state;
+    if (!backend || !accelerator || !kernelPath || !bubblewrap)
+      throw new Error('unreachable: an available probe has a VMM');
+    const cpus = capabilities.resources.cpus;
+    const initramfsPath = await ensureInitramfs({ cacheDirectory });
+    const report: BootedGuest['report'] = {};
+    let channel: EgressChannel | undefined;
+    if (capabilities.network.mode === 'allowlist') {
+      channel = await getEgressProxy().openChannel({
+        sandboxId: id,
+        allow: capabilities.network.allow,
+        ...(onViolation ? { onViolation } : {}),
+      });
+    }
+    let vm: RunningVirtualMachine;
+    try {
+      vm = await startVirtualMachine({
+        id,
+        backend,
+        accelerator,
+        kernelPath,
+        initramfsPath,
+        memoryMebibytes: guestMemoryMebibytes(capabilities),
+        vcpus: vcpusOf(capabilities),
+        ...(cpus === undefined ? {} : { cpus }),
+        filesystem: capabilities.filesystem,
+        bubblewrap,
+        onReport: (received) => {
+          report.value = received;
+        },
+        ...(channel
+          ? {
+              egress: {
+                socketPath: channel.socketPath,
+                address: GUEST_NETWORK.proxyAddress,
+                port: GUEST_NETWORK.proxyPort,
+                relayHostPath: await ensureGuestInit(cacheDirectory),
+              },
+              kernelArguments: [GUEST_NETWORK.kernelArgument],
+            }
+          : {}),
+      });
+    } catch (error) {
+      await channel?.close();
+      throw error;
+    }
+    const bootTimer = setTimeout(vm.kill, options.bootTimeoutMs ?? 60_000);
+    try {
+      await vm.guest.ready;
+    } catch (error) {
+      vm.kill();
+      const console = (await vm.console()).trim().split('\n').slice(-15).join('\n');
+      await vm.cleanUp();
+      await channel?.close();
+      throw new BulkheadError(
+        'LAUNCH_FAILED',
+        `The micro-VM guest did not start: ${(error as Error).message}${console ? `\nGuest console:\n${console}` : ''}`,
+        {
+          tier: 'microvm',
+          fix: 'run bulkhead doctor; rebuild the guest kernel with bulkhead vm kernel build',
+          cause: error,
+        },
+      );
+    } finally {
+      clearTimeout(bootTimer);
+    }
+    return { vm, report, ...(channel ? { channel } : {}) };
+  }
+
+  const pool = createWarmPool<BootedGuest>({
+    size: options.pool?.size ?? 0,
+    idle: ({ vm }) => vm.detach(),
+    usable: ({ vm }) => vm.vmm.exitCode === null && vm.vmm.signalCode === null,
+    discard: async ({ vm }) => {
+      vm.kill();
+      await vm.guest.ready.catch(() => {});
+      await new Promise<void>((resolve) => {
+        if (vm.vmm.exitCode !== null || vm.vmm.signalCode !== null) resolve();
+        else vm.vmm.once('close', () => resolve());
+      });
+      await vm.cleanUp();
+    },
+    discardSync: ({ vm }) => {
+      vm.kill();
+      vm.cleanUpSync();
+    },
+  });
+
+  const provider: MicrovmProvider = {
     specificationVersion: 'bulkhead-isolation-v1',
     tier: 'microvm',
     strength: TIER_STRENGTH.microvm,
     async probe() {
       return (await probeState()).report;
     },
-    async launch(spec: LaunchSpec): Promise<Sandbox> {
+    async launch(spec: LaunchSpec): Promise<MicrovmSandbox> {
       const state = await probeState();
       const { capabilities } = spec;
       assertEnforceable(capabilities, state.report);
-      const { backend, accelerator, kernelPath, bubblewrap } = state;
-      if (!backend || !accelerator || !kernelPath || !bubblewrap)
-        throw new Error('unreachable: an available probe has a VMM');
       if (spec.command.length === 0 || !spec.command[0]) {
         throw new BulkheadError('INVALID_LAUNCH_SPEC', 'Nothing to run: the command is empty.', {
           tier: 'microvm',
         });
       }
       const id = spec.id ?? randomUUID();
+      // An allow-list's egress channel belongs to one sandbox id from the start: never pooled.
+      const shape = capabilities.network.mode === 'allowlist' ? undefined : shapeKey(capabilities);
+      const boot = () => bootGuest(state, `pool-${randomUUID()}`, capabilities);
+      const warm = shape === undefined ? undefined : await pool.take(shape, boot);
+      const booted = warm ?? (await bootGuest(state, id, capabilities, spec.onViolation));
+      const { vm, report, channel } = booted;
+      vm.attach();
       const warnings = [...state.report.warnings];
       const cpus = capabilities.resources.cpus;
-      const vcpus = cpus === undefined ? 1 : Math.max(1, Math.ceil(cpus));
-      if (cpus !== undefined && cpus !== vcpus) {
-        warnings.push(
-          `resources.cpus ${cpus} is enforced as ${vcpus} whole vCPU(s): the guest gets up to ${vcpus} CPU(s) of time.`,
-        );
-      }
-      const initramfsPath = await ensureInitramfs({ cacheDirectory });
-      let report: GuestExitReport | undefined;
-      let channel: EgressChannel | undefined;
-      if (capabilities.network.mode === 'allowlist') {
-        channel = await getEgressProxy().openChannel({
-          sandboxId: id,
-          allow: capabilities.network.allow,
-          ...(spec.onViolation ? { onViolation: spec.onViolation } : {}),
-        });
-      }
-      let vm: Awaited<ReturnType<typeof startVirtualMachine>>;
-      try {
-        vm = await startVirtualMachine({
-          id,
-          backend,
-          accelerator,
-          kernelPath,
-          initramfsPath,
-          memoryMebibytes: guestMemoryMebibytes(capabilities),
-          vcpus,
-          ...(cpus === undefined ? {} : { cpus }),
-          filesystem: capabilities.filesystem,
-          bubblewrap,
-          onReport: (received) => {
-            report = received;
-          },
-          ...(channel
-            ? {
-                egress: {
-                  socketPath: channel.socketPath,
-                  address: GUEST_NETWORK.proxyAddress,
-                  port: GUEST_NETWORK.proxyPort,
-                  relayHostPath: await ensureGuestInit(cacheDirectory),
-                },
-                kernelArguments: [GUEST_NETWORK.kernelArgument],
-              }
-            : {}),
-        });
-      } catch (error) {
-        await channel?.close();
-        throw error;
-      }
-      const bootTimer = setTimeout(vm.kill, options.bootTimeoutMs ?? 60_000);
-      try {
-        await vm.guest.ready;
-      } catch (error) {
-        vm.kill();
-        const console = (await vm.console()).trim().split('\n').slice(-15).join('\n');
-        await vm.cleanUp();
-        await channel?.close();
-        throw new BulkheadError(
-          'LAUNCH_FAILED',
-          `The micro-VM guest did not start: ${(error as Error).message}${console ? `\nGuest console:\n${console}` : ''}`,
-          {
-            tier: 'microvm',
-            fix: 'run bulkhead doctor; rebuild the guest kernel with bulkhead vm kernel build',
-            cause: error,
-          },
-        );
-      } finally {
-        clearTimeout(bootTimer);
-      }
+      const vcpus = vcpusOf(capabilities);
       const baseEnvironment: Record<string, string> = {
         PATH: SANDBOX_PATH,
         HOME: '/tmp',
@@ -393,7 +450,7 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
       }
       // The hypervisor boundary, and behind it the VMM's own jail.
       enforcement.filesystem = [...new Set([...(enforcement.filesystem ?? []), ...vm.jail.mechanisms])];
-      return createChildProcessSandbox({
+      const sandbox = createChildProcessSandbox({
         id,
         tier: 'microvm',
         child: vm.guest.asChildProcess(),
@@ -410,13 +467,35 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Iso
           await vm.cleanUp();
           await channel?.close();
           if (vm.guest.failure) warnings.push(`The guest init failed: ${vm.guest.failure}`);
+          const result = report.value;
           return {
-            oomKilled: report?.oomKilled ?? false,
-            ...(report?.peakMemoryBytes === undefined ? {} : { peakMemoryBytes: report.peakMemoryBytes }),
-            ...(report?.cpuMs === undefined ? {} : { cpuMs: report.cpuMs }),
+            oomKilled: result?.oomKilled ?? false,
+            ...(result?.peakMemoryBytes === undefined ? {} : { peakMemoryBytes: result.peakMemoryBytes }),
+            ...(result?.cpuMs === undefined ? {} : { cpuMs: result.cpuMs }),
           };
         },
       });
+      return Object.assign(sandbox, { startup: warm ? ('warm' as const) : ('cold' as const) });
     },
+    drainPool: () => pool.drain(),
   };
+  return provider;
+}
+
+function vcpusOf(capabilities: Capabilities): number {
+  const cpus = capabilities.resources.cpus;
+  return cpus === undefined ? 1 : Math.max(1, Math.ceil(cpus));
+}
+
+/** What a booted, idle VM is fixed to: its jail's view, guest RAM, vCPUs and network. */
+function shapeKey(capabilities: Capabilities): string {
+  const sorted = (paths: string[]) => [...paths].sort();
+  return JSON.stringify([
+    sorted(capabilities.filesystem.read),
+    sorted(capabilities.filesystem.write),
+    sorted(capabilities.filesystem.deny),
+    capabilities.resources.memoryBytes,
+    capabilities.resources.cpus ?? null,
+    capabilities.network.mode,
+  ]);
 }

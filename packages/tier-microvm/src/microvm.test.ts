@@ -342,3 +342,36 @@ describe('microvm tier: allow-list through the egress proxy', () => {
     expect(result.violations.some((violation) => violation.port === other)).toBe(true);
   });
 });
+
+describe('microvm tier: warm pool', () => {
+  it('hands out booted VMs once each, never reused, and says which launches were warm', async () => {
+    const pooled = createMicrovmProvider({ acceleration: 'any', pool: { size: 1 } });
+    const directory = await workspace();
+    const capabilities = capabilitiesFor(directory);
+    const bootIds: string[] = [];
+    const startups: string[] = [];
+    try {
+      for (let index = 0; index < 3; index++) {
+        const sandbox = await pooled.launch({
+          command: ['cat', '/proc/sys/kernel/random/boot_id'],
+          capabilities,
+        });
+        startups.push(sandbox.startup);
+        sandbox.stdin.end();
+        const chunks: Buffer[] = [];
+        sandbox.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+        sandbox.stderr.resume();
+        const result = await sandbox.exited;
+        await sandbox[Symbol.asyncDispose]();
+        expect(result.exitCode).toBe(0);
+        bootIds.push(Buffer.concat(chunks).toString().trim());
+      }
+    } finally {
+      await pooled.drainPool();
+    }
+    expect(startups).toEqual(['cold', 'warm', 'warm']);
+    // A fresh guest kernel for every payload.
+    expect(new Set(bootIds).size).toBe(3);
+    expect(descendants().filter(isVmm)).toEqual([]);
+  });
+});

@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -55,6 +57,11 @@ export interface RunningVirtualMachine {
   vmmPeakMemoryBytes(): Promise<number | undefined>;
   /** Removes the VM's cgroup and private directory. Call after the VMM is gone. */
   cleanUp(): Promise<void>;
+  /** At process exit: removes the private directory (a stale cgroup is reaped at the next start). */
+  cleanUpSync(): void;
+  /** An idle VM in a pool must not keep the process alive; `attach()` undoes it at hand-out. */
+  detach(): void;
+  attach(): void;
 }
 
 /**
@@ -276,6 +283,17 @@ export async function startVirtualMachine(
         }
       },
       cleanUp,
+      cleanUpSync() {
+        rmSync(runDirectory, { recursive: true, force: true });
+      },
+      detach() {
+        vmm.unref();
+        for (const stream of [vmm.stdin, vmm.stdout, vmm.stderr]) (stream as Socket | null)?.unref?.();
+      },
+      attach() {
+        vmm.ref();
+        for (const stream of [vmm.stdin, vmm.stdout, vmm.stderr]) (stream as Socket | null)?.ref?.();
+      },
     };
   } catch (error) {
     await cleanUp();

@@ -1,0 +1,76 @@
+export interface WarmPoolOptions<Item> {
+  /** Idle items kept per key; 0 disables the pool. */
+  size: number;
+  /** Called when an item is booted and waits in the pool (e.g. so it does not keep the process alive). */
+  idle(item: Item): void;
+  /** Whether an idle item can still be handed out (its VM may have died meanwhile). */
+  usable(item: Item): boolean;
+  discard(item: Item): Promise<void>;
+  /** At process exit: only synchronous work runs then. */
+  discardSync(item: Item): void;
+}
+
+export interface WarmPool<Item> {
+  /**
+   * An idle item for `key`, or undefined when none is ready (or the pool is off). Either way the pool
+   * for `key` is refilled in the background with `boot`; an item is handed out once, never returned.
+   */
+  take(key: string, boot: () => Promise<Item>): Promise<Item | undefined>;
+  /** Discards every idle item. */
+  drain(): Promise<void>;
+}
+
+/** Booted, idle resources per shape, each handed out once. */
+export function createWarmPool<Item>(options: WarmPoolOptions<Item>): WarmPool<Item> {
+  const pending = new Map<string, Promise<Item | undefined>[]>();
+  const waiting = new Set<Item>();
+  let exitHook = false;
+
+  const fill = (key: string, boot: () => Promise<Item>) => {
+    const list = pending.get(key) ?? [];
+    pending.set(key, list);
+    while (list.length < options.size) {
+      list.push(
+        boot().then(
+          (item) => {
+            waiting.add(item);
+            options.idle(item);
+            return item;
+          },
+          // A failed background boot only means the next launch boots cold.
+          () => undefined,
+        ),
+      );
+    }
+    if (!exitHook) {
+      exitHook = true;
+      process.once('exit', () => {
+        for (const item of waiting) options.discardSync(item);
+      });
+    }
+  };
+
+  return {
+    async take(key, boot) {
+      if (options.size <= 0) return undefined;
+      const next = pending.get(key)?.shift();
+      fill(key, boot);
+      const item = next ? await next : undefined;
+      if (item === undefined) return undefined;
+      waiting.delete(item);
+      if (options.usable(item)) return item;
+      await options.discard(item);
+      return undefined;
+    },
+    async drain() {
+      const all = [...pending.values()].flat();
+      pending.clear();
+      for (const next of all) {
+        const item = await next;
+        if (item === undefined) continue;
+        waiting.delete(item);
+        await options.discard(item);
+      }
+    },
+  };
+}
