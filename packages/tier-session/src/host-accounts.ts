@@ -2,6 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import type { IdRange } from './identity-pool.js';
 
+/** bubblewrap reads ids as a signed 32-bit int. */
+export const BUBBLEWRAP_ID_LIMIT = 2 ** 31 - 1;
+
 export interface Account {
   name: string;
   uid: number;
@@ -104,7 +107,14 @@ export async function callerSubordinateRange(): Promise<IdRange | undefined> {
   const uids = subuid.find(mine);
   const gids = subgid.find(mine);
   if (!uids || !gids) return undefined;
-  return { firstUid: uids.start, firstGid: gids.start, count: Math.min(uids.count, gids.count) };
+  // bubblewrap parses --uid/--gid as a signed int: ids from 2^31 on cannot be handed to it.
+  const count = Math.min(
+    uids.count,
+    gids.count,
+    BUBBLEWRAP_ID_LIMIT - uids.start,
+    BUBBLEWRAP_ID_LIMIT - gids.start,
+  );
+  return count > 0 ? { firstUid: uids.start, firstGid: gids.start, count } : undefined;
 }
 
 /** The account `name` of /etc/passwd, unless it is root or the caller itself (neither is a boundary). */

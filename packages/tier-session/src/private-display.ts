@@ -4,6 +4,7 @@ import { chmod, chown, lstat, mkdir, open, unlink, writeFile } from 'node:fs/pro
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BulkheadError } from '@bulkhead/core';
+import { runOverSandboxIds } from './subordinate-account.js';
 
 /** Where X clients look for display N's socket; a sandbox gets exactly its own one bound there. */
 export const X11_SOCKET_DIRECTORY = '/tmp/.X11-unix';
@@ -105,6 +106,8 @@ export async function startPrivateDisplay(options: {
   directory: string;
   uid: number;
   gid: number;
+  /** `root`: spawned as uid/gid; `subordinate`: `bubblewrapPath` is the stand-in that maps them. */
+  switching: 'root' | 'subordinate';
   bubblewrapPath: string;
   xvfbPath: string;
   /** WIDTHxHEIGHTxDEPTH of screen 0. */
@@ -115,6 +118,7 @@ export async function startPrivateDisplay(options: {
   const { number, lockPath } = await claimDisplayNumber();
   const socketPath = posix.join(X11_SOCKET_DIRECTORY, `X${number}`);
   const authorityPath = posix.join(options.directory, 'Xauthority');
+  const subordinate = options.switching === 'subordinate';
   let child: ChildProcess | undefined;
   let stopped: Promise<void> | undefined;
   const stop = () => {
@@ -126,17 +130,27 @@ export async function startPrivateDisplay(options: {
       }
       // Only a socket of the sandbox's account is ours to remove: never follow or touch anything else.
       const socket = await lstat(socketPath).catch(() => undefined);
-      if (socket?.isSocket() && socket.uid === options.uid) await unlink(socketPath).catch(() => {});
+      if (socket?.isSocket() && socket.uid === options.uid) {
+        // /tmp/.X11-unix is sticky: only root, or the caller over its subordinate ids, may unlink it.
+        if (subordinate)
+          await runOverSandboxIds(options.uid, options.gid, ['rm', '-f', socketPath]).catch(() => {});
+        else await unlink(socketPath).catch(() => {});
+      }
       await unlink(lockPath).catch(() => {});
       await unlink(authorityPath).catch(() => {});
     })();
     return stopped;
   };
   try {
-    // Owned by the caller, readable by the sandbox's group only: the server and the payload need the cookie.
-    await writeFile(authorityPath, authorityEntry(number, randomBytes(16)), { mode: 0o640, flag: 'wx' });
-    await chown(authorityPath, process.getuid?.() ?? 0, options.gid);
-    await chmod(authorityPath, 0o640);
+    // The server and the payload need the cookie. A root caller makes it readable by the sandbox's
+    // group only; an unprivileged one cannot give it that group, and relies on the folder's
+    // unguessable name under a folder nobody else may list.
+    await writeFile(authorityPath, authorityEntry(number, randomBytes(16)), { mode: 0o600, flag: 'wx' });
+    if (subordinate) await chmod(authorityPath, 0o644);
+    else {
+      await chown(authorityPath, process.getuid?.() ?? 0, options.gid);
+      await chmod(authorityPath, 0o640);
+    }
     const system = ['/usr', '/etc', '/lib', '/lib64', '/bin', '/sbin'].flatMap((path) => [
       '--ro-bind-try',
       path,
@@ -145,6 +159,9 @@ export async function startPrivateDisplay(options: {
     child = spawn(
       options.bubblewrapPath,
       [
+        ...(subordinate
+          ? ['--unshare-user', '--uid', String(options.uid), '--gid', String(options.gid)]
+          : []),
         '--unshare-all',
         '--die-with-parent',
         '--new-session',
@@ -181,8 +198,7 @@ export async function startPrivateDisplay(options: {
         cwd: '/',
         env: {},
         stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-        uid: options.uid,
-        gid: options.gid,
+        ...(subordinate ? {} : { uid: options.uid, gid: options.gid }),
       },
     );
     child.once('error', () => {});

@@ -9,6 +9,7 @@ import {
 import { findExecutable, probeBubblewrap } from '@bulkhead/linux';
 import { callerSubordinateRange, transientRangeConflict } from './host-accounts.js';
 import type { IdRange } from './identity-pool.js';
+import { probeSubordinateSwitch } from './subordinate-account.js';
 
 /** How the sandbox's display is provided: see `SessionProviderOptions.display`. */
 export type DisplayMode = 'none' | 'private' | 'host';
@@ -22,8 +23,13 @@ export const DEFAULT_TRANSIENT_IDS: IdRange = {
 
 export interface SessionTierHost {
   report: ProbeReport;
-  /** How the sandbox's account is made: a root caller switches uid before bubblewrap starts. */
-  switching?: 'root';
+  /**
+   * How the sandbox's account is made: a root caller switches uid before bubblewrap starts; an
+   * unprivileged caller maps one of its subordinate ids through newuidmap and switches to it.
+   */
+  switching?: 'root' | 'subordinate';
+  /** The process tier this tier composes, created for the switch (unprivileged: the bubblewrap stand-in). */
+  inner?: IsolationProvider;
   range?: IdRange;
   bubblewrapPath?: string;
   xvfbPath?: string;
@@ -42,19 +48,21 @@ async function deviceNodes(folder: string, pattern: RegExp): Promise<string[]> {
  * namespace hides sandboxes from each other), plus how each sandbox gets its own account and display.
  */
 export async function probeSessionTier(options: {
-  inner: IsolationProvider;
+  createInner: (bubblewrapPath: string) => IsolationProvider;
   display: DisplayMode;
   transientIds?: IdRange;
   bubblewrapPath: string;
 }): Promise<SessionTierHost> {
-  const [inner, bubblewrap, xvfbPath] = await Promise.all([
-    options.inner.probe(),
-    probeBubblewrap(options.bubblewrapPath),
-    findExecutable('Xvfb'),
-  ]);
   const callerUid = process.getuid?.() ?? -1;
   const root = callerUid === 0;
   const range = root ? (options.transientIds ?? DEFAULT_TRANSIENT_IDS) : await callerSubordinateRange();
+  const subordinate = root ? undefined : await probeSubordinateSwitch(range, options.bubblewrapPath);
+  const innerProvider = options.createInner(subordinate?.wrapperPath ?? options.bubblewrapPath);
+  const [inner, bubblewrap, xvfbPath] = await Promise.all([
+    innerProvider.probe(),
+    probeBubblewrap(options.bubblewrapPath),
+    findExecutable('Xvfb'),
+  ]);
   const warnings = [...inner.warnings];
   let available = inner.available;
   let reason = inner.reason;
@@ -77,22 +85,31 @@ export async function probeSessionTier(options: {
         'pass createSessionProvider({ transientIds: { firstUid, firstGid, count } }) with a range no account, group or /etc/subuid entry uses';
     }
   }
-  if (available && !root) {
+  if (available && subordinate && !subordinate.usable) {
     available = false;
-    reason = range
-      ? `an unprivileged caller's sandbox would run under one of its subordinate ids (${range.firstUid}+${range.count} in /etc/subuid) through newuidmap, but the process tier cannot start bubblewrap inside such a mapping yet`
-      : 'an unprivileged caller needs subordinate ids in /etc/subuid and /etc/subgid to give each sandbox its own account, and this caller has none';
-    fix = range
-      ? 'run the caller as root, which switches to a transient uid directly'
-      : `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${process.env.USER ?? '<user>'} (as root), and install uidmap`;
+    reason = subordinate.reason;
+    fix = subordinate.fix;
+  }
+  const version1 = Object.entries(inner.facts).filter(
+    ([key, value]) => key.startsWith('cgroup.') && String(value).startsWith('v1'),
+  );
+  if (available && subordinate && version1.length > 0) {
+    // The kernel's rule for cgroup v1 (cgroup_procs_write_permission): an unprivileged writer may move
+    // only processes whose uid is its own, and the process tier places bubblewrap after the switch.
+    available = false;
+    reason = `cgroup v1 (${version1.map(([key]) => key.slice('cgroup.'.length)).join(', ')}) lets an unprivileged caller move only its own processes into a cgroup, and a session sandbox runs under a subordinate uid, so its limits could not be applied`;
+    fix =
+      'run the caller as root, or give it a delegated cgroup v2 subtree (systemd-run --user --scope -p Delegate=yes)';
   }
 
   const enforcement: Partial<Record<CapabilityKey, Enforcement>> = { ...inner.enforcement };
-  enforcement.identity = root
+  enforcement.identity = available
     ? {
         enforced: true,
-        mechanisms: ['uid-switch', 'user-namespace', 'pid-namespace'],
-        note: `a transient uid/gid per sandbox from ${range?.firstUid}+${range?.count}, or the account named by identity.name`,
+        mechanisms: root ? ['uid-switch', 'user-namespace'] : ['subordinate-ids', 'user-namespace'],
+        note: root
+          ? `a transient uid/gid per sandbox from ${range?.firstUid}+${range?.count}, or the account named by identity.name`
+          : `a subordinate uid/gid of the caller per sandbox (${range?.firstUid}+${range?.count}, /etc/subuid), mapped by newuidmap`,
       }
     : refused(reason ?? 'no way to switch accounts here', fix);
   const displayFix = "createSessionProvider({ display: 'private' }) gives the sandbox its own X server";
@@ -157,7 +174,11 @@ export async function probeSessionTier(options: {
     facts: {
       ...inner.facts,
       callerUid,
-      accountSwitch: root ? 'root: setuid/setgid before bubblewrap' : 'unavailable',
+      accountSwitch: root
+        ? 'root: setuid/setgid before bubblewrap'
+        : subordinate?.usable
+          ? 'subordinate ids: newuidmap/newgidmap, then setuid/setgid before bubblewrap'
+          : 'unavailable',
       transientIds: range ? `${range.firstUid}+${range.count}` : 'none',
       display: options.display,
       xvfb: xvfbPath ?? 'missing',
@@ -166,7 +187,8 @@ export async function probeSessionTier(options: {
   };
   return {
     report,
-    ...(available ? { switching: 'root' as const } : {}),
+    ...(available ? { switching: root ? ('root' as const) : ('subordinate' as const) } : {}),
+    inner: innerProvider,
     ...(range ? { range } : {}),
     ...(bubblewrap.path ? { bubblewrapPath: bubblewrap.path } : {}),
     ...(xvfbPath ? { xvfbPath } : {}),

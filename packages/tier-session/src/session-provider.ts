@@ -1,5 +1,6 @@
-import { randomUUID } from 'node:crypto';
-import { lstat, mkdir, rm } from 'node:fs/promises';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { chmod, lstat, mkdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { posix } from 'node:path';
 import {
   assertEnforceable,
@@ -32,6 +33,7 @@ import {
 } from './identity-record.js';
 import { type PrivateDisplay, startPrivateDisplay, X11_SOCKET_DIRECTORY } from './private-display.js';
 import { type DisplayMode, probeSessionTier, type SessionTierHost } from './probe-session-tier.js';
+import { returnOwnership, runOverSandboxIds } from './subordinate-account.js';
 
 export interface SessionProviderOptions {
   /**
@@ -109,11 +111,10 @@ export function createSessionProvider(options: SessionProviderOptions = {}): Iso
   const display = options.display ?? 'none';
   const bubblewrapPath = options.bubblewrapPath ?? 'bwrap';
   const auditLog = options.auditLog === undefined ? defaultAuditLogPath() : options.auditLog;
-  const inner = createProcessProvider({ mode: 'namespace', bubblewrapPath });
   let host: Promise<SessionTierHost> | undefined;
   const probeHost = () => {
     host ??= probeSessionTier({
-      inner,
+      createInner: (path) => createProcessProvider({ mode: 'namespace', bubblewrapPath: path }),
       display,
       bubblewrapPath,
       ...(options.transientIds === undefined ? {} : { transientIds: options.transientIds }),
@@ -132,14 +133,15 @@ export function createSessionProvider(options: SessionProviderOptions = {}): Iso
       const resolved = await probeHost();
       refuseDeviceRequests(spec.capabilities, display);
       assertEnforceable(spec.capabilities, resolved.report);
-      return launchSession(spec, resolved, { display, auditLog, inner });
+      return launchSession(spec, resolved, { display, auditLog });
     },
   };
 }
 
 async function leaseIdentity(capabilities: Capabilities, host: SessionTierHost, stateDirectory: string) {
   const name = capabilities.identity?.name;
-  const account = name === undefined ? undefined : await findAccount(name);
+  // Only root can switch to an account of /etc/passwd; an unprivileged caller's ids are its subordinates.
+  const account = name === undefined || host.switching !== 'root' ? undefined : await findAccount(name);
   if (account) {
     return leaseAccountIdentity({ name: account.name, uid: account.uid, gid: account.gid, stateDirectory });
   }
@@ -154,8 +156,19 @@ async function leaseIdentity(capabilities: Capabilities, host: SessionTierHost, 
 async function launchSession(
   spec: LaunchSpec,
   host: SessionTierHost,
-  settings: { display: DisplayMode; auditLog: string | false; inner: IsolationProvider },
+  settings: { display: DisplayMode; auditLog: string | false },
 ): Promise<Sandbox> {
+  if (!host.inner || !host.switching) {
+    throw new BulkheadError(
+      'TIER_UNAVAILABLE',
+      `Tier 'session' is not available on this host: ${host.report.reason}.`,
+      {
+        tier: 'session',
+      },
+    );
+  }
+  const processTier = host.inner;
+  const subordinate = host.switching === 'subordinate';
   const { capabilities } = spec;
   const id = spec.id ?? randomUUID();
   const cleanups: Cleanup[] = [];
@@ -169,15 +182,46 @@ async function launchSession(
     lease = await leaseIdentity(capabilities, host, posix.join(runtime, 'session-ids'));
     cleanups.push(lease.release);
     // Owned by the caller, closed to everyone else: the sandbox reaches its part only by grant.
-    const sessions = posix.join(runtime, 'sessions');
+    // An unprivileged caller's $XDG_RUNTIME_DIR is 0700: its subordinate uid could not reach a grant there.
+    const sessions = subordinate
+      ? posix.join(tmpdir(), `bulkhead-${process.getuid?.() ?? 'user'}`, 'sessions')
+      : posix.join(runtime, 'sessions');
     await mkdir(sessions, { recursive: true, mode: 0o711 });
-    const directory = posix.join(sessions, id.replace(/[^A-Za-z0-9_.-]/g, '_'));
+    await chmod(posix.dirname(sessions), 0o711).catch(() => {});
+    // The random part keeps the path unguessable for other local users (the id is in logs).
+    const directory = posix.join(
+      sessions,
+      `${id.replace(/[^A-Za-z0-9_.-]/g, '_')}-${randomBytes(8).toString('hex')}`,
+    );
     await mkdir(directory, { mode: 0o711 });
     cleanups.push(() => rm(directory, { recursive: true, force: true }));
-    // XDG_RUNTIME_DIR: a write grant, so (id-mapped for a root caller) the sandbox sees it as its own
-    // 0700 folder while whatever it leaves there is the caller's, and removed at the end.
+    // XDG_RUNTIME_DIR: a write grant. A root caller's is id-mapped, so the sandbox sees a 0700 folder
+    // of its own while what it leaves there is the caller's; a subordinate uid is given its own.
     const runtimeFolder = posix.join(directory, 'runtime');
-    await mkdir(runtimeFolder, { mode: 0o700 });
+    if (subordinate) {
+      await runOverSandboxIds(lease.uid, lease.gid, [
+        'sh',
+        '-c',
+        'mkdir -m 700 "$1" && chown 1:1 "$1"',
+        'sh',
+        runtimeFolder,
+      ]);
+    } else {
+      await mkdir(runtimeFolder, { mode: 0o700 });
+    }
+    const writeGrants = [...capabilities.filesystem.write, runtimeFolder];
+    if (subordinate) {
+      // Runs first at the end: what the sandbox wrote becomes the caller's before anything is removed.
+      cleanups.push(() => returnOwnership(writeGrants, lease.uid, lease.gid));
+      for (const path of capabilities.filesystem.write) {
+        const status = await stat(path).catch(() => undefined);
+        if (status && (status.mode & 0o002) === 0) {
+          warnings.push(
+            `${path} is a write grant, but the sandbox's subordinate uid ${lease.uid} may write only where others may (mode ${(status.mode & 0o777).toString(8)}): make it writable for others or add an ACL for the caller's subordinate ids, or run the caller as root (id-mapped grants).`,
+          );
+        }
+      }
+    }
 
     const environment: Record<string, string> = { ...capabilities.env, XDG_RUNTIME_DIR: runtimeFolder };
     const read = [...capabilities.filesystem.read];
@@ -187,6 +231,7 @@ async function launchSession(
           directory,
           uid: lease.uid,
           gid: lease.gid,
+          switching: host.switching,
           bubblewrapPath: host.bubblewrapPath ?? 'bwrap',
           xvfbPath: host.xvfbPath ?? 'Xvfb',
         });
@@ -211,7 +256,7 @@ async function launchSession(
       filesystem: {
         ...capabilities.filesystem,
         read,
-        write: [...capabilities.filesystem.write, runtimeFolder],
+        write: writeGrants,
       },
       // Enforced here, not by the process tier, which grants no device and no display.
       devices: { clipboard: false, audio: false, webcam: false, display: false, input: false },
@@ -230,8 +275,9 @@ async function launchSession(
       command: spec.command,
       start: new Date().toISOString(),
     };
-    inner = await withSandboxIdentity({ uid: lease.uid, gid: lease.gid, switchFromRoot: true }, () =>
-      settings.inner.launch({ ...spec, id, capabilities: innerCapabilities }),
+    // A subordinate uid is switched to by the bubblewrap stand-in the process tier was created with.
+    inner = await withSandboxIdentity({ uid: lease.uid, gid: lease.gid, switchFromRoot: !subordinate }, () =>
+      processTier.launch({ ...spec, id, capabilities: innerCapabilities }),
     );
     if (settings.auditLog) await appendIdentityRecord(settings.auditLog, record);
   } catch (error) {

@@ -1,0 +1,194 @@
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { BulkheadError } from '@bulkhead/core';
+import { findExecutable, runtimeDirectory } from '@bulkhead/linux';
+import type { IdRange } from './identity-pool.js';
+
+/*
+ * An unprivileged caller cannot setuid, but it owns the subordinate ids /etc/subuid gives it:
+ * newuidmap/newgidmap (package uidmap, setuid root) map one of them into a user namespace of its
+ * own, where the process switches to it before bubblewrap starts. From the host, the payload then
+ * runs as that subordinate uid, which no process of the caller shares.
+ */
+
+/**
+ * Starts bubblewrap as the sandbox's subordinate uid/gid. The process tier runs it in place of bwrap
+ * and passes its usual arguments; the ids are read from the first `--uid`/`--gid` (which the process
+ * tier puts before any path or variable). Without them (the probes' `--version`) it is plain bwrap.
+ */
+function wrapperScript(unshare: string, bubblewrap: string): string {
+  return `#!/bin/sh
+# Written by @bulkhead/tier-session: starts bubblewrap under a subordinate uid/gid of the caller.
+uid=
+gid=
+previous=
+for argument in "$@"; do
+  case "$previous" in
+    --uid) uid=$argument ;;
+    --gid) gid=$argument ;;
+  esac
+  [ -n "$uid" ] && [ -n "$gid" ] && break
+  previous=$argument
+done
+if [ -z "$uid" ] || [ -z "$gid" ]; then
+  exec ${bubblewrap} "$@"
+fi
+exec ${unshare} --user --map-users="$uid,$uid,1" --map-groups="$gid,$gid,1" --setuid "$uid" --setgid "$gid" -- ${bubblewrap} "$@"
+`;
+}
+
+export interface SubordinateSwitch {
+  usable: boolean;
+  /** The bubblewrap stand-in the process tier runs (when usable). */
+  wrapperPath?: string;
+  reason?: string;
+  fix?: string;
+}
+
+function runQuietly(file: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'], env: {} });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.once('error', (error) => resolve({ code: -1, stderr: error.message }));
+    child.once('close', (code) => resolve({ code, stderr }));
+  });
+}
+
+/**
+ * Can this caller run a process as one of its subordinate ids here? Tries it for real (newuidmap
+ * and newgidmap through util-linux's unshare), then writes the bubblewrap stand-in.
+ */
+export async function probeSubordinateSwitch(
+  range: IdRange | undefined,
+  bubblewrapPath: string,
+): Promise<SubordinateSwitch> {
+  const install = 'apt-get install uidmap (newuidmap, newgidmap) and util-linux 2.38+ (unshare --map-users)';
+  if (!range) {
+    return {
+      usable: false,
+      reason:
+        'the caller has no subordinate ids in /etc/subuid and /etc/subgid, so it cannot give a sandbox an account of its own',
+      fix: `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${process.env.USER ?? '<user>'} (as root)`,
+    };
+  }
+  const [unshare, newuidmap, newgidmap, bubblewrap] = await Promise.all([
+    findExecutable('unshare'),
+    findExecutable('newuidmap'),
+    findExecutable('newgidmap'),
+    findExecutable(bubblewrapPath),
+  ]);
+  if (!unshare || !newuidmap || !newgidmap || !bubblewrap) {
+    return { usable: false, reason: 'newuidmap, newgidmap, unshare or bubblewrap is missing', fix: install };
+  }
+  const trueProgram = (await findExecutable('true')) ?? '/bin/true';
+  const { firstUid: uid, firstGid: gid } = range;
+  const trial = await runQuietly(unshare, [
+    '--user',
+    `--map-users=${uid},${uid},1`,
+    `--map-groups=${gid},${gid},1`,
+    '--setuid',
+    String(uid),
+    '--setgid',
+    String(gid),
+    '--',
+    trueProgram,
+  ]);
+  if (trial.code !== 0) {
+    return {
+      usable: false,
+      reason: `switching to the subordinate id ${uid} failed: ${trial.stderr.trim() || `exit ${trial.code}`}`,
+      fix: install,
+    };
+  }
+  const directory = runtimeDirectory();
+  await mkdir(directory, { recursive: true, mode: 0o711 });
+  const wrapperPath = posix.join(directory, 'session-bubblewrap');
+  const script = wrapperScript(unshare, bubblewrap);
+  const current = await readFile(wrapperPath, 'utf8').catch(() => undefined);
+  if (current !== script) {
+    await writeFile(`${wrapperPath}.${process.pid}`, script, { mode: 0o755 });
+    await chmod(`${wrapperPath}.${process.pid}`, 0o755);
+    const { rename } = await import('node:fs/promises');
+    await rename(`${wrapperPath}.${process.pid}`, wrapperPath);
+  }
+  return { usable: true, wrapperPath };
+}
+
+/**
+ * Runs `argv` as the caller with power over the sandbox's subordinate ids: in a user namespace that
+ * maps the caller to 0 and the sandbox's uid/gid to 1, where root may chown and unlink files of
+ * both (never of anyone else: other ids are unmapped there). Used to give the caller back what the
+ * sandbox wrote, and to remove what it left in sticky folders.
+ */
+export async function runOverSandboxIds(uid: number, gid: number, argv: string[]): Promise<void> {
+  const ownNamespace = await readlink('/proc/self/ns/user');
+  const child = spawn('unshare', ['--user', '--', 'sh', '-c', 'read ready && exec "$@"', 'sh', ...argv], {
+    stdio: ['pipe', 'ignore', 'pipe'],
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  try {
+    const pid = child.pid!;
+    for (let attempt = 0; ; attempt++) {
+      const current = await readlink(`/proc/${pid}/ns/user`).catch(() => ownNamespace);
+      if (current !== ownNamespace) break;
+      if (attempt > 2000 || child.exitCode !== null) throw new Error('unshare --user made no user namespace');
+      await delay(1);
+    }
+    const callerUid = process.getuid?.() ?? 0;
+    const callerGid = process.getgid?.() ?? 0;
+    for (const [program, own, sandbox] of [
+      ['newuidmap', callerUid, uid],
+      ['newgidmap', callerGid, gid],
+    ] as const) {
+      const mapped = await runQuietly(program, [
+        String(pid),
+        '0',
+        String(own),
+        '1',
+        '1',
+        String(sandbox),
+        '1',
+      ]);
+      if (mapped.code !== 0) throw new Error(`${program}: ${mapped.stderr.trim()}`);
+    }
+    child.stdin.end('ready\n');
+    const code = await exited;
+    if (code !== 0) throw new Error(`${argv[0]} exited ${code}: ${stderr.trim()}`);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw new BulkheadError(
+      'OWNERSHIP_RETURN_FAILED',
+      `Could not act on the files of the sandbox's subordinate uid ${uid}: ${(error as Error).message}. Files it wrote may still be owned by it. Fix: chown them back as root, and check newuidmap/newgidmap (package uidmap).`,
+      { tier: 'session', cause: error },
+    );
+  }
+}
+
+/**
+ * Gives the caller back every file the sandbox's uid/gid owns inside `paths` (its write grants):
+ * `chown -R -P -h` never follows a symbolic link (it changes the link itself), and `--from` touches
+ * only what the sandbox's ids own.
+ */
+export async function returnOwnership(paths: string[], uid: number, gid: number): Promise<void> {
+  if (paths.length === 0) return;
+  await runOverSandboxIds(uid, gid, [
+    'sh',
+    '-c',
+    'chown -R -P -h --from=1 0 "$@"; chown -R -P -h --from=:1 :0 "$@"',
+    'sh',
+    ...paths,
+  ]);
+}
