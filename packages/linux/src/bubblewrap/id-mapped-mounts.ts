@@ -71,13 +71,17 @@ interface IdMapNamespace {
   fd: number;
   handle: FileHandle;
   users: number;
+  closed: boolean;
 }
 
 /**
- * Id-map namespaces by `uid:gid`. The shared sandbox id of the process tier keeps its namespace for
- * the process's lifetime (one `unshare` per process); other ids (the session tier's transient ones)
- * drop theirs once no staging uses it: an attached mount holds its own reference to the namespace.
+ * Id-map namespaces by `uid:gid`, most recently used last. Making one costs a process (~15 ms), so
+ * they are kept for reuse: the shared sandbox id of the process tier for the process's lifetime,
+ * others (the session tier's transient ids, which it hands out lowest first so that they repeat)
+ * until more than `KEPT_NAMESPACES` are idle. An attached mount holds its own reference, so
+ * dropping one never affects a staging that used it.
  */
+const KEPT_NAMESPACES = 64;
 const namespaces = new Map<string, Promise<IdMapNamespace>>();
 
 /**
@@ -90,23 +94,30 @@ async function acquireIdMapNamespace(uid: number, gid: number): Promise<number> 
   let entry = namespaces.get(key);
   if (!entry) {
     entry = createIdMapNamespace(uid, gid);
-    namespaces.set(key, entry);
     entry.catch(() => namespaces.delete(key));
   }
+  namespaces.delete(key);
+  namespaces.set(key, entry);
   const namespace = await entry;
+  // Dropped while this caller waited for it: make another.
+  if (namespace.closed) return acquireIdMapNamespace(uid, gid);
   namespace.users++;
   return namespace.fd;
 }
 
 async function releaseIdMapNamespace(uid: number, gid: number): Promise<void> {
-  const key = `${uid}:${gid}`;
-  const entry = namespaces.get(key);
-  if (!entry) return;
-  const namespace = await entry;
-  namespace.users--;
-  if (namespace.users > 0 || (uid === ROOT_CALLER_SANDBOX_ID && gid === ROOT_CALLER_SANDBOX_ID)) return;
-  namespaces.delete(key);
-  await namespace.handle.close();
+  const entry = namespaces.get(`${uid}:${gid}`);
+  if (entry) (await entry).users--;
+  if (namespaces.size <= KEPT_NAMESPACES) return;
+  for (const [key, candidate] of namespaces) {
+    if (namespaces.size <= KEPT_NAMESPACES) break;
+    if (key === `${ROOT_CALLER_SANDBOX_ID}:${ROOT_CALLER_SANDBOX_ID}`) continue;
+    const namespace = await candidate.catch(() => undefined);
+    if (!namespace || namespace.users > 0) continue;
+    namespaces.delete(key);
+    namespace.closed = true;
+    await namespace.handle.close();
+  }
 }
 
 async function createIdMapNamespace(uid: number, gid: number): Promise<IdMapNamespace> {
@@ -130,7 +141,7 @@ async function createIdMapNamespace(uid: number, gid: number): Promise<IdMapName
     await writeFile(`/proc/${pid}/uid_map`, `0 ${uid} 1\n`);
     await writeFile(`/proc/${pid}/gid_map`, `0 ${gid} 1\n`);
     const handle = await open(`/proc/${pid}/ns/user`, 'r');
-    return { fd: handle.fd, handle, users: 0 };
+    return { fd: handle.fd, handle, users: 0, closed: false };
   } finally {
     holder.stdin?.end();
     holder.kill('SIGKILL');
