@@ -1,4 +1,3 @@
-import { randomInt } from 'node:crypto';
 import { type FileHandle, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { BulkheadError } from '@bulkhead/core';
@@ -84,8 +83,9 @@ async function prepareDirectory(directory: string): Promise<void> {
 }
 
 /**
- * Reserves one id of `range` that no other sandbox on this host holds. The search starts at a random
- * place so that concurrent callers rarely contend for the same lock.
+ * Reserves one id of `range` that no other sandbox on this host holds, lowest first: ids that come
+ * back are handed out again (after their sandbox and everything it ran are gone), so a busy host
+ * cycles through a few ids and reuses their id-mapping instead of making one per sandbox.
  */
 export async function leaseTransientIdentity(options: {
   range: IdRange;
@@ -93,9 +93,7 @@ export async function leaseTransientIdentity(options: {
 }): Promise<IdentityLease> {
   const { range, stateDirectory } = options;
   await prepareDirectory(stateDirectory);
-  const start = range.count > 1 ? randomInt(range.count) : 0;
-  for (let step = 0; step < range.count; step++) {
-    const index = (start + step) % range.count;
+  for (let index = 0; index < range.count; index++) {
     const uid = range.firstUid + index;
     const handle = await tryLock(stateDirectory, uid);
     if (!handle) continue;
