@@ -365,6 +365,8 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Mic
     idle: ({ vm }) => vm.detach(),
     usable: ({ vm }) => vm.vmm.exitCode === null && vm.vmm.signalCode === null,
     discard: async ({ vm }) => {
+      // Waiting for its end must keep the process alive.
+      vm.attach();
       vm.kill();
       await vm.guest.ready.catch(() => {});
       await new Promise<void>((resolve) => {
