@@ -30,6 +30,7 @@ export {
   guestKernelLocation,
   missingKernelOptions,
 } from './guest-kernel.js';
+export { type HostRequirement, MICROVM_HOST_REQUIREMENTS } from './host-requirements.js';
 export {
   createMicrovmProvider,
   type MicrovmProvider,
