@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { checkResult, MISSION_TARGETS } from './check.js';
 import { resultFixture, samples } from './result-fixture.js';
+import { summarize } from './statistics.js';
 
 const MEBIBYTE = 1024 * 1024;
 
@@ -46,6 +47,15 @@ describe('check mode: mission targets', () => {
   it('fails a CPU-bound ratio at or above 1.05', () => {
     const result = resultFixture();
     result.cpu[0]!.ratio = 1.2;
+    expect(levelOf(checkResult(result), 'cpu:process-namespace:cpu-bound')).toBe('fail');
+  });
+
+  it('only warns about a CPU ratio whose back-to-back pairs disagree by more than the margin', () => {
+    const result = resultFixture();
+    result.cpu[0]!.ratio = 1.2;
+    result.cpu[0]!.pairRatios = summarize([0.8, 1.0, 1.2, 1.3, 1.4]);
+    expect(levelOf(checkResult(result), 'cpu:process-namespace:cpu-bound')).toBe('warn');
+    result.cpu[0]!.pairRatios = summarize([1.19, 1.2, 1.2, 1.21, 1.22]);
     expect(levelOf(checkResult(result), 'cpu:process-namespace:cpu-bound')).toBe('fail');
   });
 

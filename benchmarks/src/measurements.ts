@@ -196,12 +196,18 @@ export async function measureCpu(bench: Bench): Promise<CpuFigure[]> {
         );
         continue;
       }
+      // Each round ran outside then inside back to back: the spread of their ratios says how finely
+      // this machine can tell the two apart right now.
+      const pairs = inside.samples
+        .slice(0, outside.samples.length)
+        .map((value, index) => value / outside.samples[index]!);
       figures.push({
         subject: prepared.subject.id,
         job,
         inside,
         outside,
         ratio: inside.summary.median / outside.summary.median,
+        ...(pairs.length > 0 ? { pairRatios: summarize(pairs) } : {}),
       });
     }
   }

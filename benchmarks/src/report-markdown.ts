@@ -1,5 +1,6 @@
 import { formatBytes, formatMilliseconds, formatRatio } from './format.js';
 import type { BenchResult, SampleSet, SubjectRecord } from './result.js';
+import { cpuFigureNoisy, PAIR_RATIO_IQR_LIMIT } from './statistics.js';
 
 const NOISY = '⚠';
 
@@ -137,8 +138,7 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
     const rows = subjects.map((id) => {
       const bound = result.cpu.find((figure) => figure.subject === id && figure.job === 'cpu-bound');
       const heavy = result.cpu.find((figure) => figure.subject === id && figure.job === 'syscall-heavy');
-      const noisy = (figure: typeof bound) =>
-        figure && (figure.inside.summary.noisy || figure.outside.summary.noisy) ? ` ${NOISY}` : '';
+      const noisy = (figure: typeof bound) => (figure && cpuFigureNoisy(figure) ? ` ${NOISY}` : '');
       return [
         labelOf(result, id),
         `${formatRatio(bound?.ratio)}${noisy(bound)}`,
@@ -260,6 +260,11 @@ function noisyFigures(result: BenchResult): string[] {
   for (const figure of result.cpu) {
     note(`${labelOf(result, figure.subject)}, ${figure.job} inside`, figure.inside);
     note(`${labelOf(result, figure.subject)}, ${figure.job} outside`, figure.outside);
+    if (figure.pairRatios && figure.pairRatios.iqr > PAIR_RATIO_IQR_LIMIT) {
+      lines.push(
+        `- ${labelOf(result, figure.subject)}, ${figure.job}: inside/outside of back-to-back pairs spread by ${figure.pairRatios.iqr.toFixed(2)} (IQR), too coarse to tell ${(PAIR_RATIO_IQR_LIMIT * 100).toFixed(0)}% apart`,
+      );
+    }
   }
   return lines;
 }

@@ -116,6 +116,8 @@ export interface CpuFigure {
   outside: SampleSet;
   /** median(inside) / median(outside). */
   ratio: number;
+  /** inside/outside of each back-to-back pair: its IQR is how finely this run resolves the ratio. */
+  pairRatios?: Summary;
 }
 
 export interface ConcurrencyFigure {

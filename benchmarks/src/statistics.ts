@@ -77,6 +77,25 @@ export function spreadReasons(samples: readonly number[]): string[] {
   return reasons;
 }
 
+/**
+ * A CPU ratio whose back-to-back pairs spread wider than this (IQR of inside/outside) cannot tell a
+ * 5% overhead from the machine's own drift: it is noisy, whatever each side's spread.
+ */
+export const PAIR_RATIO_IQR_LIMIT = 0.05;
+
+/** Is a CPU figure too noisy to judge: either side spread out, or its pairs disagreeing? */
+export function cpuFigureNoisy(figure: {
+  inside: { summary: Summary };
+  outside: { summary: Summary };
+  pairRatios?: Summary;
+}): boolean {
+  return (
+    figure.inside.summary.noisy ||
+    figure.outside.summary.noisy ||
+    (figure.pairRatios !== undefined && figure.pairRatios.iqr > PAIR_RATIO_IQR_LIMIT)
+  );
+}
+
 export function summarize(samples: readonly number[]): Summary {
   const values = sorted(samples);
   const q1 = quantile(values, 0.25);

@@ -328,7 +328,7 @@ export const qemuSubject: Subject = {
     }
     throw new BulkheadError(
       'BENCHMARK_SUBJECT_UNAVAILABLE',
-      'QEMU is installed, but tier-microvm does not provide a guest kernel and init to boot yet.',
+      'not measured yet: this row should boot the guest kernel and init of tier-microvm under bare QEMU (no jail, no Bulkhead); the benchmark does not drive QEMU itself yet',
     );
   },
 };
