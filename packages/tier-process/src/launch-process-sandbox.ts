@@ -254,10 +254,10 @@ async function startNamespace(
       },
     );
   }
-  // Both processes wait (bwrap's sandbox process on the block fd): nothing of the payload runs yet,
-  // so whatever it starts is born inside the cgroups.
+  // bwrap's sandbox process waits on the block fd: nothing of the payload runs yet, so whatever it
+  // starts is born inside the cgroups.
   try {
-    await resources.cgroup.addProcess(bwrapPid);
+    // bwrap's own monitor stays outside: it is the supervisor, not the sandbox, and exits with it.
     await resources.cgroup.addProcess(childPid);
   } catch (error) {
     // Gone before it was placed: bubblewrap failed while setting up, and said why on stderr.

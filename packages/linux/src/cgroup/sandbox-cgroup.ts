@@ -254,8 +254,10 @@ export async function createSandboxCgroup(options: {
     warnings,
     directories: directories.map((directory) => directory.path),
     async addProcess(pid) {
-      for (const directory of directories)
-        await writeFile(posix.join(directory.path, 'cgroup.procs'), String(pid));
+      // Together rather than in turn: each hierarchy's migration waits on the same kernel lock.
+      await Promise.all(
+        directories.map((directory) => writeFile(posix.join(directory.path, 'cgroup.procs'), String(pid))),
+      );
     },
     processes: processes_,
     async signal(signal, exclude = []) {
