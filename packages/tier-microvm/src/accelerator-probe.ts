@@ -96,6 +96,7 @@ async function bootOnce(options: KvmProbeOptions, module: string | undefined): P
     vcpus: 1,
     filesystem: { read: [], write: [], deny: [] },
     bubblewrap: options.bubblewrap,
+    cacheDirectory: options.cacheDirectory,
   });
   const timer = setTimeout(vm.kill, options.timeoutMs ?? 20_000);
   // QEMU pauses the VM on a KVM emulation failure instead of exiting: no need to wait it out.

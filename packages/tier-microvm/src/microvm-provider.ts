@@ -318,6 +318,7 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Mic
         ...(cpus === undefined ? {} : { cpus }),
         filesystem: capabilities.filesystem,
         bubblewrap,
+        cacheDirectory,
         onReport: (received) => {
           report.value = received;
         },

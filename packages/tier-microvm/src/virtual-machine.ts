@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { BulkheadError, type Capabilities } from '@bulkhead/core';
 import {
@@ -14,6 +15,7 @@ import {
   type SandboxCgroup,
   SHIM_SANDBOX_PATH,
 } from '@bulkhead/linux';
+import { defaultCacheDirectory } from './cache-directory.js';
 import type { GuestExitReport } from './control-channel.js';
 import { GuestProcess } from './guest-process.js';
 import type { Accelerator, VmmBackend } from './vmm-backend.js';
@@ -39,6 +41,8 @@ export interface StartVirtualMachineOptions {
   kernelArguments?: string[];
   /** CPU bandwidth of the whole VMM (vCPUs and emulation), in CPUs; absent: unlimited. */
   cpus?: number;
+  /** Default: `defaultCacheDirectory()`. */
+  cacheDirectory?: string;
 }
 
 /** Where the relay (the guest init binary, in relay mode) sits in the jail. */
@@ -87,6 +91,37 @@ function readToEnd(stream: unknown): Promise<Buffer> {
     readable.once('error', () => resolve(Buffer.concat(chunks)));
     readable.once('close', () => resolve(Buffer.concat(chunks)));
   });
+}
+
+const shimCopies = new Map<string, Promise<string>>();
+
+/**
+ * @bulkhead/linux's exec shim, copied once per process into this package's cache (by content): the
+ * original lives in that package's build output, which a rebuild empties while VMs keep starting.
+ */
+function privateShimCopy(cacheDirectory: string): Promise<string> {
+  let copy = shimCopies.get(cacheDirectory);
+  if (copy) return copy;
+  copy = (async () => {
+    const original = await ensureShim();
+    const data = await readFile(original);
+    const path = join(
+      defaultCacheDirectory(),
+      'shim',
+      createHash('sha256').update(data).digest('hex'),
+      'bulkhead-shim',
+    );
+    if (!existsSync(path)) {
+      await mkdir(dirname(path), { recursive: true });
+      const temporary = `${path}.${process.pid}.tmp`;
+      await writeFile(temporary, data, { mode: 0o755 });
+      await rename(temporary, path);
+    }
+    return path;
+  })();
+  shimCopies.set(cacheDirectory, copy);
+  copy.catch(() => shimCopies.delete(cacheDirectory));
+  return copy;
 }
 
 /**
@@ -195,7 +230,10 @@ export async function startVirtualMachine(
       emptyFile,
       filesystem: options.filesystem,
       extraBinds: [
-        { source: await ensureShim(), target: SHIM_SANDBOX_PATH },
+        {
+          source: await privateShimCopy(options.cacheDirectory ?? defaultCacheDirectory()),
+          target: SHIM_SANDBOX_PATH,
+        },
         ...(options.egress ? [{ source: options.egress.relayHostPath, target: RELAY_JAIL_PATH }] : []),
       ],
       ...(options.egress ? { sockets: [options.egress.socketPath] } : {}),
@@ -239,8 +277,19 @@ export async function startVirtualMachine(
     }
     // Both wait (the jail on its block fd): the VMM is born inside its cgroup.
     if (cgroup) {
-      await cgroup.addProcess(vmm.pid);
-      await cgroup.addProcess(jailPid);
+      try {
+        await cgroup.addProcess(vmm.pid);
+        await cgroup.addProcess(jailPid);
+      } catch (error) {
+        // Gone before it was placed: bubblewrap failed while setting up, and said why.
+        kill();
+        await guest.ready.catch(() => {});
+        throw new BulkheadError(
+          'LAUNCH_FAILED',
+          `The VMM's jail stopped before the VMM ran: ${guest.vmmOutput.trim() || (error as Error).message}.`,
+          { tier: 'microvm', fix: 'run bulkhead doctor to see what this host lacks', cause: error },
+        );
+      }
     }
     for (const [index, data] of plan.fds.entries()) endPipe(vmm.stdio[3 + index], data);
     const status = readToEnd(vmm.stdio[plan.statusFd]);
