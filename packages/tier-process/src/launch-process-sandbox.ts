@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chown, mkdir, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { posix } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -17,6 +17,7 @@ import {
 import {
   buildBubblewrapArguments,
   createSandboxCgroup,
+  ownerProcessAlive,
   planShim,
   prepareRuntimeDirectory,
   readShimStatus,
@@ -306,6 +307,25 @@ async function startNamespace(
   };
 }
 
+let staleFoldersReaped: Promise<unknown> | undefined;
+
+/**
+ * Removes the private /tmp and HOME folders of shim-only sandboxes whose owner process died before
+ * disposing them. They hold no mount (shim-only mode makes none), so removing them is safe.
+ */
+export async function reapStaleSandboxFolders(runtimeDirectory: string): Promise<number> {
+  const folder = posix.join(runtimeDirectory, 'sandboxes');
+  const entries = await readdir(folder).catch(() => [] as string[]);
+  let removed = 0;
+  for (const entry of entries) {
+    const owner = /^(\d+)-/.exec(entry)?.[1];
+    if (owner === undefined || ownerProcessAlive(Number(owner))) continue;
+    await rm(posix.join(folder, entry), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}
+
 async function startShimOnly(
   spec: LaunchSpec,
   id: string,
@@ -316,6 +336,8 @@ async function startShimOnly(
   const { capabilities } = spec;
   const identity = sandboxIdentity();
   const runtime = await prepareRuntimeDirectory();
+  staleFoldersReaped ??= reapStaleSandboxFolders(runtime.directory).catch(() => 0);
+  await staleFoldersReaped;
   // No mount namespace: the private /tmp and HOME are folders of the host, removed at dispose.
   const privateRoot = posix.join(runtime.directory, 'sandboxes', sandboxCgroupName(id));
   const home = posix.join(privateRoot, 'home');

@@ -173,6 +173,39 @@ describe.each(modes)('process tier, %s mode', (mode) => {
     }
   });
 
+  it('denies devices by default: no sound, video, input, DRM, GPU or KVM node can be opened', async () => {
+    const workspace = await makeWorkspace();
+    const nodes = [
+      '/dev/kvm',
+      '/dev/snd/controlC0',
+      '/dev/video0',
+      '/dev/input/event0',
+      '/dev/uinput',
+      '/dev/dri/card0',
+      '/dev/nvidia0',
+      '/dev/mem',
+    ];
+    const script = nodes.map((node) => `(exec 3<>${node}) 2>/dev/null && echo "OPENED ${node}"`).join('; ');
+    const result = await runIn(mode, capabilitiesFor(workspace), ['sh', '-c', `${script}; echo checked`]);
+    expect(result.stdout).toBe('checked\n');
+  });
+
+  it('refuses GPUs where no GPU device node exists (fail closed)', async () => {
+    const report = await createProcessProvider({ mode }).probe();
+    const workspace = await makeWorkspace();
+    const attempt = runIn(
+      mode,
+      capabilitiesFor(workspace, (base) => ({ ...base, resources: { ...base.resources, gpus: 'all' } })),
+      ['true'],
+    );
+    if (report.enforcement['resources.gpus']?.enforced) {
+      // A host with a GPU: the grant is honoured instead.
+      expect((await attempt).exitCode).toBe(0);
+    } else {
+      await expect(attempt).rejects.toThrow(/no GPU device nodes/);
+    }
+  });
+
   it('launches 100 sandboxes at once, all of them successfully', async () => {
     const workspace = await makeWorkspace();
     const provider = createProcessProvider({ mode });

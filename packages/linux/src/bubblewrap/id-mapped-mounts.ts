@@ -14,7 +14,7 @@ import { posix } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BulkheadError } from '@bulkhead/core';
 import koffi from 'koffi';
-import { ROOT_CALLER_SANDBOX_ID } from '../host/host-facts.js';
+import { ownerProcessAlive, ROOT_CALLER_SANDBOX_ID } from '../host/host-facts.js';
 import { runtimeDirectory } from './runtime-directory.js';
 
 /*
@@ -265,15 +265,6 @@ export async function stageIdMappedMounts(options: {
   return { sources, release };
 }
 
-function ownerAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Unmounts and removes the staging folders of sandboxes whose owner process died. */
 export async function reapStaleStaging(): Promise<number> {
   const root = stagingRoot();
@@ -285,7 +276,7 @@ export async function reapStaleStaging(): Promise<number> {
   }
   const stale = entries.filter((entry) => {
     const match = /^(\d+)-/.exec(entry);
-    return match !== null && !ownerAlive(Number(match[1]));
+    return match !== null && !ownerProcessAlive(Number(match[1]));
   });
   if (stale.length === 0) return 0;
   const mountInfo = await readFile('/proc/self/mountinfo', 'utf8');

@@ -2,6 +2,7 @@ import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/prom
 import { posix } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BulkheadError } from '@bulkhead/core';
+import { ownerProcessAlive } from '../host/host-facts.js';
 import {
   type CgroupFeature,
   type CgroupMechanism,
@@ -327,15 +328,6 @@ async function removeDirectories(paths: string[]): Promise<void> {
   }
 }
 
-function ownerAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Removes sandbox cgroups whose owner process is dead (a caller that crashed before dispose): kills
  * what still runs in them, then removes them. Returns the number of cgroups removed.
@@ -362,7 +354,7 @@ export async function reapStaleCgroups(support?: CgroupSupport): Promise<number>
     }
     for (const entry of entries) {
       const match = /^(\d+)-/.exec(entry);
-      if (!match || ownerAlive(Number(match[1]))) continue;
+      if (!match || ownerProcessAlive(Number(match[1]))) continue;
       stale.set(entry, [...(stale.get(entry) ?? []), posix.join(base, entry)]);
     }
   }

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { execFile, spawn } from 'node:child_process';
-import { constants } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { delimiter, posix } from 'node:path';
@@ -237,4 +237,22 @@ export interface HostFacts {
 
 export function hostFacts(): HostFacts {
   return { kernel: release(), architecture: process.arch, callerUid: process.getuid?.() ?? -1 };
+}
+
+/**
+ * Is the process that owns a sandbox (by the pid in its cgroup or folder name) still running? A
+ * zombie counts as dead: it will never dispose what it made.
+ */
+export function ownerProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
