@@ -156,6 +156,32 @@ describe.skipIf(!hasX)('displays', () => {
     );
   }
 
+  // A grant of / itself fails in the process tier (bwrap cannot make /run/bulkhead/home in the
+  // read-only root), reported to its owner; /tmp is where the display sockets live.
+  for (const grant of ['/tmp']) {
+    it.skipIf(!callerIsRoot)(
+      `a read grant of ${grant} does not bring the desktop's sockets along`,
+      async () => {
+        const provider = createSessionProvider({ display: 'private', auditLog: false });
+        const { result, lines } = await probe(provider, (base) => ({
+          ...base,
+          filesystem: { ...base.filesystem, read: [...base.filesystem.read, grant] },
+          devices: { ...base.devices, display: true },
+        }));
+        expect(result.exitCode, result.stderr).toBe(0);
+        // The socket's path is masked by an unreadable file: connect() is refused with EACCES.
+        expect(lines[0]).toBe('desktop-path refused PermissionError');
+        expect(lines.slice(1)).toEqual([
+          expect.stringMatching(/^desktop-abstract refused/),
+          'desktop-clipboard refused OSError',
+          'own-display works',
+          'own-clipboard round-trip',
+        ]);
+        expect(alive(desktop!.clipboard)).toBe(true);
+      },
+    );
+  }
+
   it.skipIf(!callerIsRoot)('display none: no DISPLAY, and asking for a display is refused', async () => {
     const provider = createSessionProvider({ auditLog: false });
     const { lines } = await probe(provider, (base) => base);

@@ -16,6 +16,7 @@ import {
 } from '@bulkhead/core';
 import { runtimeDirectory, withSandboxIdentity } from '@bulkhead/linux';
 import { createProcessProvider } from '@bulkhead/tier-process';
+import { desktopDenies } from './desktop-paths.js';
 import { findAccount } from './host-accounts.js';
 import {
   type IdentityLease,
@@ -250,6 +251,13 @@ async function launchSession(
       }
     }
 
+    const grants = [...read, ...writeGrants];
+    const deny = [
+      ...capabilities.filesystem.deny,
+      ...(await desktopDenies(grants, [
+        ...read.filter((path) => !capabilities.filesystem.read.includes(path)),
+      ])),
+    ];
     const { identity: _identity, ...rest } = capabilities;
     const innerCapabilities: Capabilities = {
       ...rest,
@@ -257,6 +265,7 @@ async function launchSession(
         ...capabilities.filesystem,
         read,
         write: writeGrants,
+        deny: [...new Set(deny)],
       },
       // Enforced here, not by the process tier, which grants no device and no display.
       devices: { clipboard: false, audio: false, webcam: false, display: false, input: false },
