@@ -1,7 +1,7 @@
 import { describeIsolationProvider } from '@bulkhead/conformance';
-import { createSessionProvider } from './index.js';
+import { testSessionProvider } from './test-support.js';
 
-describeIsolationProvider(createSessionProvider({ auditLog: false }), {
+describeIsolationProvider(testSessionProvider(), {
   name: 'session tier',
   skip: {
     // bubblewrap (0.8) always exports PWD after its chdir (as on the process tier), and this tier sets

@@ -6,13 +6,13 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { BulkheadError, type Capabilities, createNoneProvider } from '@bulkhead/core';
 import { findExecutable } from '@bulkhead/linux';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSessionProvider } from './index.js';
 import {
   callerIsRoot,
   makeWorkspace,
   PYTHON,
   runIn,
   sessionCapabilities,
+  testSessionProvider,
   transientlyOwned,
 } from './test-support.js';
 
@@ -132,7 +132,7 @@ describe.skipIf(!hasX)('displays', () => {
     it.skipIf(!callerIsRoot)(
       `display private (network ${network}): its own display and clipboard work, the desktop is unreachable and its clipboard unread`,
       async () => {
-        const provider = createSessionProvider({ display: 'private', auditLog: false });
+        const provider = testSessionProvider({ display: 'private' });
         const { result, lines } = await probe(provider, (base) => ({
           ...base,
           network: { mode: network, allow: [] },
@@ -162,7 +162,7 @@ describe.skipIf(!hasX)('displays', () => {
     it.skipIf(!callerIsRoot)(
       `a read grant of ${grant} does not bring the desktop's sockets along`,
       async () => {
-        const provider = createSessionProvider({ display: 'private', auditLog: false });
+        const provider = testSessionProvider({ display: 'private' });
         const { result, lines } = await probe(provider, (base) => ({
           ...base,
           filesystem: { ...base.filesystem, read: [...base.filesystem.read, grant] },
@@ -182,8 +182,31 @@ describe.skipIf(!hasX)('displays', () => {
     );
   }
 
+  // The explicit opt-in: the sandbox gets the caller's own display, and the result says so aloud.
+  it.skipIf(!callerIsRoot)("display host: the caller's display, with a warning", async () => {
+    const provider = testSessionProvider({ display: 'host' });
+    const saved = process.env.DISPLAY;
+    process.env.DISPLAY = desktop!.display;
+    try {
+      const { result, lines } = await probe(provider, (base) => ({
+        ...base,
+        devices: { ...base.devices, display: true },
+      }));
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(lines).toContain('desktop-path ESCAPED connected');
+      expect(lines).toContain('own-display works');
+      expect(result.warnings.join('\n')).toMatch(/display: 'host'/);
+    } finally {
+      if (saved === undefined) delete process.env.DISPLAY;
+      else process.env.DISPLAY = saved;
+      // It may have taken the desktop's single paste.
+      stopDesktop(desktop);
+      desktop = await startDesktop();
+    }
+  });
+
   it.skipIf(!callerIsRoot)('display none: no DISPLAY, and asking for a display is refused', async () => {
-    const provider = createSessionProvider({ auditLog: false });
+    const provider = testSessionProvider();
     const { lines } = await probe(provider, (base) => base);
     expect(lines.slice(0, 3)).toEqual([
       'desktop-path refused FileNotFoundError',
@@ -205,7 +228,7 @@ describe.skipIf(!hasX)('displays', () => {
   });
 
   it('refuses a clipboard without a display, saying so', async () => {
-    const provider = createSessionProvider({ display: 'private', auditLog: false });
+    const provider = testSessionProvider({ display: 'private' });
     const workspace = await makeWorkspace();
     workspaces.push(workspace);
     const asked = provider.launch({

@@ -19,6 +19,8 @@ export interface IdentityRecord {
   command: string[];
   start: string;
   end?: string;
+  /** Why the sandbox never started, on an `end` record without a result. */
+  error?: string;
   result?: {
     exitCode: number | null;
     signal: string | null;

@@ -172,7 +172,8 @@ export async function probeSessionTier(options: {
     ...(available || fix === undefined ? {} : { fix }),
     enforcement,
     facts: {
-      ...inner.facts,
+      // The process tier's own sandbox uid is not this tier's: its ids are in transientIds.
+      ...Object.fromEntries(Object.entries(inner.facts).filter(([key]) => key !== 'sandboxUid')),
       callerUid,
       accountSwitch: root
         ? 'root: setuid/setgid before bubblewrap'

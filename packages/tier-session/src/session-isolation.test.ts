@@ -4,23 +4,20 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createSessionProvider } from './index.js';
-import { DEFAULT_TRANSIENT_IDS } from './probe-session-tier.js';
 import {
   callerIsRoot,
+  inTestRange,
   makeWorkspace,
   PYTHON,
   processesOf,
   runIn,
   sessionCapabilities,
+  testSessionProvider,
   transientlyOwned,
 } from './test-support.js';
 
 function inTransientRange(uid: number): boolean {
-  return (
-    uid >= DEFAULT_TRANSIENT_IDS.firstUid &&
-    uid < DEFAULT_TRANSIENT_IDS.firstUid + DEFAULT_TRANSIENT_IDS.count
-  );
+  return inTestRange(uid);
 }
 
 async function firstLine(stream: Readable): Promise<string> {
@@ -88,7 +85,7 @@ describe.skipIf(!callerIsRoot)('two concurrent session sandboxes (root caller)',
 
   for (const network of ['none', 'open'] as const) {
     it(`cannot read, signal, ptrace or reach each other's IPC (network ${network})`, async () => {
-      const provider = createSessionProvider({ auditLog: false });
+      const provider = testSessionProvider();
       const token = randomUUID();
       const first = await makeWorkspace();
       const second = await makeWorkspace();
@@ -133,7 +130,7 @@ describe.skipIf(!callerIsRoot)('two concurrent session sandboxes (root caller)',
   }
 
   it('runs each sandbox under its own uid and gid, and gives the ids back at the end', async () => {
-    const provider = createSessionProvider({ auditLog: false });
+    const provider = testSessionProvider();
     const workspace = await makeWorkspace();
     workspaces.push(workspace);
     const results = await Promise.all(
@@ -153,7 +150,7 @@ describe.skipIf(!callerIsRoot)('two concurrent session sandboxes (root caller)',
   });
 
   it('leaves files written to the workspace owned by the caller, and nothing owned by a transient id', async () => {
-    const provider = createSessionProvider({ auditLog: false });
+    const provider = testSessionProvider();
     const workspace = await makeWorkspace();
     workspaces.push(workspace);
     const result = await runIn(provider, sessionCapabilities(workspace), [

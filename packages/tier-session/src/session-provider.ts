@@ -242,7 +242,19 @@ async function launchSession(
         environment.XAUTHORITY = privateDisplay.authorityPath;
       } else if (settings.display === 'host') {
         const hostDisplay = hostDisplaySocket();
-        await lstat(hostDisplay.socketPath);
+        if (
+          !(await lstat(hostDisplay.socketPath).then(
+            (status) => status.isSocket(),
+            () => false,
+          ))
+        ) {
+          throw new UnenforceableCapabilityError(
+            'session',
+            'devices.display',
+            `display: 'host' found no X socket at ${hostDisplay.socketPath} for DISPLAY=${process.env.DISPLAY}`,
+            "start the X server, or use display: 'private'",
+          );
+        }
         read.push(hostDisplay.socketPath);
         environment.DISPLAY = hostDisplay.display;
         warnings.push(
@@ -284,18 +296,35 @@ async function launchSession(
       command: spec.command,
       start: new Date().toISOString(),
     };
-    // A subordinate uid is switched to by the bubblewrap stand-in the process tier was created with.
-    inner = await withSandboxIdentity({ uid: lease.uid, gid: lease.gid, switchFromRoot: !subordinate }, () =>
-      processTier.launch({ ...spec, id, capabilities: innerCapabilities }),
-    );
+    // Written before anything runs: a payload never runs without its record.
     if (settings.auditLog) await appendIdentityRecord(settings.auditLog, record);
+    try {
+      // A subordinate uid is switched to by the bubblewrap stand-in the process tier was created with.
+      inner = await withSandboxIdentity(
+        { uid: lease.uid, gid: lease.gid, switchFromRoot: !subordinate },
+        () => processTier.launch({ ...spec, id, capabilities: innerCapabilities }),
+      );
+    } catch (error) {
+      if (settings.auditLog) {
+        const failed: IdentityRecord = {
+          ...record,
+          event: 'end',
+          time: new Date().toISOString(),
+          end: new Date().toISOString(),
+          error: (error as Error).message,
+        };
+        await appendIdentityRecord(settings.auditLog, failed).catch(() => {});
+      }
+      throw error;
+    }
   } catch (error) {
     await runCleanups(cleanups);
     throw error;
   }
   const span = startIdentitySpan(record);
-  const identityMechanisms =
-    lease.kind === 'account' ? ['uid-switch', 'user-namespace'] : ['uid-switch', 'user-namespace'];
+  const identityMechanisms = subordinate
+    ? ['subordinate-ids', 'user-namespace']
+    : ['uid-switch', 'user-namespace'];
   let teardown: Promise<void> | undefined;
   const finish = () => {
     teardown ??= runCleanups(cleanups);

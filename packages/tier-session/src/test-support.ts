@@ -3,9 +3,25 @@ import { chmod, mkdtemp, readdir, readFile, realpath } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Capabilities, type IsolationProvider, run } from '@bulkhead/core';
-import { DEFAULT_TRANSIENT_IDS } from './probe-session-tier.js';
+import type { IdRange } from './identity-pool.js';
+import { createSessionProvider, type SessionProviderOptions } from './session-provider.js';
 
 export const callerIsRoot = process.getuid?.() === 0;
+
+/**
+ * The tests' own transient ids, apart from the default range, so that sandboxes other programs run
+ * on this host at the same time (a benchmark) never count as the tests' leftovers.
+ */
+export const TEST_TRANSIENT_IDS: IdRange = { firstUid: 2_100_000_000, firstGid: 2_100_000_000, count: 4096 };
+
+export function inTestRange(uid: number): boolean {
+  return uid >= TEST_TRANSIENT_IDS.firstUid && uid < TEST_TRANSIENT_IDS.firstUid + TEST_TRANSIENT_IDS.count;
+}
+
+/** The session provider the tests use: their own ids, no audit log unless asked. */
+export function testSessionProvider(options: SessionProviderOptions = {}) {
+  return createSessionProvider({ auditLog: false, transientIds: TEST_TRANSIENT_IDS, ...options });
+}
 export const SYSTEM_READ_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib64', '/etc'];
 /** Debian's interpreter, not a pyenv shim on PATH (which lives under /root). */
 export const PYTHON = '/usr/bin/python3';
@@ -64,12 +80,12 @@ export async function processesOf(uid: number): Promise<number[]> {
 }
 
 /**
- * Files and folders under `roots` owned by a uid or gid of the transient range (find never follows
+ * Files and folders under `roots` owned by a uid or gid of the tests' transient range (find never follows
  * symbolic links and stays on one filesystem).
  */
 export function transientlyOwned(roots: string[]): string[] {
-  const first = DEFAULT_TRANSIENT_IDS.firstUid;
-  const last = first + DEFAULT_TRANSIENT_IDS.count - 1;
+  const first = TEST_TRANSIENT_IDS.firstUid;
+  const last = first + TEST_TRANSIENT_IDS.count - 1;
   // find exits non-zero for a root that vanished meanwhile; what it printed still counts.
   const { stdout } = spawnSync(
     'find',
