@@ -2,8 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { chmod, chown, lstat, mkdir, open, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { BulkheadError } from '@bulkhead/core';
+import { createSandboxCgroup, type SandboxCgroup } from '@bulkhead/linux';
 import { runOverSandboxIds } from './subordinate-account.js';
 
 /** Where X clients look for display N's socket; a sandbox gets exactly its own one bound there. */
@@ -78,6 +79,17 @@ async function claimDisplayNumber(): Promise<{ number: number; lockPath: string 
   );
 }
 
+function readToEnd(stream: Readable): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    stream.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    stream.once('end', () => resolve(text));
+    stream.once('error', () => resolve(text));
+  });
+}
+
 function readLine(stream: Readable, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     let text = '';
@@ -102,6 +114,10 @@ function readLine(stream: Readable, timeoutMs: number): Promise<string | undefin
  * sandboxes see neither, and a person's display never meets it. Its clipboard is the sandbox's own.
  */
 export async function startPrivateDisplay(options: {
+  /** The sandbox's id: names the server's own cgroup. */
+  sandboxId: string;
+  /** The sandbox's memory cap, applied to the server too. */
+  memoryBytes: number;
   /** A folder private to the caller, for the cookie; removed by the caller. */
   directory: string;
   uid: number;
@@ -120,6 +136,7 @@ export async function startPrivateDisplay(options: {
   const authorityPath = posix.join(options.directory, 'Xauthority');
   const subordinate = options.switching === 'subordinate';
   let child: ChildProcess | undefined;
+  let cgroup: SandboxCgroup | undefined;
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {
@@ -128,6 +145,7 @@ export async function startPrivateDisplay(options: {
         child.kill('SIGKILL');
         await exited;
       }
+      await cgroup?.remove();
       // Only a socket of the sandbox's account is ours to remove: never follow or touch anything else.
       const socket = await lstat(socketPath).catch(() => undefined);
       if (socket?.isSocket() && socket.uid === options.uid) {
@@ -181,6 +199,10 @@ export async function startPrivateDisplay(options: {
         authorityPath,
         authorityPath,
         '--clearenv',
+        '--info-fd',
+        '4',
+        '--block-fd',
+        '5',
         '--',
         options.xvfbPath,
         `:${number}`,
@@ -197,7 +219,7 @@ export async function startPrivateDisplay(options: {
       {
         cwd: '/',
         env: {},
-        stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+        stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
         ...(subordinate ? {} : { uid: options.uid, gid: options.gid }),
       },
     );
@@ -206,6 +228,24 @@ export async function startPrivateDisplay(options: {
     child.stderr?.on('data', (chunk: Buffer) => {
       diagnostics = (diagnostics + chunk.toString()).slice(-2000);
     });
+    // What the server allocates for the sandbox's requests (pixmaps, windows) is the sandbox's doing:
+    // it gets a cgroup with the sandbox's memory cap, joined before Xvfb runs (bwrap waits on fd 5).
+    cgroup = await createSandboxCgroup({
+      sandboxId: `${options.sandboxId}-display`,
+      limits: { memoryBytes: options.memoryBytes, maxProcesses: 32 },
+    });
+    const info = await readToEnd(child.stdio[4] as Readable);
+    const initPid = Number(/"child-pid"\s*:\s*(\d+)/.exec(info)?.[1]);
+    if (!child.pid || !Number.isInteger(initPid)) {
+      throw new BulkheadError(
+        'DISPLAY_START_FAILED',
+        `bubblewrap did not start the private X server: ${diagnostics.trim() || 'no reason given'}.`,
+        { tier: 'session', capability: 'devices.display' },
+      );
+    }
+    await cgroup.addProcess(child.pid);
+    await cgroup.addProcess(initPid);
+    (child.stdio[5 as number] as Writable).end(Buffer.from([1]));
     const announced = await readLine(child.stdio[3] as Readable, 15_000);
     const socket = await lstat(socketPath).catch(() => undefined);
     if (announced !== String(number) || !socket?.isSocket()) {

@@ -229,6 +229,8 @@ async function launchSession(
     if (capabilities.devices.display) {
       if (settings.display === 'private') {
         privateDisplay = await startPrivateDisplay({
+          sandboxId: id,
+          memoryBytes: capabilities.resources.memoryBytes,
           directory,
           uid: lease.uid,
           gid: lease.gid,
