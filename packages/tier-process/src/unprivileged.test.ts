@@ -1,15 +1,29 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readCgroupLayout } from '@bulkhead/linux';
+import { ownerProcessAlive, readCgroupLayout } from '@bulkhead/linux';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const isRoot = process.getuid?.() === 0;
 const packageDirectory = dirname(dirname(fileURLToPath(import.meta.url)));
 const vitest = join(packageDirectory, '..', '..', 'node_modules', 'vitest', 'vitest.mjs');
+
+/** Pids of the processes running as `uid` (the throwaway account's own, started by this test). */
+function processesOfUid(uid: number): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return new RegExp(`^Uid:\\s+${uid}\\s`, 'm').test(readFileSync(`/proc/${entry}/status`, 'utf8'));
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 
 interface JsonReport {
   numPassedTests: number;
@@ -27,6 +41,14 @@ describe.skipIf(!isRoot)('the process tier as an unprivileged user', () => {
   const delegated: string[] = [];
 
   beforeAll(async () => {
+    // Accounts of an earlier run that was killed before its cleanup.
+    for (const line of execFileSync('getent', ['passwd']).toString().split('\n')) {
+      const stale = /^(bhtp(\d+)):/.exec(line);
+      if (!stale || ownerProcessAlive(Number(stale[2]))) continue;
+      const staleUid = Number(execFileSync('id', ['-u', stale[1]!]).toString().trim());
+      for (const pid of processesOfUid(staleUid)) process.kill(pid, 'SIGKILL');
+      execFileSync('userdel', [stale[1]!]);
+    }
     execFileSync('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', user]);
     uid = Number(execFileSync('id', ['-u', user]).toString().trim());
     home = await mkdtemp(join(tmpdir(), 'bulkhead-unprivileged-'));
@@ -34,6 +56,8 @@ describe.skipIf(!isRoot)('the process tier as an unprivileged user', () => {
   });
 
   afterAll(async () => {
+    // A process of the account (a fixture a killed run left) would keep userdel from removing it.
+    for (const pid of processesOfUid(uid)) process.kill(pid, 'SIGKILL');
     await undelegate();
     try {
       execFileSync('userdel', ['-r', user], { stdio: 'ignore' });
