@@ -1,9 +1,12 @@
-import { type Dirent, readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { type Dirent, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { ensureAttackHelper } from '@bulkhead/conformance';
 import { BulkheadError, type Capabilities, run } from '@bulkhead/core';
 import { defaultCapabilities } from '@bulkhead/manifest';
@@ -17,6 +20,8 @@ import { createMicrovmProvider } from './index.js';
  * accelerator.
  */
 const provider = createMicrovmProvider({ acceleration: 'any' });
+const here = fileURLToPath(new URL('.', import.meta.url));
+const viteNode = join(here, '..', '..', '..', 'node_modules', '.bin', 'vite-node');
 let root: string;
 
 beforeAll(async () => {
@@ -281,6 +286,53 @@ describe('microvm tier: the guest', () => {
     expect(descendants().filter(isVmm)).toEqual([]);
     expect(readdirSync(temporary)).toEqual([]);
     expect(findCgroupDirectories('/sys/fs/cgroup', 'microvm-dispose-check', 5)).toEqual([]);
+  });
+});
+
+describe('microvm tier: a crash of the caller', () => {
+  it('leaves no VM running, and the next start removes what the crashed caller left', async () => {
+    const directory = await workspace();
+    const temporary = await mkdtemp(join(root, 'tmpdir-'));
+    const script = join(root, `crashing-caller-${process.pid}.ts`);
+    await writeFile(
+      script,
+      `import { createMicrovmProvider } from ${JSON.stringify(join(here, 'index.ts'))};
+const capabilities = ${JSON.stringify(capabilitiesFor(directory))};
+const sandbox = await createMicrovmProvider({ acceleration: 'any' }).launch({ command: ['sleep', '600'], capabilities });
+sandbox.stdout.resume();
+process.stdout.write('launched\\n');
+`,
+    );
+    const caller = spawn(viteNode, [script], {
+      env: { ...process.env, TMPDIR: temporary },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      caller.stdout.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('launched')) resolve();
+      });
+      caller.once('exit', (code) => reject(new Error(`the caller exited (${code}) before launching`)));
+    });
+    const vmms = descendants().filter((process) => process.name.startsWith('qemu-system'));
+    expect(vmms.length).toBe(1);
+    expect(readdirSync(temporary).length).toBe(1);
+    caller.kill('SIGKILL');
+    let alive = true;
+    for (let attempt = 0; attempt < 200 && alive; attempt++) {
+      alive = existsSync(`/proc/${vmms[0]!.pid}`);
+      if (alive) await sleep(100);
+    }
+    expect(alive, 'the VMM outlived its caller').toBe(false);
+    const previous = process.env.TMPDIR;
+    process.env.TMPDIR = temporary;
+    try {
+      const result = await runInGuest(['true'], capabilitiesFor(directory));
+      expect(result.exitCode).toBe(0);
+    } finally {
+      if (previous === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = previous;
+    }
+    expect(readdirSync(temporary)).toEqual([]);
   });
 });
 

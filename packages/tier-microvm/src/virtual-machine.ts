@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -95,6 +95,37 @@ function readToEnd(stream: unknown): Promise<Buffer> {
 
 const shimCopies = new Map<string, Promise<string>>();
 
+/** Run directories carry their owner's pid, so that those of a caller that died can be found. */
+const RUN_DIRECTORY_PREFIX = 'bulkhead-microvm-';
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A caller that crashed leaves no VM running (the jail dies with its parent), but its run directories
+ * stay in the temporary folder: each later VM start removes them (one listing of the folder, cheap
+ * beside a boot). Its cgroups are reaped by @bulkhead/linux the same way.
+ */
+async function reapStaleRunDirectories(): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const owner = new RegExp(`^${RUN_DIRECTORY_PREFIX}(\\d+)-`).exec(name)?.[1];
+    if (owner === undefined || Number(owner) === process.pid || isAlive(Number(owner))) continue;
+    await rm(join(tmpdir(), name), { recursive: true, force: true }).catch(() => {});
+  }
+}
+
 /**
  * @bulkhead/linux's exec shim, copied once per process into this package's cache (by content): the
  * original lives in that package's build output, which a rebuild empties while VMs keep starting.
@@ -168,7 +199,8 @@ function vmmCapabilities(options: StartVirtualMachineOptions): Capabilities {
 export async function startVirtualMachine(
   options: StartVirtualMachineOptions,
 ): Promise<RunningVirtualMachine> {
-  const runDirectory = await mkdtemp(join(tmpdir(), 'bulkhead-microvm-'));
+  await reapStaleRunDirectories();
+  const runDirectory = await mkdtemp(join(tmpdir(), `${RUN_DIRECTORY_PREFIX}${process.pid}-`));
   let cgroup: SandboxCgroup | undefined;
   const cleanUps: (() => Promise<void> | void)[] = [() => rm(runDirectory, { recursive: true, force: true })];
   const cleanUp = async () => {
