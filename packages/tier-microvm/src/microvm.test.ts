@@ -228,6 +228,26 @@ describe('microvm tier: the guest', () => {
     expect(descendants().filter(isVmm)).toEqual([]);
   });
 
+  it('passes a signal other than SIGKILL to the payload inside the guest', async () => {
+    const directory = await workspace();
+    const sandbox = await provider.launch({
+      command: ['sh', '-c', 'echo started; exec sleep 600'],
+      capabilities: capabilitiesFor(directory),
+    });
+    sandbox.stderr.resume();
+    await new Promise<void>((resolve) => {
+      sandbox.stdout.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('started')) resolve();
+      });
+    });
+    await sandbox.kill('SIGTERM');
+    const result = await sandbox.exited;
+    await sandbox[Symbol.asyncDispose]();
+    expect(result.signal).toBe('SIGTERM');
+    expect(result.canceled).toBe(true);
+    expect(result.timedOut).toBe(false);
+  });
+
   it('caps the CPU of the whole VMM at a fraction of a CPU through its cgroup', async () => {
     const directory = await workspace();
     const sandbox = await provider.launch({
