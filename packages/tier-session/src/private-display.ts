@@ -17,6 +17,8 @@ export interface PrivateDisplay {
   socketPath: string;
   /** The MIT-MAGIC-COOKIE-1 file the server checks, for XAUTHORITY. */
   authorityPath: string;
+  /** The X lock file that claims the display number. */
+  lockPath: string;
   /** Milliseconds from spawning the server to its first accepted connection being possible. */
   startMs: number;
   /** Stops the server and removes its socket, lock and cookie. Idempotent. */
@@ -263,6 +265,7 @@ export async function startPrivateDisplay(options: {
     display: `:${number}`,
     socketPath,
     authorityPath,
+    lockPath,
     startMs: performance.now() - started,
     stop,
   };

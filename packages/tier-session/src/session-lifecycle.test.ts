@@ -1,6 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { lstat, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { BulkheadError, capabilitiesDigest, launch } from '@bulkhead/core';
 import { runtimeDirectory } from '@bulkhead/linux';
 import { type Span, type Tracer, type TracerProvider, trace } from '@opentelemetry/api';
@@ -26,6 +28,16 @@ async function liveTransientProcesses(): Promise<number[]> {
     if (inTestRange(uid) && !/^State:\s+Z/m.test(status)) found.push(Number(entry));
   }
   return found;
+}
+
+const viteNode = fileURLToPath(new URL('../../../node_modules/.bin/vite-node', import.meta.url));
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the condition');
+    await delay(50);
+  }
 }
 
 async function readRecords(path: string): Promise<IdentityRecord[]> {
@@ -146,6 +158,52 @@ describe.skipIf(!callerIsRoot)('session lifecycle (root caller)', () => {
       execFileSync('stat', ['-c', '%u', join(workspace, 'by-account')], { encoding: 'utf8' }).trim(),
     ).toBe('0');
     expect(await processesOf(accountUid)).toEqual([]);
+  });
+
+  it('reaps what a crashed caller left: its X socket and lock, its session folder; its id is free again', async () => {
+    const workspace = await makeWorkspace();
+    cleanups.push(() => rm(workspace, { recursive: true, force: true }));
+    const driver = spawn(
+      viteNode,
+      [
+        '--config',
+        'vitest.config.ts',
+        fileURLToPath(new URL('./fixtures/crash-driver.ts', import.meta.url)),
+        workspace,
+      ],
+      { cwd: fileURLToPath(new URL('..', import.meta.url)), stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const ready = await new Promise<string>((resolve, reject) => {
+      let text = '';
+      driver.stdout.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+        const line = /READY (\S+) (\d+) :(\d+)/.exec(text);
+        if (line) resolve(line[0]);
+      });
+      driver.once('exit', (code) => reject(new Error(`the crash driver exited (${code}): ${text}`)));
+    });
+    const [, sandboxId, uid, display] = ready.split(' ');
+    const socket = `/tmp/.X11-unix/X${display!.slice(1)}`;
+    expect((await lstat(socket)).uid).toBe(Number(uid));
+    const exited = new Promise((resolve) => driver.once('exit', resolve));
+    driver.kill('SIGKILL');
+    await exited;
+    // bubblewrap's --die-with-parent ends the sandbox and its X server with their caller.
+    await waitFor(async () => (await processesOf(Number(uid))).length === 0);
+    const sessions = join(runtimeDirectory(), 'sessions');
+    const folder = (await readdir(sessions)).find((name) => name.includes(sandboxId!));
+    expect(folder).toBeDefined();
+    expect((await lstat(socket)).isSocket()).toBe(true);
+
+    // The next session started in another process reaps them (this test's worker is another process).
+    const result = await runIn(testSessionProvider(), sessionCapabilities(workspace), ['id', '-u']);
+    expect(result.exitCode).toBe(0);
+    expect(await lstat(socket).catch(() => 'gone')).toBe('gone');
+    expect(await lstat(`/tmp/.X${display!.slice(1)}-lock`).catch(() => 'gone')).toBe('gone');
+    expect((await readdir(sessions)).filter((name) => name.includes(sandboxId!))).toEqual([]);
+    // Lowest first: the crashed caller's id came back as soon as the kernel dropped its lock.
+    expect(Number(result.stdout.trim())).toBeLessThanOrEqual(Number(uid));
+    expect(transientlyOwned([workspace, '/tmp', '/run/bulkhead'])).toEqual([]);
   });
 
   it('after 200 launches no id is leaked and nothing owned by a transient id remains', {

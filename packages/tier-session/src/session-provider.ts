@@ -34,6 +34,7 @@ import {
 } from './identity-record.js';
 import { type PrivateDisplay, startPrivateDisplay, X11_SOCKET_DIRECTORY } from './private-display.js';
 import { type DisplayMode, probeSessionTier, type SessionTierHost } from './probe-session-tier.js';
+import { reapStaleSessions, recordLeftovers, sessionFolderName } from './stale-sessions.js';
 import { returnOwnership, runOverSandboxIds } from './subordinate-account.js';
 
 export interface SessionProviderOptions {
@@ -139,6 +140,22 @@ export function createSessionProvider(options: SessionProviderOptions = {}): Iso
   };
 }
 
+/**
+ * The leftovers of sessions whose caller died (see stale-sessions.ts). Checked at every launch: a
+ * readdir and a signal 0 per live session, so that a crash is cleaned up by the next session
+ * started anywhere, not only by a new process.
+ */
+async function reapStaleSessionsOf(sessions: string): Promise<void> {
+  const root = process.getuid?.() === 0;
+  await reapStaleSessions(sessions, {
+    remove: (ids, path) =>
+      root
+        ? rm(path, { recursive: true, force: true })
+        : runOverSandboxIds(ids.uid, ids.gid, ['rm', '-rf', path]),
+    returnOwnership: (ids, paths) => returnOwnership(paths, ids.uid, ids.gid),
+  });
+}
+
 async function leaseIdentity(capabilities: Capabilities, host: SessionTierHost, stateDirectory: string) {
   const name = capabilities.identity?.name;
   // Only root can switch to an account of /etc/passwd; an unprivileged caller's ids are its subordinates.
@@ -190,10 +207,8 @@ async function launchSession(
     await mkdir(sessions, { recursive: true, mode: 0o711 });
     await chmod(posix.dirname(sessions), 0o711).catch(() => {});
     // The random part keeps the path unguessable for other local users (the id is in logs).
-    const directory = posix.join(
-      sessions,
-      `${id.replace(/[^A-Za-z0-9_.-]/g, '_')}-${randomBytes(8).toString('hex')}`,
-    );
+    await reapStaleSessionsOf(sessions);
+    const directory = posix.join(sessions, sessionFolderName(id, randomBytes(8).toString('hex')));
     await mkdir(directory, { mode: 0o711 });
     cleanups.push(() => rm(directory, { recursive: true, force: true }));
     // XDG_RUNTIME_DIR: a write grant. A root caller's is id-mapped, so the sandbox sees a 0700 folder
@@ -211,6 +226,13 @@ async function launchSession(
       await mkdir(runtimeFolder, { mode: 0o700 });
     }
     const writeGrants = [...capabilities.filesystem.write, runtimeFolder];
+    const leftovers = {
+      uid: lease.uid,
+      gid: lease.gid,
+      paths: subordinate ? [runtimeFolder] : [],
+      ...(subordinate ? { writeGrants } : {}),
+    };
+    await recordLeftovers(directory, leftovers);
     if (subordinate) {
       // Runs first at the end: what the sandbox wrote becomes the caller's before anything is removed.
       cleanups.push(() => returnOwnership(writeGrants, lease.uid, lease.gid));
@@ -239,6 +261,8 @@ async function launchSession(
           xvfbPath: host.xvfbPath ?? 'Xvfb',
         });
         cleanups.push(privateDisplay.stop);
+        leftovers.paths.push(privateDisplay.socketPath, privateDisplay.lockPath);
+        await recordLeftovers(directory, leftovers);
         read.push(privateDisplay.socketPath, privateDisplay.authorityPath);
         environment.DISPLAY = privateDisplay.display;
         environment.XAUTHORITY = privateDisplay.authorityPath;

@@ -1,0 +1,83 @@
+import { lstat, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { X11_SOCKET_DIRECTORY } from './private-display.js';
+
+/*
+ * A session's folder is named `<owner pid>-<sandbox id>-<random>`. When the caller dies without
+ * disposing (a crash, SIGKILL), bubblewrap's --die-with-parent ends every process of the sandbox and
+ * of its X server, and the kernel drops the id's lock; what stays is on disk: the folder and, for a
+ * private display, the server's socket and lock in /tmp. The next caller to start a session removes
+ * them, as the process tier reaps the cgroups of dead callers.
+ */
+
+/** What a session leaves outside its folder, written into it so that a reaper can find it. */
+interface Leftovers {
+  uid: number;
+  gid: number;
+  /** The display's socket and lock, and (for a subordinate uid) the folders it owns. */
+  paths: string[];
+  /** For a subordinate uid: the write grants whose files must be given back to the caller. */
+  writeGrants?: string[];
+}
+
+const LEFTOVERS_FILE = 'leftovers.json';
+
+export function sessionFolderName(sandboxId: string, random: string): string {
+  return `${process.pid}-${sandboxId.replace(/[^A-Za-z0-9_.-]/g, '_')}-${random}`;
+}
+
+/** Notes a display's socket and lock in the session's folder, for the reaper. */
+export async function recordLeftovers(directory: string, leftovers: Leftovers): Promise<void> {
+  await writeFile(posix.join(directory, LEFTOVERS_FILE), JSON.stringify(leftovers), { mode: 0o600 });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the folders of sessions whose owner process is gone, and the X socket and lock each one
+ * noted. A socket is removed only if it is still a socket of the sandbox's uid (never following a
+ * link); the lock only if it is a plain file. Returns how many sessions were reaped.
+ */
+export async function reapStaleSessions(
+  sessions: string,
+  actions: {
+    /** Removes a file or folder of the sandbox's ids (a subordinate uid's need its user namespace). */
+    remove: (leftovers: { uid: number; gid: number }, path: string) => Promise<void>;
+    /** Gives the caller back what the sandbox wrote into its write grants. */
+    returnOwnership: (leftovers: { uid: number; gid: number }, paths: string[]) => Promise<void>;
+  },
+): Promise<number> {
+  let reaped = 0;
+  for (const entry of await readdir(sessions).catch(() => [] as string[])) {
+    const owner = Number(/^(\d+)-/.exec(entry)?.[1]);
+    if (!Number.isInteger(owner) || owner === process.pid || alive(owner)) continue;
+    const directory = posix.join(sessions, entry);
+    const noted = await readFile(posix.join(directory, LEFTOVERS_FILE), 'utf8').then(
+      (text) => JSON.parse(text) as Leftovers,
+      () => undefined,
+    );
+    if (noted?.writeGrants?.length) await actions.returnOwnership(noted, noted.writeGrants).catch(() => {});
+    for (const path of noted?.paths ?? []) {
+      const status = await lstat(path).catch(() => undefined);
+      if (!status || !noted) continue;
+      const ownedBySandbox = status.uid === noted.uid;
+      if (status.isSocket() && ownedBySandbox && path.startsWith(`${X11_SOCKET_DIRECTORY}/`)) {
+        await actions.remove(noted, path).catch(() => {});
+      } else if (status.isDirectory() && ownedBySandbox && path.startsWith(`${directory}/`)) {
+        await actions.remove(noted, path).catch(() => {});
+      } else if (status.isFile() && /^\/tmp\/\.X\d+-lock$/.test(path)) {
+        await unlink(path).catch(() => {});
+      }
+    }
+    await rm(directory, { recursive: true, force: true });
+    reaped++;
+  }
+  return reaped;
+}
