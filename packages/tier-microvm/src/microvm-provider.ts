@@ -15,6 +15,7 @@ import {
   TIER_STRENGTH,
 } from '@bulkhead/core';
 import { type EgressChannel, getEgressProxy, withProxyEnvironment } from '@bulkhead/egress';
+import { compileSeccompFilter } from '@bulkhead/linux';
 import { ALLOW_SOFTWARE_EMULATION_FIX, type KvmVerdict, kvmModule, probeKvm } from './accelerator-probe.js';
 import { defaultCacheDirectory } from './cache-directory.js';
 import { encodeLaunch, FRAME, type GuestExitReport } from './control-channel.js';
@@ -422,6 +423,22 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Mic
             `http://${GUEST_NETWORK.proxyAddress}:${GUEST_NETWORK.proxyPort}`,
           )
         : baseEnvironment;
+      // Defence in depth: the process tier's own seccomp policy, compiled here and installed by the
+      // guest init on top of its built-in filter.
+      try {
+        vm.guest.send(
+          FRAME.program,
+          compileSeccompFilter({
+            spawn: capabilities.process.spawn,
+            network: capabilities.network.mode,
+            architecture: 'x86_64',
+          }),
+        );
+      } catch (error) {
+        warnings.push(
+          `The process tier's seccomp policy could not be compiled (${(error as Error).message}); the guest applies only its built-in filter.`,
+        );
+      }
       vm.guest.send(
         FRAME.launch,
         encodeLaunch({

@@ -193,6 +193,18 @@ describe('microvm tier: the guest', () => {
     expect(result.peakMemoryBytes).toBeLessThanOrEqual(cap);
   });
 
+  it("runs the payload with no capabilities, no_new_privs and two seccomp filters (the guest's and the process tier's)", async () => {
+    const directory = await workspace();
+    const result = await runInGuest(['cat', '/proc/self/status'], capabilitiesFor(directory));
+    const field = (name: string) => new RegExp(`^${name}:\\s+(\\S+)`, 'm').exec(result.stdout)?.[1];
+    expect(field('CapEff'), result.stderr).toBe('0000000000000000');
+    expect(field('CapBnd')).toBe('0000000000000000');
+    expect(field('NoNewPrivs')).toBe('1');
+    expect(field('Seccomp')).toBe('2');
+    expect(field('Seccomp_filters')).toBe('2');
+    expect(result.warnings.join(' ')).not.toMatch(/seccomp policy could not be compiled/);
+  });
+
   it('has no network device without an allow-list', async () => {
     const directory = await workspace();
     const result = await runInGuest(['cat', '/proc/net/dev'], capabilitiesFor(directory));
