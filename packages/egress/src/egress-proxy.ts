@@ -28,7 +28,7 @@ export interface EgressProxyOptions {
   resolver?: EgressResolver;
   /** Time allowed to resolve a name and connect upstream before the client gets a refusal. Default 10 000. */
   connectTimeoutMs?: number;
-  /** Private directory (0700) for channel sockets. Default `$XDG_RUNTIME_DIR/bulkhead` or `<tmpdir>/bulkhead-<uid>`. */
+  /** Private directory (0700) for channel sockets. Default `$XDG_RUNTIME_DIR/bulkhead-egress` or `<tmpdir>/bulkhead-egress-<uid>`. */
   socketDirectory?: string;
 }
 

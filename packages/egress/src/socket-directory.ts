@@ -9,15 +9,16 @@ export const MAX_SOCKET_PATH_BYTES = 107;
 const socketNamePattern = /^egress-(\d+)-[a-z0-9_-]+\.sock$/;
 
 /**
- * The private directory for channel sockets: `$XDG_RUNTIME_DIR/bulkhead` or
- * `<tmpdir>/bulkhead-<uid>`. Its 0700 mode is what keeps other users of the host off a socket in
- * the moment between bind() and chmod(), so a directory someone else owns, or one others can enter,
- * is refused rather than used.
+ * The private directory for channel sockets: `$XDG_RUNTIME_DIR/bulkhead-egress` or
+ * `<tmpdir>/bulkhead-egress-<uid>` (not `bulkhead-<uid>`: that is the Linux tiers' runtime folder,
+ * which stays 0711 so that a sandbox uid reaches what is bound from it). Its 0700 mode is what keeps
+ * other users of the host off a socket in the moment between bind() and chmod(), so a directory
+ * someone else owns, or one others can enter, is refused rather than used.
  */
 export function defaultSocketDirectory(): string {
   const runtime = process.env.XDG_RUNTIME_DIR;
-  if (runtime && isOwnedPrivateDirectory(runtime)) return join(runtime, 'bulkhead');
-  return join(tmpdir(), `bulkhead-${process.getuid?.() ?? 'user'}`);
+  if (runtime && isOwnedPrivateDirectory(runtime)) return join(runtime, 'bulkhead-egress');
+  return join(tmpdir(), `bulkhead-egress-${process.getuid?.() ?? 'user'}`);
 }
 
 function isOwnedPrivateDirectory(path: string): boolean {
