@@ -14,6 +14,7 @@ import {
   type SandboxResult,
   type Violation,
 } from '@bulkhead/core';
+import type { EgressProxy } from '@bulkhead/egress';
 import {
   buildBubblewrapArguments,
   createSandboxCgroup,
@@ -29,6 +30,7 @@ import {
 } from '@bulkhead/linux';
 import { gpuDeviceNodes, inspectPaths, readableByOthers } from './host-paths.js';
 import type { ProcessTierHost } from './probe-process-tier.js';
+import { EGRESS_RELAY_PORT, EGRESS_SANDBOX_SOCKET, openSandboxEgress } from './sandbox-egress.js';
 
 type Cleanup = () => Promise<unknown> | unknown;
 
@@ -167,16 +169,43 @@ async function assertWorkdir(spec: LaunchSpec): Promise<void> {
   }
 }
 
+/** What launches need beyond the spec: the egress proxy, and where its refusals go. */
+interface LaunchContext {
+  egressProxy?: () => EgressProxy;
+  reportViolation: (violation: Violation) => void;
+}
+
 async function startNamespace(
   spec: LaunchSpec,
   id: string,
   host: ProcessTierHost,
   resources: Resources,
   cleanups: Cleanup[],
+  context: LaunchContext,
 ): Promise<StartedChild> {
-  const { capabilities } = spec;
   const identity = sandboxIdentity();
-  const [runtime, pathKinds] = await Promise.all([prepareRuntimeDirectory(), inspectPaths(capabilities)]);
+  const [runtime, pathKinds] = await Promise.all([
+    prepareRuntimeDirectory(),
+    inspectPaths(spec.capabilities),
+  ]);
+  let { capabilities } = spec;
+  let egressSocket: string | undefined;
+  if (capabilities.network.mode === 'allowlist') {
+    if (!context.egressProxy) throw new Error('unreachable: the provider always passes its egress proxy');
+    const egress = await openSandboxEgress({
+      proxy: context.egressProxy(),
+      sandboxId: id,
+      allow: capabilities.network.allow,
+      environment: capabilities.env,
+      onViolation: context.reportViolation,
+      ...(identity.switchFromRoot ? { sandboxOwner: { uid: identity.uid, gid: identity.gid } } : {}),
+      runtimeDirectory: runtime.directory,
+    });
+    cleanups.push(egress.release);
+    egressSocket = egress.hostSocketPath;
+    // Every inherited proxy variable is replaced: all of them point at the relay.
+    capabilities = { ...capabilities, env: egress.environment };
+  }
   const devices =
     capabilities.resources.gpus === 'none' ? [] : await gpuDeviceNodes(capabilities.resources.gpus);
 
@@ -220,6 +249,7 @@ async function startNamespace(
     workdir: capabilities.workdir,
     pathView: 'namespace',
     rlimits: resources.rlimits,
+    ...(egressSocket ? { relay: { port: EGRESS_RELAY_PORT, socketPath: EGRESS_SANDBOX_SOCKET } } : {}),
   });
   const infoFd = plan.statusFd + 1;
   const blockFd = plan.statusFd + 2;
@@ -229,6 +259,8 @@ async function startNamespace(
     infoFd,
     blockFd,
   });
+
+  if (egressSocket) bindBeforeReadOnlyRoot(bubblewrap.args, egressSocket, EGRESS_SANDBOX_SOCKET);
 
   const child = spawn(host.bubblewrapPath!, bubblewrap.args, {
     cwd: '/',
@@ -283,7 +315,11 @@ async function startNamespace(
       [`network.${capabilities.network.mode}`]:
         capabilities.network.mode === 'open'
           ? []
-          : ['network-namespace', ...(plan.enforcement[`network.${capabilities.network.mode}`] ?? [])],
+          : [
+              'network-namespace',
+              ...(egressSocket ? ['egress-proxy'] : []),
+              ...(plan.enforcement[`network.${capabilities.network.mode}`] ?? []),
+            ],
       'devices.deny': ['mount-namespace'],
       env: ['environment'],
       'resources.timeout': [
@@ -305,6 +341,21 @@ async function startNamespace(
       }
     },
   };
+}
+
+/**
+ * Adds a read-only bind to bubblewrap's arguments just before the root becomes read-only (a mount
+ * point cannot be made on it after). Connecting to a unix socket is not a write to its mount, so a
+ * read-only bind of the channel socket still lets the relay connect.
+ */
+function bindBeforeReadOnlyRoot(args: string[], source: string, target: string): void {
+  for (let index = args.length - 2; index >= 0; index--) {
+    if (args[index] === '--remount-ro' && args[index + 1] === '/') {
+      args.splice(index, 0, '--ro-bind', source, target);
+      return;
+    }
+  }
+  throw new Error("unreachable: bubblewrap's arguments always make the root read-only");
 }
 
 let staleFoldersReaped: Promise<unknown> | undefined;
@@ -432,7 +483,11 @@ async function startShimOnly(
 }
 
 /** Launches one process-tier sandbox in the mode the probe chose. */
-export async function launchProcessSandbox(spec: LaunchSpec, host: ProcessTierHost): Promise<Sandbox> {
+export async function launchProcessSandbox(
+  spec: LaunchSpec,
+  host: ProcessTierHost,
+  options: { egressProxy?: () => EgressProxy } = {},
+): Promise<Sandbox> {
   if (!Array.isArray(spec.command) || spec.command.length === 0 || !spec.command[0]) {
     throw new BulkheadError(
       'INVALID_LAUNCH_SPEC',
@@ -443,6 +498,11 @@ export async function launchProcessSandbox(spec: LaunchSpec, host: ProcessTierHo
   await assertWorkdir(spec);
   const id = spec.id ?? randomUUID();
   const cleanups: Cleanup[] = [];
+  const violations: Violation[] = [];
+  const reportViolation = (violation: Violation) => {
+    violations.push(violation);
+    spec.onViolation?.(violation);
+  };
   let resources: Resources | undefined;
   let started: StartedChild;
   try {
@@ -450,14 +510,16 @@ export async function launchProcessSandbox(spec: LaunchSpec, host: ProcessTierHo
     cleanups.push(resources.cgroup.remove);
     started =
       host.mode === 'namespace'
-        ? await startNamespace(spec, id, host, resources, cleanups)
+        ? await startNamespace(spec, id, host, resources, cleanups, {
+            ...(options.egressProxy ? { egressProxy: options.egressProxy } : {}),
+            reportViolation,
+          })
         : await startShimOnly(spec, id, host, resources, cleanups);
   } catch (error) {
     await runCleanups(cleanups);
     throw error;
   }
   const { cgroup } = resources;
-  const violations: Violation[] = [];
   const warnings = [...resources.warnings, ...started.warnings];
   const enforcement = { ...started.enforcement, ...resources.enforcement };
 
@@ -489,8 +551,7 @@ export async function launchProcessSandbox(spec: LaunchSpec, host: ProcessTierHo
             message: `a process was killed at the memory cap of ${spec.capabilities.resources.memoryBytes} bytes`,
             rule: 'resources.memory',
           };
-          violations.push(violation);
-          spec.onViolation?.(violation);
+          reportViolation(violation);
         }
         if (statistics.processLimitHits > 0) {
           const violation: Violation = {
@@ -500,8 +561,7 @@ export async function launchProcessSandbox(spec: LaunchSpec, host: ProcessTierHo
             message: `${statistics.processLimitHits} process creation(s) refused at processes.max = ${spec.capabilities.process.maxProcesses}`,
             rule: 'process.maxProcesses',
           };
-          violations.push(violation);
-          spec.onViolation?.(violation);
+          reportViolation(violation);
         }
         // Every holder of the status fd is dead by now (the tree was killed), so it ends at once.
         const reported = shimOutcome(await started.status);

@@ -30,8 +30,10 @@ export interface ProcessTierHost {
   report: ProbeReport;
 }
 
-const ALLOWLIST_NAMESPACE = 'egress proxy not available yet: a network allow-list needs @bulkhead/egress';
-const ALLOWLIST_SHIM = 'Landlock filters ports, not hosts, and the egress proxy is not available yet';
+const ALLOWLIST_SHIM =
+  'shim-only mode has no network namespace to confine the payload to the egress proxy, and Landlock filters TCP ports, not hosts';
+const ALLOWLIST_SHIM_FIX =
+  "use the namespace mode: install bubblewrap (apt-get install bubblewrap) and allow unprivileged user namespaces (sysctl kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 24.04); or use network 'none' or 'open'";
 
 function enforced(mechanisms: EnforcementMechanism[], note?: string): Enforcement {
   return note === undefined ? { enforced: true, mechanisms } : { enforced: true, mechanisms, note };
@@ -107,11 +109,11 @@ export async function probeProcessTier(options: {
     : fromShim('network.none');
   enforcement['network.open'] = enforced([], 'the host network, unrestricted');
   enforcement['network.allowlist'] = namespace
-    ? refused(ALLOWLIST_NAMESPACE, "use network 'none' or 'open' until @bulkhead/egress is installed")
-    : refused(
-        ALLOWLIST_SHIM,
-        "use network 'none' or 'open', or the namespace mode once @bulkhead/egress is installed",
-      );
+    ? enforced(
+        ['network-namespace', 'egress-proxy'],
+        "an empty network namespace whose only way out is the exec shim's relay on 127.0.0.1 to this process's egress proxy, which judges each connection by the allow-list",
+      )
+    : refused(ALLOWLIST_SHIM, ALLOWLIST_SHIM_FIX);
   enforcement['process.spawn'] = fromShim('process.spawn');
   enforcement['process.maxProcesses'] = cgroups.processes
     ? enforced([cgroups.processes.mechanism])

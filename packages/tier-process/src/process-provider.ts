@@ -7,6 +7,7 @@ import {
 } from '@bulkhead/core';
 import { launchProcessSandbox } from './launch-process-sandbox.js';
 import { type ProcessMode, type ProcessTierHost, probeProcessTier } from './probe-process-tier.js';
+import { egressProxySource, type ProcessEgressOptions } from './sandbox-egress.js';
 
 export interface ProcessProviderOptions {
   /**
@@ -17,6 +18,12 @@ export interface ProcessProviderOptions {
   mode?: 'auto' | ProcessMode;
   /** The bubblewrap executable; default `bwrap` on PATH. */
   bubblewrapPath?: string;
+  /**
+   * The egress proxy behind network allow-lists (namespace mode): by default the process-wide
+   * `getEgressProxy()` of @bulkhead/egress; `{ resolver }` gives this provider a proxy of its own that
+   * resolves names with it (e.g. `createStaticResolver(['api.test:127.0.0.1'])`), `{ proxy }` a given one.
+   */
+  egress?: ProcessEgressOptions;
 }
 
 /**
@@ -27,6 +34,7 @@ export interface ProcessProviderOptions {
 export function createProcessProvider(options: ProcessProviderOptions = {}): IsolationProvider {
   const requested = options.mode ?? 'auto';
   const bubblewrapPath = options.bubblewrapPath ?? 'bwrap';
+  const egressProxy = egressProxySource(options.egress);
   let host: Promise<ProcessTierHost> | undefined;
   const probeHost = () => {
     host ??= probeProcessTier({ mode: requested, bubblewrapPath });
@@ -42,7 +50,7 @@ export function createProcessProvider(options: ProcessProviderOptions = {}): Iso
     async launch(spec): Promise<Sandbox> {
       const resolved = await probeHost();
       assertEnforceable(spec.capabilities, resolved.report);
-      return launchProcessSandbox(spec, resolved);
+      return launchProcessSandbox(spec, resolved, { egressProxy });
     },
   };
 }

@@ -1,0 +1,145 @@
+import { chmod, link, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { BulkheadError, type Endpoint, type Violation } from '@bulkhead/core';
+import {
+  createEgressProxy,
+  type EgressProxy,
+  type EgressResolver,
+  getEgressProxy,
+  withProxyEnvironment,
+} from '@bulkhead/egress';
+import { sandboxCgroupName } from '@bulkhead/linux';
+
+/** Where the sandbox sees its egress channel; the exec shim's relay connects to it. */
+export const EGRESS_SANDBOX_SOCKET = '/run/bulkhead/egress.sock';
+/** The relay's port on the sandbox's own loopback: the only TCP port its network namespace offers. */
+export const EGRESS_RELAY_PORT = 3128;
+export const EGRESS_PROXY_URL = `http://127.0.0.1:${EGRESS_RELAY_PORT}`;
+
+export interface ProcessEgressOptions {
+  /** The proxy that carries the sandboxes' channels. Default: the process-wide `getEgressProxy()`. */
+  proxy?: EgressProxy;
+  /**
+   * Resolves names for the allow-lists of this provider's sandboxes (tests, the CLI's `--resolve`):
+   * the provider then runs a proxy of its own with it. Give `proxy` or `resolver`, not both.
+   */
+  resolver?: EgressResolver;
+}
+
+/** The proxy a provider's sandboxes use, created on the first allow-listed launch. */
+export function egressProxySource(options: ProcessEgressOptions = {}): () => EgressProxy {
+  if (options.proxy && options.resolver) {
+    throw new BulkheadError(
+      'INVALID_PROVIDER_OPTIONS',
+      'createProcessProvider() got both egress.proxy and egress.resolver: a proxy already has its resolver.',
+      {
+        tier: 'process',
+        fix: 'pass egress.resolver alone, or a proxy made with createEgressProxy({ resolver })',
+      },
+    );
+  }
+  const { proxy, resolver } = options;
+  if (proxy) return () => proxy;
+  if (!resolver) return () => getEgressProxy();
+  let own: EgressProxy | undefined;
+  return () => {
+    own ??= createEgressProxy({ resolver });
+    return own;
+  };
+}
+
+export interface SandboxEgress {
+  /** The host path bubblewrap binds at `EGRESS_SANDBOX_SOCKET`. */
+  hostSocketPath: string;
+  /** The payload's environment with every proxy variable pointing at the relay. */
+  environment: Record<string, string>;
+  /** Closes the channel and removes what was made for it. */
+  release(): Promise<void>;
+}
+
+/**
+ * Opens the sandbox's channel on the proxy. A root caller's bubblewrap runs as the sandbox uid,
+ * which cannot enter the proxy's private (0700) socket folder to bind the socket from it; so the
+ * socket is handed to that uid (0600) and hard-linked into a folder it may traverse but not list.
+ */
+export async function openSandboxEgress(options: {
+  proxy: EgressProxy;
+  sandboxId: string;
+  allow: Endpoint[];
+  environment: Record<string, string>;
+  onViolation: (violation: Violation) => void;
+  /** Set when bubblewrap runs as another uid than the caller's (a root caller). */
+  sandboxOwner?: { uid: number; gid: number };
+  runtimeDirectory: string;
+}): Promise<SandboxEgress> {
+  const channel = await options.proxy.openChannel({
+    sandboxId: options.sandboxId,
+    allow: options.allow,
+    onViolation: options.onViolation,
+    ...(options.sandboxOwner ? { socketOwner: options.sandboxOwner, socketMode: 0o600 } : {}),
+  });
+  const environment = withProxyEnvironment(options.environment, EGRESS_PROXY_URL);
+  if (!options.sandboxOwner) {
+    return { hostSocketPath: channel.socketPath, environment, release: () => channel.close() };
+  }
+  let folder: string | undefined;
+  try {
+    folder = await linkFolder(channel.socketPath, options.sandboxId, options.runtimeDirectory);
+  } catch (error) {
+    await channel.close();
+    throw error;
+  }
+  const linked = folder;
+  return {
+    hostSocketPath: posix.join(linked, 'egress.sock'),
+    environment,
+    release: async () => {
+      await channel.close();
+      await rm(linked, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A link of the socket in a 0711 folder: first beside the tier's other per-sandbox folders (reaped
+ * when their owner died), else, across filesystems (/run on tmpfs, /tmp on disk), beside the
+ * proxy's socket folder, whose parent is the world-traversable temporary folder.
+ */
+async function linkFolder(socketPath: string, sandboxId: string, runtimeDirectory: string): Promise<string> {
+  const sandboxes = posix.join(runtimeDirectory, 'sandboxes');
+  await mkdir(sandboxes, { recursive: true, mode: 0o711 });
+  const preferred = posix.join(sandboxes, `${sandboxCgroupName(sandboxId)}-egress`);
+  await mkdir(preferred, { mode: 0o711 });
+  try {
+    await link(socketPath, posix.join(preferred, 'egress.sock'));
+    return preferred;
+  } catch (error) {
+    await rm(preferred, { recursive: true, force: true });
+    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw linkError(socketPath, error);
+  }
+  const beside = await mkdtemp(
+    posix.join(posix.dirname(posix.dirname(socketPath)), `bulkhead-egress-link-${process.pid}-`),
+  );
+  try {
+    await link(socketPath, posix.join(beside, 'egress.sock'));
+    await chmod(beside, 0o711);
+    return beside;
+  } catch (error) {
+    await rm(beside, { recursive: true, force: true });
+    throw linkError(socketPath, error);
+  }
+}
+
+function linkError(socketPath: string, cause: unknown): BulkheadError {
+  return new BulkheadError(
+    'LAUNCH_FAILED',
+    `The egress channel ${socketPath} could not be made reachable for the sandbox uid: ${(cause as Error).message}.`,
+    {
+      tier: 'process',
+      capability: 'network.allowlist',
+      path: socketPath,
+      cause,
+      fix: 'give the process tier a proxy whose socketDirectory sits on the same filesystem as /run/bulkhead: createProcessProvider({ egress: { proxy: createEgressProxy({ socketDirectory: "/run/bulkhead-egress" }) } })',
+    },
+  );
+}
