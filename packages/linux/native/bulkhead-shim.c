@@ -5,6 +5,7 @@
  *
  * The TypeScript side decides everything; this program only applies, in this order:
  *   1. read and close the plan fd (and the seccomp fd it names);
+ *      with a parent line, die with the parent (PR_SET_PDEATHSIG, SIGKILL) from here on;
  *   2. start the egress relay, if the plan has one;
  *   3. prctl(PR_SET_NO_NEW_PRIVS);
  *   4. rlimits;  5. chdir;
@@ -12,7 +13,8 @@
  *   7. the seccomp filter (raw classic BPF read from the seccomp fd);
  *   8. setsid (no controlling terminal); default signal dispositions, empty signal mask;
  *   9. every fd above 2 closed (close-on-exec, so the status fd stays open until the exec);
- *  10. execvp(PROGRAM) with the environment this process was given.
+ *  10. execvp(PROGRAM) with the environment this process was given, less what env-keep lines
+ *      leave out.
  *
  * Plan format (text, one directive per line, fields separated by one space, numbers in decimal,
  * paths absolute and running to the end of the line, so they may hold spaces but not newlines):
@@ -34,6 +36,16 @@
  *   chdir <path>
  *   seccomp-fd <n>                                    read the filter (struct sock_filter[]) from n
  *   relay <port> <unix-socket-path>                   relay 127.0.0.1:<port> to the unix socket
+ *   env-keep <name>                                   keep this variable of the shim's environment;
+ *                                                     with at least one env-keep line, every other
+ *                                                     variable is removed before the exec (bubblewrap
+ *                                                     always exports PWD, for one). The name runs to
+ *                                                     the end of the line.
+ *   parent <pid>                                      die with the parent: PR_SET_PDEATHSIG(SIGKILL),
+ *                                                     then refuse to go on unless getppid() is <pid>
+ *                                                     (0: the parent the shim started with, for a pid
+ *                                                     namespace where the caller's pid means nothing),
+ *                                                     so a parent that died before the prctl counts too
  *
  * On a rule a path does not accept (a directory right on a file), the shim keeps the rights that
  * apply to files. Anything malformed is refused.
@@ -44,7 +56,7 @@
  *   error <step> <errno> <detail>
  *
  * then the shim exits 125; 127 when the program is not found, 126 when it cannot be executed
- * (step "exec"). Steps: usage plan seccomp relay no-new-privs rlimit chdir landlock-abi landlock
+ * (step "exec"). Steps: usage plan parent seccomp relay no-new-privs rlimit chdir landlock-abi landlock
  * setsid signals close-fds exec.
  */
 #define _GNU_SOURCE
@@ -147,6 +159,10 @@ struct plan {
   int has_relay;
   unsigned relay_port;
   const char *relay_socket;
+  const char **keep_environment;
+  size_t keep_count;
+  int has_parent;
+  pid_t parent;
 };
 
 static int status_fd = -1;
@@ -379,6 +395,17 @@ static void parse_plan(char *text, size_t size, struct plan *plan) {
       if (plan->relay_port == 0) malformed(line_number, "the relay port must be 1-65535");
       if (strlen(plan->relay_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
         malformed(line_number, "the relay socket path is too long for a unix socket");
+    } else if (!strcmp(directive, "env-keep")) {
+      char *name = cursor;
+      cursor = NULL;
+      if (!name || !*name || strchr(name, '=')) malformed(line_number, "expected a variable name without '='");
+      plan->keep_environment = grow(plan->keep_environment, plan->keep_count, sizeof *plan->keep_environment);
+      plan->keep_environment[plan->keep_count++] = name;
+    } else if (!strcmp(directive, "parent")) {
+      if (plan->has_parent) malformed(line_number, "more than one parent line");
+      plan->has_parent = 1;
+      plan->parent = (pid_t)expect_number(&cursor, INT_MAX, line_number, "a pid");
+      expect_end(&cursor, line_number);
     } else {
       malformed(line_number, "unknown directive");
     }
@@ -648,7 +675,27 @@ static void close_inherited_fds(void) {
   }
 }
 
+/* Leaves only the variables the plan keeps, in place: execvp reads PATH from what remains. */
+static void filter_environment(const struct plan *plan) {
+  if (!plan->keep_count) return;
+  extern char **environ;
+  size_t kept = 0;
+  for (char **entry = environ; *entry; entry++) {
+    const char *equals = strchr(*entry, '=');
+    size_t length = equals ? (size_t)(equals - *entry) : strlen(*entry);
+    for (size_t i = 0; i < plan->keep_count; i++) {
+      if (strlen(plan->keep_environment[i]) == length && !strncmp(plan->keep_environment[i], *entry, length)) {
+        environ[kept++] = *entry;
+        break;
+      }
+    }
+  }
+  environ[kept] = NULL;
+}
+
 int main(int argc, char **argv) {
+  /* Read first: a parent that dies from here on is caught by the check after the prctl. */
+  pid_t initial_parent = getppid();
   int config_fd = -1;
   int index = 1;
   for (; index < argc; index++) {
@@ -683,6 +730,14 @@ int main(int argc, char **argv) {
     size_t size;
     char *text = read_all(config_fd, PLAN_MAX_BYTES, &size, "plan");
     parse_plan(text, size, &plan);
+    if (plan.has_parent) {
+      pid_t expected = plan.parent ? plan.parent : initial_parent;
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        fail(EXIT_SHIM_FAILED, "parent", errno, "cannot set the parent death signal: %s", strerror(errno));
+      /* Reparented already: the caller died before the prctl, and nobody waits for this sandbox. */
+      if (getppid() != expected)
+        fail(EXIT_SHIM_FAILED, "parent", ESRCH, "the parent %d is gone (now %d)", (int)expected, (int)getppid());
+    }
     if (plan.seccomp_fd >= 0) {
       if (plan.seccomp_fd == config_fd) fail(EXIT_SHIM_FAILED, "plan", EINVAL, "the seccomp fd is the config fd");
       filter = read_all(plan.seccomp_fd, SECCOMP_MAX_BYTES, &filter_size, "seccomp");
@@ -705,6 +760,7 @@ int main(int argc, char **argv) {
     fail(EXIT_SHIM_FAILED, "setsid", errno, "cannot start a new session: %s", strerror(errno));
   reset_signals();
   close_inherited_fds();
+  filter_environment(&plan);
   execvp(command[0], command);
   int error = errno;
   fail(error == ENOENT || error == ENOTDIR ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE, "exec", error, "%s: %s", command[0],

@@ -37,6 +37,12 @@ export interface SeccompFilterOptions {
   spawn: boolean;
   /** `none` and `allowlist` refuse every socket but AF_UNIX, TCP over IPv4/IPv6 (Landlock filters its ports) and route netlink. */
   network: 'none' | 'allowlist' | 'open';
+  /**
+   * May the payload make unix sockets it could connect by path (`socket(AF_UNIX, ...)`, and datagram
+   * `socketpair()`s, which can `sendto()` or re-`connect()` any path)? Default true. `false` keeps
+   * stream and seqpacket `socketpair()`s, which reach nothing but each other.
+   */
+  unixSockets?: boolean;
   /** Defaults to the architecture Node runs on. */
   architecture?: SeccompArchitecture;
 }
@@ -46,6 +52,8 @@ const ENOSYS = 38;
 const INT_MASK = 0xffffffff;
 /** SOCK_NONBLOCK and SOCK_CLOEXEC share the type argument; the type itself is the low four bits. */
 const SOCK_TYPE_MASK = 0xf;
+const SOCK_STREAM = 1;
+const SOCK_SEQPACKET = 5;
 
 const equals32 = (arg: number, value: number): ArgumentComparison =>
   // int arguments: the kernel ignores the upper 32 bits, so the filter must too.
@@ -112,8 +120,8 @@ function socketRules(): ArgumentComparison[][] {
  */
 export function compileSeccompFilter(options: SeccompFilterOptions): Buffer {
   const architecture = options.architecture ?? nativeArchitecture();
-  // The filter depends on these three facts only: compile each combination once per process.
-  const key = `${architecture} ${options.spawn} ${options.network === 'open'}`;
+  // The filter depends on these four facts only: compile each combination once per process.
+  const key = `${architecture} ${options.spawn} ${options.network === 'open'} ${options.unixSockets ?? true}`;
   let filter = compiled.get(key);
   if (!filter) {
     filter = compile(architecture, options);
@@ -169,6 +177,15 @@ function compile(architecture: SeccompArchitecture, options: SeccompFilterOption
     }
     if (options.network !== 'open') {
       for (const comparisons of socketRules()) add('socket', refuse, comparisons);
+    }
+    if (options.unixSockets === false) {
+      add('socket', refuse, [equals32(0, AF_UNIX)]);
+      for (let type = 0; type <= SOCK_TYPE_MASK; type++) {
+        if (type === SOCK_STREAM || type === SOCK_SEQPACKET) continue;
+        add('socketpair', refuse, [
+          { arg: 1, op: SCMP_CMP_MASKED_EQ, datum_a: SOCK_TYPE_MASK, datum_b: type },
+        ]);
+      }
     }
     return exportFilter(seccomp.exportBpf.bind(seccomp), context);
   } finally {

@@ -16,7 +16,8 @@ describe('planShim', () => {
     expect(plan.fds[1]!.length % 8).toBe(0);
     const lines = planText(plan).split('\n');
     expect(lines[0]).toBe('bulkhead-plan 1');
-    expect(lines[1]).toBe('landlock 6 65535 3 3');
+    expect(lines[1]).toBe(`parent ${process.pid}`);
+    expect(lines[2]).toBe('landlock 6 65535 3 3');
     expect(lines).toContain('path-optional 13 /usr');
     expect(lines).toContain('chdir /tmp');
     expect(lines).toContain('seccomp-fd 4');
@@ -30,9 +31,11 @@ describe('planShim', () => {
       landlockAbi: 7,
     });
     expect(plan.enforcement).toEqual({
-      filesystem: ['landlock'],
+      // seccomp too: without a mount namespace it keeps the payload off the host's unix sockets.
+      filesystem: ['landlock', 'seccomp'],
       'network.none': ['landlock', 'seccomp'],
       'process.spawn': ['seccomp'],
+      env: ['environment'],
     });
     expect(plan.facts.landlockAbi).toBe(7);
     const open = planShim({
@@ -40,7 +43,14 @@ describe('planShim', () => {
       workdir,
       landlockAbi: 7,
     });
-    expect(open.enforcement).toEqual({ filesystem: ['landlock'] });
+    expect(open.enforcement).toEqual({ filesystem: ['landlock', 'seccomp'], env: ['environment'] });
+    const behindNamespace = planShim({
+      capabilities: testCapabilities({ workdir, network: 'open' }),
+      workdir,
+      landlockAbi: 7,
+      pathView: 'namespace',
+    });
+    expect(behindNamespace.enforcement).toEqual({ filesystem: ['landlock'], env: ['environment'] });
   });
 
   it('refuses an allow-list without the relay, since Landlock filters ports and not hosts', () => {
@@ -77,15 +87,49 @@ describe('planShim', () => {
     );
   });
 
-  it('warns, in shim-only mode, that unix sockets reachable by path stay reachable', () => {
+  it('says, in shim-only mode, that unix sockets are refused, or reachable by path when allowed', () => {
     const plan = planShim({ capabilities: testCapabilities({ workdir }), workdir });
-    expect(plan.warnings.join('\n')).toContain('unix sockets reachable by path');
+    expect(plan.warnings.join('\n')).toContain('cannot create unix sockets');
+    const allowed = planShim({ capabilities: testCapabilities({ workdir }), workdir, unixSockets: true });
+    expect(allowed.warnings.join('\n')).toContain('unix sockets reachable by path');
+    expect(allowed.enforcement.filesystem).toEqual(['landlock']);
     const behindNamespace = planShim({
       capabilities: testCapabilities({ workdir }),
       workdir,
       pathView: 'namespace',
     });
-    expect(behindNamespace.warnings.join('\n')).not.toContain('unix sockets reachable by path');
+    expect(behindNamespace.warnings.join('\n')).not.toContain('unix sockets');
+  });
+
+  it("keeps exactly the capabilities' environment and the tier's variables", () => {
+    const capabilities = { ...testCapabilities({ workdir }), env: { EDITOR: 'vi', 'WITH SPACE': 'x' } };
+    const keep = (plan: ReturnType<typeof planShim>) =>
+      planText(plan)
+        .split('\n')
+        .filter((line) => line.startsWith('env-keep '))
+        .map((line) => line.slice('env-keep '.length));
+    expect(keep(planShim({ capabilities, workdir }))).toEqual([
+      'PATH',
+      'HOME',
+      'TMPDIR',
+      'LANG',
+      'EDITOR',
+      'WITH SPACE',
+    ]);
+    expect(keep(planShim({ capabilities, workdir, environmentNames: ['ONLY'] }))).toEqual(['ONLY']);
+    for (const name of ['A=B', 'LINE\nBREAK', '']) {
+      expect(() => planShim({ capabilities: { ...capabilities, env: { [name]: 'x' } }, workdir })).toThrow(
+        /cannot be passed/,
+      );
+    }
+  });
+
+  it('ties the payload to its parent: this process in the host view, the initial parent in a namespace', () => {
+    const capabilities = testCapabilities({ workdir });
+    expect(planText(planShim({ capabilities, workdir }))).toContain(`\nparent ${process.pid}\n`);
+    expect(planText(planShim({ capabilities, workdir, pathView: 'namespace' }))).toContain('\nparent 0\n');
+    expect(planText(planShim({ capabilities, workdir, parentPid: 42 }))).toContain('\nparent 42\n');
+    expect(() => planShim({ capabilities, workdir, parentPid: -1 })).toThrow(/not a pid/);
   });
 });
 

@@ -26,6 +26,9 @@ export const SHIM_RLIMIT_RESOURCES = [
 
 export type ShimRlimitResource = (typeof SHIM_RLIMIT_RESOURCES)[number];
 
+/** The variables a Linux tier sets itself; the payload sees these and the capabilities' `env`, nothing else. */
+export const TIER_ENVIRONMENT_NAMES = ['PATH', 'HOME', 'TMPDIR', 'LANG'] as const;
+
 export interface ShimPlanOptions {
   capabilities: Capabilities;
   /** The tier's own paths (private tmp/home, the shim, /dev nodes), as the payload sees them. */
@@ -49,6 +52,25 @@ export interface ShimPlanOptions {
   landlockAbi?: number;
   /** The architecture of the seccomp filter; defaults to Node's. */
   architecture?: SeccompArchitecture;
+  /**
+   * The names of the variables the payload keeps from the environment the shim is started with;
+   * every other one (bubblewrap's PWD, say) is removed before the exec. Defaults to the
+   * capabilities' `env` plus `TIER_ENVIRONMENT_NAMES`.
+   */
+  environmentNames?: string[];
+  /**
+   * May the payload create unix sockets it could connect by path (see `compileSeccompFilter`)?
+   * Defaults to true in the namespace view and false in the host view, where Landlock does not
+   * filter connect() on path-named sockets and no mount namespace hides the host's.
+   */
+  unixSockets?: boolean;
+  /**
+   * The payload dies (SIGKILL) with the process that spawned the shim, so a crashed caller leaves no
+   * payload running. The pid the shim's parent must have: defaults to this process in the host view
+   * (the tier spawns the shim itself) and to 0, the parent the shim started with, in the namespace
+   * view (bubblewrap's, in a pid namespace). Linux sends the signal when the spawning thread exits.
+   */
+  parentPid?: number;
 }
 
 export interface ShimPlan {
@@ -130,13 +152,30 @@ export function planShim(options: ShimPlanOptions): ShimPlan {
     pathView,
     tier,
   });
+  const unixSockets = options.unixSockets ?? pathView === 'namespace';
   const filter = compileSeccompFilter({
     spawn: capabilities.process.spawn,
     network,
+    unixSockets,
     ...(options.architecture ? { architecture: options.architecture } : {}),
   });
+  const parentPid = options.parentPid ?? (pathView === 'host' ? process.pid : 0);
+  if (!Number.isSafeInteger(parentPid) || parentPid < 0 || parentPid > 0x7fffffff) {
+    throw new BulkheadError('INVALID_LAUNCH_SPEC', `The parent pid ${parentPid} is not a pid (or 0).`);
+  }
+  const environmentNames = [
+    ...new Set(options.environmentNames ?? [...TIER_ENVIRONMENT_NAMES, ...Object.keys(capabilities.env)]),
+  ];
+  for (const name of environmentNames) {
+    if (!name || /[=\0\n]/.test(name)) {
+      throw new BulkheadError(
+        'INVALID_LAUNCH_SPEC',
+        `The environment variable name ${JSON.stringify(name)} cannot be passed: names must be non-empty, without '=', NUL or newline. Fix: rename the variable.`,
+      );
+    }
+  }
 
-  const lines = ['bulkhead-plan 1'];
+  const lines = ['bulkhead-plan 1', `parent ${parentPid}`];
   if (landlock.enabled) {
     lines.push(
       `landlock ${landlock.minimumAbi} ${landlock.handledFilesystem} ${landlock.handledNetwork} ${landlock.scoped}`,
@@ -166,20 +205,25 @@ export function planShim(options: ShimPlanOptions): ShimPlan {
   const seccompFd = FIRST_PLAN_FD + 1;
   lines.push(`seccomp-fd ${seccompFd}`);
   if (options.relay) lines.push(`relay ${options.relay.port} ${options.relay.socketPath}`);
+  for (const name of environmentNames) lines.push(`env-keep ${name}`);
   const fds = [Buffer.from(`${lines.join('\n')}\n`), filter];
   const statusFd = FIRST_PLAN_FD + fds.length;
 
-  const enforcement: Partial<Record<CapabilityKey, EnforcementMechanism[]>> = {};
-  if (landlock.enabled) enforcement.filesystem = ['landlock'];
+  const enforcement: Partial<Record<CapabilityKey, EnforcementMechanism[]>> = {
+    env: ['environment'],
+  };
+  if (landlock.enabled) enforcement.filesystem = unixSockets ? ['landlock'] : ['landlock', 'seccomp'];
   if (network !== 'open') {
     enforcement[`network.${network}`] = [...(landlock.handledNetwork ? ['landlock'] : []), 'seccomp'];
   }
   if (!capabilities.process.spawn) enforcement['process.spawn'] = ['seccomp'];
 
   const warnings = [...landlock.degraded];
-  if (pathView === 'host' && network !== 'open') {
+  if (pathView === 'host') {
     warnings.push(
-      'without a mount namespace, unix sockets reachable by path (such as /run/docker.sock) can still be connected to: Landlock does not filter connect() on them',
+      unixSockets
+        ? 'without a mount namespace, unix sockets reachable by path (such as /run/docker.sock) can still be connected to: Landlock does not filter connect() on them, and unix sockets were allowed'
+        : 'without a mount namespace, the payload cannot create unix sockets (socket(AF_UNIX) and datagram socketpairs are refused by seccomp), since Landlock does not filter connect() on path-named sockets such as /run/docker.sock; stream socketpairs still work',
     );
   }
   return {

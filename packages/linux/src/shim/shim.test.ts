@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { BulkheadError } from '@bulkhead/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { landlockAbi } from '../landlock/landlock-abi.js';
+import { ensureShim } from './ensure-shim.js';
 import { planShim, type ShimPlanOptions } from './plan-shim.js';
 import {
   createThrowawayUser,
@@ -67,6 +69,72 @@ beforeAll(() => {
 afterAll(() => {
   rmSync(base, { recursive: true, force: true });
 });
+
+/** Starts the shim from a caller of its own (Python), SIGKILLs the caller, and says whether the payload died. */
+async function payloadDiesWithItsCaller(user: { uid?: number; gid?: number } = {}): Promise<boolean> {
+  const marker = `bulkhead-shim-parent-test-${process.pid}`;
+  // A caller of its own (Python) that starts the shim, so that the test can SIGKILL it.
+  const caller = spawn(
+    '/usr/bin/python3',
+    [
+      '-c',
+      `import os, subprocess, sys
+sys.stdin.readline()
+os.dup2(os.open(sys.argv[1], os.O_RDONLY), 3)
+os.dup2(os.open(sys.argv[2], os.O_RDONLY), 4)
+os.dup2(os.open('/dev/null', os.O_WRONLY), 5)
+child = subprocess.Popen(sys.argv[3:], pass_fds=(3, 4, 5), env={'PATH': '/usr/bin:/bin'})
+print(child.pid, flush=True)
+child.wait()`,
+      join(base, 'parent-plan'),
+      join(base, 'parent-filter'),
+      await ensureShim(),
+      '--config-fd',
+      '3',
+      '--status-fd',
+      '5',
+      '--',
+      '/bin/sh',
+      '-c',
+      `exec sleep 300 # ${marker}`,
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'], ...user },
+  );
+  const alive = (pid: number) => {
+    try {
+      return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  const payloadPid = async () => {
+    const planned = planShim(plan({}, { parentPid: caller.pid! }));
+    const text = planned.fds[0]!.toString();
+    writeFileSync(join(base, 'parent-plan'), text);
+    writeFileSync(join(base, 'parent-filter'), planned.fds[1]!);
+    caller.stdin!.write('go\n');
+    const [line] = (await once(caller.stdout!, 'data')) as [Buffer];
+    const pid = Number(line.toString().trim());
+    // The payload, not the shim, is what must die: wait until the shim has exec'd sleep.
+    for (
+      let attempt = 0;
+      attempt < 500 && !readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep');
+      attempt++
+    )
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    return pid;
+  };
+  const pid = await payloadPid();
+  expect(alive(pid)).toBe(true);
+  caller.kill('SIGKILL');
+  let gone = false;
+  for (let attempt = 0; attempt < 500 && !gone; attempt++) {
+    gone = !alive(pid);
+    if (!gone) await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  if (!gone) process.kill(pid, 'SIGKILL');
+  return gone;
+}
 
 describe('the exec shim, alone on the host', () => {
   it('runs the payload with stdio, its exit code and the working directory', async () => {
@@ -188,7 +256,7 @@ print(open('/etc/passwd').read()[:4])`),
       expect((await runShim(code, plan({ network: 'open' }))).stdout).toBe('ok\nok\n');
     });
 
-    it('refuses UDP, raw and packet sockets with network none, keeping unix sockets', async () => {
+    it('refuses UDP, raw and packet sockets with network none, keeping unix sockets where allowed', async () => {
       const result = await runShim(
         attempt(`
 print(attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)))
@@ -196,9 +264,46 @@ print(attempt(lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)))
 print(attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)))
 print(attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW)))
 print(attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)))`),
-        plan(),
+        plan({}, { unixSockets: true }),
       );
       expect(result.stdout).toBe('EPERM\nEPERM\nEPERM\nEPERM\nok\n');
+    });
+
+    it('keeps the payload off a host unix socket in a non-granted directory, stream socketpairs still working', async () => {
+      const path = join(outside, 'host.sock');
+      const received: string[] = [];
+      const listener = createServer((socket) => socket.on('data', (data) => received.push(data.toString())));
+      await new Promise<void>((resolve) => listener.listen(path, resolve));
+      try {
+        const code = attempt(`
+def connect(token):
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(${JSON.stringify(path)})
+    client.sendall(token)
+    client.close()
+def datagram():
+    # A datagram socketpair may sendto() any path: refused too.
+    socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)[0].sendto(b'dgram', ${JSON.stringify(path)})
+def pair():
+    left, right = socket.socketpair()
+    left.sendall(b'x')
+    assert right.recv(1) == b'x'
+print(attempt(lambda: connect(sys.argv[1].encode())))
+print(attempt(datagram))
+print(attempt(pair))`);
+        const run = (token: string, extra: Partial<ShimPlanOptions>, bare = false) =>
+          (bare ? runBare : (command: string[]) => runShim(command, plan({}, extra)))([...code, token]);
+        // Control: the same payload connects from the host, and Landlock alone does not stop it.
+        expect((await run('from-control', {}, true)).stdout.split('\n')[0]).toBe('ok');
+        expect((await run('from-opt-in', { unixSockets: true })).stdout.split('\n')[0]).toBe('ok');
+        expect((await run('from-sandbox', {})).stdout).toBe('EPERM\nEPERM\nok\n');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(received.join('')).toContain('from-control');
+        expect(received.join('')).toContain('from-opt-in');
+        expect(received.join('')).not.toContain('from-sandbox');
+      } finally {
+        listener.close();
+      }
     });
 
     it('refuses connecting to an abstract unix socket of the host (Landlock scope)', async () => {
@@ -241,6 +346,73 @@ print(raw(libc.syscall(435, None, 0)))`;
       const result = await runShim(attempt(code), plan());
       expect(result.stdout).toBe('EPERM\nEPERM\nEPERM\nEPERM\nEPERM\nENOSYS\n');
     });
+  });
+
+  it("leaves the payload exactly the capabilities' environment and the tier's variables", async () => {
+    const env = {
+      PATH: '/usr/bin:/bin',
+      HOME: '/home/x',
+      PWD: '/somewhere',
+      SECRET: 'caller-secret',
+      EDITOR: 'vi',
+    };
+    const control = await runBare(['/usr/bin/env'], { env });
+    expect(control.stdout).toContain('SECRET=caller-secret');
+    const capabilities = { ...plan().capabilities, env: { EDITOR: 'vi' } };
+    const result = await runShim(['/usr/bin/env'], { ...plan(), capabilities }, { env });
+    expect(result.stdout.split('\n').filter(Boolean).sort()).toEqual([
+      'EDITOR=vi',
+      'HOME=/home/x',
+      'PATH=/usr/bin:/bin',
+    ]);
+  });
+
+  it('refuses to run the payload when its parent is not the one the plan names', async () => {
+    const result = await runShim(['/bin/echo', 'ran'], plan({}, { parentPid: 1 }));
+    expect(result.exitCode).toBe(125);
+    expect(result.stdout).toBe('');
+    expect(result.error?.details?.step).toBe('parent');
+  });
+
+  it('kills the payload when the process that started the shim is killed', async () => {
+    expect(await payloadDiesWithItsCaller(), 'the payload outlived its caller').toBe(true);
+  });
+
+  it('without the parent line, a payload outlives its killed caller (the control)', async () => {
+    const caller = spawn(
+      '/usr/bin/python3',
+      [
+        '-c',
+        `import os, subprocess, sys
+os.dup2(os.open(sys.argv[1], os.O_RDONLY), 3)
+os.dup2(os.open(sys.argv[2], os.O_RDONLY), 4)
+os.dup2(os.open('/dev/null', os.O_WRONLY), 5)
+print(subprocess.Popen(sys.argv[3:], pass_fds=(3, 4, 5), env={'PATH': '/usr/bin:/bin'}).pid, flush=True)
+import signal; signal.pause()`,
+        join(base, 'orphan-plan'),
+        join(base, 'orphan-filter'),
+        await ensureShim(),
+        '--config-fd',
+        '3',
+        '--status-fd',
+        '5',
+        '--',
+        'sleep',
+        '300',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const planned = planShim(plan());
+    writeFileSync(join(base, 'orphan-plan'), planned.fds[0]!.toString().replace(/^parent \d+\n/m, ''));
+    writeFileSync(join(base, 'orphan-filter'), planned.fds[1]!);
+    const [line] = (await once(caller.stdout!, 'data')) as [Buffer];
+    const pid = Number(line.toString().trim());
+    caller.kill('SIGKILL');
+    await once(caller, 'exit');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    process.kill(pid, 'SIGKILL');
+    expect(state).not.toMatch(/^\S+ \(.*\) Z/);
   });
 
   it('kills the payload on an x32 syscall', async () => {
@@ -392,6 +564,10 @@ print(raw(libc.unshare(0x10000000)))`;
     expect(control.stdout).toBe(`${uid}\nok\nok\n`);
     const result = await runShim(attempt(code), plan(), { uid, gid });
     expect(result.stdout).toBe(`${uid}\nEACCES\nEPERM\n`);
+  });
+
+  it('kills the payload when its caller, run as this user, is killed', async () => {
+    expect(await payloadDiesWithItsCaller(user), 'the payload outlived its caller').toBe(true);
   });
 
   it('skips a granted path this user cannot reach instead of failing the launch', async () => {
