@@ -2,12 +2,13 @@
 //   ../../node_modules/.bin/vite-node --config vitest.config.ts scripts/measure-session.ts [runs]
 // Launch to exit of /bin/true, interleaved A B A B so that drift hits both; the private display's
 // start; the resident memory (PSS) of what a session adds. Figures are printed, never asserted.
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Capabilities, type IsolationProvider, run } from '@bulkhead/core';
 import { createProcessProvider } from '@bulkhead/tier-process';
 import { createSessionProvider } from '../src/index.js';
+import { startPrivateDisplay } from '../src/private-display.js';
 
 const runs = Number(process.argv[2] ?? 40);
 const workspace = await mkdtemp(join(tmpdir(), 'bulkhead-session-measure-'));
@@ -91,6 +92,26 @@ const displayKilobytes = perProcess.reduce((total, value) => total + value, 0);
 await sleeping.kill();
 await sleeping[Symbol.asyncDispose]();
 
+// The X server alone: from spawning its bubblewrap to its socket accepting connections.
+const xvfbStart: number[] = [];
+const displayFolder = join(workspace, 'display');
+await mkdir(displayFolder, { mode: 0o711 });
+await chmod(workspace, 0o711);
+for (let index = 0; index < Math.min(runs, 20); index++) {
+  const started = await startPrivateDisplay({
+    sandboxId: `measure-${process.pid}-${index}`,
+    memoryBytes: 512 * 1024 * 1024,
+    directory: displayFolder,
+    uid: 2_100_004_000,
+    gid: 2_100_004_000,
+    switching: 'root',
+    bubblewrapPath: 'bwrap',
+    xvfbPath: 'Xvfb',
+  });
+  xvfbStart.push(started.startMs);
+  await started.stop();
+}
+
 console.log(
   JSON.stringify(
     {
@@ -101,6 +122,7 @@ console.log(
         sessionPrivateDisplay: summary(display),
       },
       sessionMinusProcessMedianMs: +(summary(session).median - summary(process_).median).toFixed(2),
+      xvfbStartMs: summary(xvfbStart),
       privateDisplayMinusSessionMedianMs: +(summary(display).median - summary(session).median).toFixed(2),
       privateDisplayPssKilobytes: {
         total: displayKilobytes,

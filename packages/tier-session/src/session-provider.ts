@@ -49,6 +49,11 @@ export interface SessionProviderOptions {
    */
   display?: DisplayMode;
   /**
+   * The private display's screen (`WIDTHxHEIGHTxDEPTH`, default `1280x800x24`) and whether its X
+   * server loads GLX (OpenGL over X, default false: it brings Mesa, about 50 MB more per display).
+   */
+  privateDisplay?: { screen?: string; glx?: boolean };
+  /**
    * Host ids a root caller hands out, one per sandbox (default 2000000000+65536). The probe refuses a
    * range that overlaps an account, a group or a subordinate range of /etc.
    */
@@ -135,7 +140,7 @@ export function createSessionProvider(options: SessionProviderOptions = {}): Iso
       const resolved = await probeHost();
       refuseDeviceRequests(spec.capabilities, display);
       assertEnforceable(spec.capabilities, resolved.report);
-      return launchSession(spec, resolved, { display, auditLog });
+      return launchSession(spec, resolved, { display, auditLog, privateDisplay: options.privateDisplay });
     },
   };
 }
@@ -174,7 +179,11 @@ async function leaseIdentity(capabilities: Capabilities, host: SessionTierHost, 
 async function launchSession(
   spec: LaunchSpec,
   host: SessionTierHost,
-  settings: { display: DisplayMode; auditLog: string | false },
+  settings: {
+    display: DisplayMode;
+    auditLog: string | false;
+    privateDisplay: SessionProviderOptions['privateDisplay'];
+  },
 ): Promise<Sandbox> {
   if (!host.inner || !host.switching) {
     throw new BulkheadError(
@@ -259,6 +268,7 @@ async function launchSession(
           switching: host.switching,
           bubblewrapPath: host.bubblewrapPath ?? 'bwrap',
           xvfbPath: host.xvfbPath ?? 'Xvfb',
+          ...settings.privateDisplay,
         });
         cleanups.push(privateDisplay.stop);
         leftovers.paths.push(privateDisplay.socketPath, privateDisplay.lockPath);
