@@ -1,8 +1,18 @@
+import { createSocket } from 'node:dgram';
+import { existsSync } from 'node:fs';
 import { chmod as chmodFile, copyFile } from 'node:fs/promises';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { type Capabilities, type Endpoint, type RunResult, run, type Violation } from '@bulkhead/core';
-import { createStaticResolver } from '@bulkhead/egress';
+import {
+  type Capabilities,
+  type Endpoint,
+  launch,
+  type RunResult,
+  run,
+  type Violation,
+} from '@bulkhead/core';
+import { createEgressProxy, createStaticResolver } from '@bulkhead/egress';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   closeServer,
@@ -12,7 +22,7 @@ import {
   startHttpsServer,
 } from '../../egress/src/test-support/loopback.js';
 import { createProcessProvider } from './index.js';
-import { capabilitiesFor, makeWorkspace } from './test-support.js';
+import { capabilitiesFor, leftovers, makeWorkspace, uniqueMarker } from './test-support.js';
 
 // Real sandboxes (namespace mode) on an allow-list, real clients inside them, real servers on the
 // host's loopback. Test names reach those servers only through the provider's pluggable resolver.
@@ -26,7 +36,9 @@ const resolver = createStaticResolver({
   'loopback.test': ['127.0.0.1'],
   'metadata.test': ['169.254.169.254'],
 });
-const provider = createProcessProvider({ mode: 'namespace', egress: { resolver } });
+// A proxy of the test's own, so that its channels can be counted; `{ resolver }` alone works too.
+const proxy = createEgressProxy({ resolver });
+const provider = createProcessProvider({ mode: 'namespace', egress: { proxy } });
 
 let workspace: string;
 let certificate: ReturnType<typeof selfSignedCertificate>;
@@ -70,6 +82,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  await proxy.close();
   await Promise.all([api?.close(), plain?.close(), other?.close()]);
   if (wildcard) await closeServer(wildcard.server);
   certificate?.cleanup();
@@ -263,7 +276,6 @@ attempt('abstract', abstract)
 describe('an allow-listed sandbox has no other way out', () => {
   it('UDP, DNS, direct TCP ignoring the proxy variables, a host service on 0.0.0.0 and an abstract socket all fail', async () => {
     const udpReceived: string[] = [];
-    const { createSocket } = await import('node:dgram');
     const udp = createSocket('udp4');
     udp.on('message', (message) => udpReceived.push(message.toString()));
     await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
@@ -274,7 +286,6 @@ describe('an allow-listed sandbox has no other way out', () => {
     });
     await new Promise<void>((resolve) => abstract.listen(`\0${abstractName}`, resolve));
     // A non-loopback address of this host, where the 0.0.0.0 service also listens.
-    const { networkInterfaces } = await import('node:os');
     const hostAddress =
       Object.values(networkInterfaces())
         .flat()
@@ -309,5 +320,27 @@ describe('an allow-listed sandbox has no other way out', () => {
       udp.close();
       abstract.close();
     }
+  });
+});
+
+describe('an allow-listed sandbox leaves nothing', () => {
+  it('its channel, socket link and folders are gone once it is disposed, also after a kill', async () => {
+    const marker = uniqueMarker();
+    const id = `egress-${marker.slice(-12)}`;
+    const sandbox = await launch({
+      providers: [provider],
+      tier: 'process',
+      capabilities: allowListed(),
+      command: ['sh', '-c', `sleep 60; echo ${marker}`],
+      id,
+    });
+    expect(proxy.channels.map((channel) => channel.sandboxId)).toEqual([id]);
+    const socketPath = proxy.channels[0]?.socketPath ?? '';
+    await sandbox.kill('SIGKILL');
+    await sandbox.exited;
+    await sandbox[Symbol.asyncDispose]();
+    expect(proxy.channels).toEqual([]);
+    expect(existsSync(socketPath)).toBe(false);
+    expect(await leftovers(id, marker)).toEqual([]);
   });
 });

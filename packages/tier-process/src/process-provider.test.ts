@@ -47,19 +47,29 @@ describe.each(modes)('process tier, %s mode', (mode) => {
     });
   });
 
-  it('refuses a network allow-list (fail closed) and says why', async () => {
+  it('enforces a network allow-list in namespace mode only; shim-only refuses it with the reason and fix', async () => {
+    const report = await createProcessProvider({ mode }).probe();
+    if (mode === 'namespace') {
+      expect(report.enforcement['network.allowlist']).toMatchObject({
+        enforced: true,
+        mechanisms: ['network-namespace', 'egress-proxy'],
+      });
+      return;
+    }
+    expect(report.enforcement['network.allowlist']).toMatchObject({ enforced: false });
     const workspace = await makeWorkspace();
     const capabilities = capabilitiesFor(workspace, (base) => ({
       ...base,
       network: { mode: 'allowlist', allow: [{ host: 'example.com', port: 443 }] },
     }));
     const attempt = runIn(mode, capabilities, ['true']);
-    await expect(attempt).rejects.toSatisfy((error) =>
-      BulkheadError.hasCode(error, 'UNENFORCEABLE_CAPABILITY'),
+    await expect(attempt).rejects.toSatisfy(
+      (error) =>
+        BulkheadError.hasCode(error, 'UNENFORCEABLE_CAPABILITY') &&
+        error.capability === 'network.allowlist' &&
+        /install bubblewrap/.test(error.fix ?? ''),
     );
-    await expect(attempt).rejects.toThrow(
-      mode === 'namespace' ? /egress proxy not available yet/ : /Landlock filters ports, not hosts/,
-    );
+    await expect(attempt).rejects.toThrow(/Landlock filters TCP ports, not hosts/);
   });
 
   it('runs the default-manifest demo: unprivileged uid, empty private home, refused secret, no network', async () => {

@@ -66,6 +66,7 @@ describe.skipIf(!isRoot)('the process tier as an unprivileged user', () => {
     }
     await rm(home, { recursive: true, force: true });
     await rm(join(tmpdir(), `bulkhead-${uid}`), { recursive: true, force: true });
+    await rm(join(tmpdir(), `bulkhead-egress-${uid}`), { recursive: true, force: true });
     expect(execFileSync('getent', ['passwd']).toString()).not.toContain(`${user}:`);
   });
 
@@ -158,5 +159,17 @@ describe.skipIf(!isRoot)('the process tier as an unprivileged user', () => {
     });
     expect(failures(report)).toEqual([]);
     expect(report.numPassedTests).toBe(4);
+  }, 300_000);
+
+  it('enforces an allow-list: allowed hosts through the proxy, the rest refused and reported', async () => {
+    await delegate();
+    // The user's egress sockets (0700 folder of its own) and the tier's runtime folder (0711) apart.
+    const report = await runVitestAsUser([
+      'src/egress-allowlist.test.ts',
+      '-t',
+      'over CONNECT|a name off the list|no other way out',
+    ]);
+    expect(failures(report)).toEqual([]);
+    expect(report.numPassedTests).toBe(3);
   }, 300_000);
 });
