@@ -44,12 +44,18 @@ async function entries(folder: string, pattern: RegExp): Promise<string[]> {
  * denied one by one, so that the sandbox's own display (`keep`) stays reachable.
  */
 export async function desktopDenies(grants: string[], keep: string[] = []): Promise<string[]> {
+  const covered = (path: string) => grants.some((grant) => isInside(path, grant));
+  // Folders are listed only when a grant reaches into them: most launches list nothing.
+  const listed = async (folder: string, pattern: RegExp) =>
+    grants.some((grant) => isInside(grant, folder) || isInside(folder, grant))
+      ? entries(folder, pattern)
+      : [];
   const home = process.env.HOME?.startsWith('/') ? process.env.HOME : homedir();
   const candidates = [
     ...DESKTOP_PATHS,
-    ...(await entries(X11_SOCKET_DIRECTORY, /^X\d+$/)),
-    ...(await entries('/tmp', /^(ssh-|pulse-|\.X\d+-lock$|dbus-|gnome-|keyring-)/)),
-    ...(await entries('/dev', /^video\d+$/)),
+    ...(await listed(X11_SOCKET_DIRECTORY, /^X\d+$/)),
+    ...(await listed('/tmp', /^(ssh-|pulse-|\.X\d+-lock$|dbus-|gnome-|keyring-)/)),
+    ...(await listed('/dev', /^video\d+$/)),
     posix.join(home, '.gnupg'),
     posix.join(home, '.ssh'),
     posix.join(home, '.Xauthority'),
@@ -60,8 +66,7 @@ export async function desktopDenies(grants: string[], keep: string[] = []): Prom
   ];
   const denies: string[] = [];
   for (const path of new Set(candidates)) {
-    if (keep.includes(path)) continue;
-    if (!grants.some((grant) => isInside(path, grant))) continue;
+    if (keep.includes(path) || !covered(path)) continue;
     if (await exists(path)) denies.push(path);
   }
   return denies;

@@ -149,7 +149,7 @@ export async function startPrivateDisplay(options: {
         child.kill('SIGKILL');
         await exited;
       }
-      await cgroup?.remove();
+      await cgroup?.remove().catch(() => {});
       // Only a socket of the sandbox's account is ours to remove: never follow or touch anything else.
       const socket = await lstat(socketPath).catch(() => undefined);
       if (socket?.isSocket() && socket.uid === options.uid) {
