@@ -1,6 +1,5 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import {
   startHttpsServer,
   startRelay,
 } from './test-support/loopback.js';
+import { createDemoRepository, demoRegistryHandler, runGitHttpBackend } from './test-support/real-servers.js';
 
 // Real, unmodified clients (curl, Python's urllib, git, npm) reach loopback test servers through the
 // proxy. Names map to 127.0.0.1 through the pluggable resolver only. The relay stands in for the exec
@@ -50,45 +50,6 @@ function run(
   });
 }
 
-function runGitHttpBackend(projectRoot: string, request: IncomingMessage, response: ServerResponse): void {
-  const url = new URL(request.url ?? '/', 'https://git.test');
-  const backend = spawn('git', ['http-backend'], {
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      GIT_PROJECT_ROOT: projectRoot,
-      GIT_HTTP_EXPORT_ALL: '1',
-      REQUEST_METHOD: request.method ?? 'GET',
-      PATH_INFO: decodeURIComponent(url.pathname),
-      QUERY_STRING: url.search.slice(1),
-      CONTENT_TYPE: request.headers['content-type'] ?? '',
-      REMOTE_ADDR: '127.0.0.1',
-      GIT_PROTOCOL: String(request.headers['git-protocol'] ?? ''),
-      HTTP_CONTENT_ENCODING: String(request.headers['content-encoding'] ?? ''),
-    },
-  });
-  request.pipe(backend.stdin);
-  let buffered = Buffer.alloc(0);
-  let headersDone = false;
-  backend.stdout.on('data', (chunk: Buffer) => {
-    if (headersDone) return void response.write(chunk);
-    buffered = Buffer.concat([buffered, chunk]);
-    const end = buffered.indexOf('\r\n\r\n');
-    if (end < 0) return;
-    headersDone = true;
-    let status = 200;
-    for (const line of buffered.subarray(0, end).toString('latin1').split('\r\n')) {
-      const separator = line.indexOf(':');
-      const name = line.slice(0, separator).trim();
-      const value = line.slice(separator + 1).trim();
-      if (name.toLowerCase() === 'status') status = Number.parseInt(value, 10);
-      else response.setHeader(name, value);
-    }
-    response.writeHead(status);
-    response.write(buffered.subarray(end + 4));
-  });
-  backend.on('close', () => response.end());
-}
-
 beforeAll(async () => {
   directory = mkdtempSync(join(tmpdir(), 'bh-egress-clients-'));
   certificate = selfSignedCertificate(names);
@@ -106,47 +67,15 @@ beforeAll(async () => {
   );
   plain = await startHttpServer((request, response) => response.end(`plain ${request.url}\n`));
 
-  const work = join(directory, 'work');
-  const gitEnvironment = {
-    ...baseEnvironment,
-    GIT_AUTHOR_NAME: 't',
-    GIT_AUTHOR_EMAIL: 't@t',
-    GIT_COMMITTER_NAME: 't',
-    GIT_COMMITTER_EMAIL: 't@t',
-  };
-  execFileSync('git', ['init', '-q', '-b', 'main', work], { env: gitEnvironment });
-  execFileSync('git', ['-C', work, 'commit', '-q', '--allow-empty', '-m', 'first'], { env: gitEnvironment });
-  mkdirSync(join(directory, 'repositories'));
-  execFileSync('git', ['clone', '-q', '--bare', work, join(directory, 'repositories', 'demo.git')], {
-    env: gitEnvironment,
-  });
+  const repositories = createDemoRepository(directory, baseEnvironment);
   gitServer = await startHttpsServer(certificate, (request, response) =>
-    runGitHttpBackend(join(directory, 'repositories'), request, response),
+    runGitHttpBackend(repositories, request, response),
   );
 
-  registry = await startHttpsServer(certificate, (request, response) => {
-    if (request.url === '/demo-package') {
-      response.setHeader('content-type', 'application/json');
-      return void response.end(
-        JSON.stringify({
-          name: 'demo-package',
-          'dist-tags': { latest: '1.2.3' },
-          versions: {
-            '1.2.3': {
-              name: 'demo-package',
-              version: '1.2.3',
-              dist: {
-                tarball: `https://registry.test:${registry.port}/demo-package/-/demo-package-1.2.3.tgz`,
-              },
-            },
-          },
-          time: { '1.2.3': '2026-01-01T00:00:00.000Z' },
-        }),
-      );
-    }
-    response.writeHead(404, { 'content-type': 'application/json' });
-    response.end('{"error":"not found"}');
-  });
+  registry = await startHttpsServer(
+    certificate,
+    demoRegistryHandler(() => `https://registry.test:${registry.port}`),
+  );
 
   proxy = createEgressProxy({
     resolver: createStaticResolver(names.map((name) => `${name}:127.0.0.1`)),
