@@ -117,9 +117,22 @@ export async function callerSubordinateRange(): Promise<IdRange | undefined> {
   return count > 0 ? { firstUid: uids.start, firstGid: gids.start, count } : undefined;
 }
 
-/** The account `name` of /etc/passwd, unless it is root or the caller itself (neither is a boundary). */
+/** UID_MIN of /etc/login.defs (default 1000): below it, the accounts of the system and its services. */
+async function firstUserUid(): Promise<number> {
+  const definitions = await readFile('/etc/login.defs', 'utf8').catch(() => '');
+  const value = Number(/^\s*UID_MIN\s+(\d+)/m.exec(definitions)?.[1]);
+  return Number.isInteger(value) && value > 0 ? value : 1000;
+}
+
+/**
+ * The account `name` of /etc/passwd when it is an account an administrator made (uid from UID_MIN
+ * on): never root, `nobody`, a service account (a sandbox must not act as postgres or messagebus),
+ * or the caller itself (none of these is a boundary).
+ */
 export async function findAccount(name: string): Promise<Account | undefined> {
   const account = (await readAccounts()).find((item) => item.name === name);
-  if (!account || account.uid === 0 || account.uid === process.getuid?.()) return undefined;
-  return account;
+  if (!account || account.uid === 0 || account.uid === 65_534 || account.uid === process.getuid?.()) {
+    return undefined;
+  }
+  return account.uid >= (await firstUserUid()) ? account : undefined;
 }

@@ -158,6 +158,13 @@ describe.skipIf(!callerIsRoot)('session lifecycle (root caller)', () => {
       execFileSync('stat', ['-c', '%u', join(workspace, 'by-account')], { encoding: 'utf8' }).trim(),
     ).toBe('0');
     expect(await processesOf(accountUid)).toEqual([]);
+    // A service account (uid below UID_MIN) is never switched to: the name is only recorded.
+    const service = await runIn(
+      provider,
+      sessionCapabilities(workspace, (base) => ({ ...base, identity: { name: 'messagebus' } })),
+      ['id', '-u'],
+    );
+    expect(inTestRange(Number(service.stdout.trim()))).toBe(true);
   });
 
   it('reaps what a crashed caller left: its X socket and lock, its session folder; its id is free again', async () => {
