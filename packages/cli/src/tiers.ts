@@ -67,7 +67,14 @@ export type ModuleImporter = (specifier: string) => Promise<Record<string, unkno
 
 const importModule: ModuleImporter = (specifier) => import(specifier);
 
-async function loadTier(known: KnownTier, importer: ModuleImporter): Promise<TierInstallation> {
+/** Options the CLI hands a tier's factory, by tier (e.g. the process tier's egress resolver). */
+export type TierFactoryOptions = Partial<Record<TierName, Record<string, unknown>>>;
+
+async function loadTier(
+  known: KnownTier,
+  importer: ModuleImporter,
+  factoryOptions?: Record<string, unknown>,
+): Promise<TierInstallation> {
   const base = { tier: known.tier, packageName: known.packageName };
   let module: Record<string, unknown>;
   try {
@@ -93,7 +100,11 @@ async function loadTier(known: KnownTier, importer: ModuleImporter): Promise<Tie
     };
   }
   try {
-    return { ...base, installed: true, provider: factory() };
+    return {
+      ...base,
+      installed: true,
+      provider: factoryOptions === undefined ? factory() : factory(factoryOptions),
+    };
   } catch (error) {
     return {
       ...base,
@@ -105,8 +116,13 @@ async function loadTier(known: KnownTier, importer: ModuleImporter): Promise<Tie
 }
 
 /** Loads every known tier that is installed, and registers it with `none`. */
-export async function loadInstalledTiers(importer: ModuleImporter = importModule): Promise<InstalledTiers> {
-  const loaded = await Promise.all(KNOWN_TIERS.map((known) => loadTier(known, importer)));
+export async function loadInstalledTiers(
+  importer: ModuleImporter = importModule,
+  factoryOptions: TierFactoryOptions = {},
+): Promise<InstalledTiers> {
+  const loaded = await Promise.all(
+    KNOWN_TIERS.map((known) => loadTier(known, importer, factoryOptions[known.tier])),
+  );
   const registry = new ProviderRegistry([createNoneProvider()]);
   const installations = loaded.map((installation): TierInstallation => {
     if (!installation.installed) return installation;

@@ -6,7 +6,9 @@ import {
   type LaunchOptions,
   launch,
   type SandboxResult,
+  type Violation,
 } from '@bulkhead/core';
+import { createStaticResolver, rulesForResolveEntries, systemResolver } from '@bulkhead/egress';
 import type { Command } from 'commander';
 import { type CommandContext, collect } from '../command-context.js';
 import { EXIT_STATUS, exitStatusOf, signalExitStatus } from '../exit-status.js';
@@ -26,6 +28,8 @@ export interface RunCommandOptions {
   write?: string[];
   deny?: string[];
   net?: string;
+  /** `NAME:ADDRESS` mappings for the egress proxy of an allow-list (`--resolve`, repeatable). */
+  resolve?: string[];
   memory?: string;
   timeout?: string;
   /** False with `--no-spawn`. */
@@ -40,6 +44,7 @@ Examples:
   $ bulkhead run -- ls -la                      # the built-in default manifest (or ./bulkhead.yaml)
   $ bulkhead run -m agent.yaml -- npm test      # your manifest
   $ bulkhead run --write ./out --net api.openai.com:443 -- python3 agent.py
+  $ bulkhead run --net api.test:8443 --resolve api.test:127.0.0.1 -- curl https://api.test:8443/
   $ bulkhead run --memory 256MB --timeout 30s --no-spawn -- node script.js
   $ echo data | bulkhead run --json -- wc -c    # stdin streams through; the result as JSON on stderr
   $ bulkhead run --tier none -- env             # NO isolation, for debugging only
@@ -72,7 +77,15 @@ export function registerRunCommand(program: Command, context: CommandContext): v
     .option('--read <path>', 'also allow reading PATH (repeatable)', collect)
     .option('--write <path>', 'also allow reading and writing PATH (repeatable)', collect)
     .option('--deny <path>', 'deny PATH, even inside a grant (repeatable)', collect)
-    .option('--net <network>', 'the network: none, open, or an allow-list HOST:PORT,...')
+    .option(
+      '--net <network>',
+      'the network: none, open, or an allow-list HOST:PORT,... (reached through the egress proxy: HTTP_PROXY, HTTPS_PROXY and ALL_PROXY point at it; a refusal names the rule)',
+    )
+    .option(
+      '--resolve <name:address>',
+      "with an allow-list, the proxy resolves NAME to ADDRESS (like curl's --resolve; repeatable), and ADDRESS may be loopback or private where NAME is allowed",
+      collect,
+    )
     .option('--memory <size>', 'memory cap of the whole sandbox, e.g. 512MB, 2GiB')
     .option('--timeout <duration>', 'wall-clock limit of the whole sandbox, e.g. 30s, 5m')
     .option('--no-spawn', 'forbid creating processes')
@@ -117,6 +130,16 @@ function overridesFrom(io: CliIo, options: RunCommandOptions): ManifestOverrides
   } as ManifestOverrides;
 }
 
+/**
+ * `--resolve` entries, checked: a resolver for the process tier's egress proxy (other names go to
+ * the system's resolver, as with curl's --resolve).
+ */
+function resolveOptions(options: RunCommandOptions) {
+  const entries = options.resolve ?? [];
+  if (entries.length === 0) return undefined;
+  return { entries, resolver: createStaticResolver(entries, systemResolver) };
+}
+
 async function prepare(
   context: CommandContext,
   command: string[],
@@ -124,7 +147,11 @@ async function prepare(
 ): Promise<LaunchOptions> {
   const { io } = context;
   const named = options.tier;
-  const { registry, installations } = await loadInstalledTiers(context.importModule);
+  const resolve = resolveOptions(options);
+  const { registry, installations } = await loadInstalledTiers(
+    context.importModule,
+    resolve ? { process: { egress: { resolver: resolve.resolver } } } : {},
+  );
   if (named !== undefined && named !== 'none') {
     const installation = installations.find((candidate) => candidate.tier === named);
     if (!installation && !registry.get(named)) {
@@ -149,6 +176,22 @@ async function prepare(
     writeLine(io.stderr, `bulkhead: defaults in effect for: ${compiled.defaulted.join(', ')}`);
   }
 
+  let { capabilities } = compiled;
+  if (resolve) {
+    if (capabilities.network.mode === 'allowlist') {
+      // The person who mapped a name to a loopback address meant it: that address, on the ports its
+      // name is allowed, passes the proxy's rebinding check.
+      const allow = capabilities.network.allow;
+      const extra = rulesForResolveEntries(allow, resolve.entries);
+      capabilities = { ...capabilities, network: { ...capabilities.network, allow: [...allow, ...extra] } };
+    } else {
+      printWarning(
+        io,
+        `--resolve has no effect with network '${capabilities.network.mode}': it maps names for the egress proxy of an allow-list (--net HOST:PORT,...).`,
+      );
+    }
+  }
+
   const tierChoice: Pick<LaunchOptions, 'tier' | 'minimumTier'> =
     named === 'none'
       ? { tier: 'none' }
@@ -157,7 +200,7 @@ async function prepare(
         : { minimumTier: compiled.minimumTier };
   return {
     command,
-    capabilities: compiled.capabilities,
+    capabilities,
     providers: registry,
     manifestDigest: compiled.digest,
     ...tierChoice,
@@ -224,12 +267,23 @@ function relay(from: Readable, to: Writable, onBroken: () => void): Promise<void
   });
 }
 
-function printOutcome(io: CliIo, result: SandboxResult, options: RunCommandOptions, tier: string): void {
+function sayViolation(io: CliIo, violation: Violation): void {
+  const colors = colorsFor(io.stderr, io.env);
+  writeLine(io.stderr, `${colors.bold('bulkhead:')} ${colors.red('violation:')} ${violation.message}`);
+}
+
+function printOutcome(
+  io: CliIo,
+  result: SandboxResult,
+  options: RunCommandOptions,
+  tier: string,
+  alreadySaid: ReadonlySet<Violation>,
+): void {
   const colors = colorsFor(io.stderr, io.env);
   const say = (message: string) => writeLine(io.stderr, `${colors.bold('bulkhead:')} ${message}`);
   if (result.timedOut) say('the command ran past its timeout and was killed with its whole process tree');
   if (result.oomKilled) say('the command reached the memory cap and was killed');
-  for (const violation of result.violations) say(`${colors.red('violation:')} ${violation.message}`);
+  for (const violation of result.violations) if (!alreadySaid.has(violation)) sayViolation(io, violation);
   // The none tier's warning was already said loudly before the run. A tier's notes on how it
   // enforced the run (Landlock splitting a grant, say) come with every run of the same manifest, so
   // they are counted rather than repeated each time, but never dropped: --verbose and --json list them.
@@ -309,9 +363,17 @@ async function runSandboxed(
     );
   }
 
+  // Said as they happen (a refused connection is what an agent's error message is about), once.
+  const saidViolations = new Set<Violation>();
   let sandbox: LaunchedSandbox;
   try {
-    sandbox = await launch(launchOptions);
+    sandbox = await launch({
+      ...launchOptions,
+      onViolation: (violation) => {
+        saidViolations.add(violation);
+        sayViolation(io, violation);
+      },
+    });
   } catch (error) {
     const failure = launchFailure(error, command, options.tier);
     if (failure.message) {
@@ -364,7 +426,13 @@ async function runSandboxed(
     : outputClosed
       ? signalExitStatus('SIGPIPE')
       : exitStatusOf(result);
-  printOutcome(io, result, options, sandbox.tier);
+  if (options.resolve?.length && sandbox.tier !== 'process' && sandbox.tier !== 'none') {
+    printWarning(
+      io,
+      `--resolve maps names for the process tier's egress proxy; the ${sandbox.tier} tier resolved names with the system's resolver.`,
+    );
+  }
+  printOutcome(io, result, options, sandbox.tier, saidViolations);
   if (options.json) {
     writeLine(
       io.stderr,
