@@ -355,7 +355,12 @@ async function launchSession(
     }
   } catch (error) {
     await runCleanups(cleanups);
-    throw error;
+    if (BulkheadError.isInstance(error)) throw error;
+    throw new BulkheadError(
+      'LAUNCH_FAILED',
+      `The session tier could not prepare the sandbox: ${(error as Error).message}. Fix: run \`bulkhead doctor\` to see what this host lacks.`,
+      { tier: 'session', cause: error },
+    );
   }
   const span = startIdentitySpan(record);
   const identityMechanisms = subordinate

@@ -92,6 +92,12 @@ export function transientlyOwned(roots: string[]): string[] {
     [
       ...roots,
       '-xdev',
+      // Id-mapped views of live sandboxes' grants (the process tier's staging): their files are the
+      // caller's on disk and only appear as a sandbox uid's through the mapping.
+      '-path',
+      '/run/bulkhead/mounts',
+      '-prune',
+      '-o',
       '(',
       '(',
       '-uid',
