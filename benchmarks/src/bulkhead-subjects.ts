@@ -72,6 +72,8 @@ export interface BulkheadSubjectOptions {
   packageName: string;
   description: string;
   provider: () => Promise<IsolationProvider | { provider: IsolationProvider; release: () => Promise<void> }>;
+  /** Adjusts the default capabilities for this row (e.g. a network allow-list). */
+  capabilities?: (capabilities: Capabilities) => Capabilities;
 }
 
 /** A Bulkhead tier called through the SDK: `launch()` from @bulkhead/core with one provider. */
@@ -102,7 +104,8 @@ export function bulkheadSubject(options: BulkheadSubjectOptions): Subject {
       return [`${options.packageName} ${version}`, ...facts].join(', ');
     },
     async prepare(context): Promise<SubjectSession> {
-      const [created, capabilities] = await Promise.all([options.provider(), benchmarkCapabilities(context)]);
+      const [created, defaults] = await Promise.all([options.provider(), benchmarkCapabilities(context)]);
+      const capabilities = options.capabilities ? options.capabilities(defaults) : defaults;
       const { provider, release } =
         'provider' in created ? created : { provider: created, release: async () => {} };
       // One registry per session, so the probe is asked once, as in a long-running harness.

@@ -349,6 +349,20 @@ export function allSubjects(): Subject[] {
       provider: bulkheadProviders.processNamespace,
     }),
     bulkheadSubject({
+      id: 'process-namespace-allowlist',
+      label: 'Bulkhead process (namespace, allow-list)',
+      tier: 'process',
+      packageName: '@bulkhead/tier-process',
+      description:
+        'launch() with tier-process in namespace mode and a network allow-list: an egress channel per sandbox and the relay in its network namespace',
+      provider: bulkheadProviders.processNamespace,
+      // A documentation address (TEST-NET-1): the row measures the launch, not a connection.
+      capabilities: (capabilities) => ({
+        ...capabilities,
+        network: { mode: 'allowlist', allow: [{ host: '192.0.2.1', port: 443 }] },
+      }),
+    }),
+    bulkheadSubject({
       id: 'process-shim-only',
       label: 'Bulkhead process (shim-only)',
       tier: 'process',
