@@ -65,6 +65,7 @@ describe("the caller's terminal", () => {
         expect(output).toMatch(new RegExp(`${name} refused`));
       // seccomp refuses the ioctl itself (EPERM), even on a pty the sandbox made for itself.
       expect(output).toMatch(/own-pty refused \w+ 1\b/);
+      expect(output).toMatch(/tioclinux refused \w+ 1\b/);
       expect(output).not.toMatch(/ESCAPED/);
       expect(output).toMatch(/terminal read: nothing/);
     },
