@@ -1,5 +1,4 @@
 import { lstatSync, readlinkSync } from 'node:fs';
-import { posix } from 'node:path';
 import type { VmmCommand } from './vmm-backend.js';
 
 /** Where the VM's own files sit inside the jail. */
@@ -132,9 +131,4 @@ export function buildJailArguments(options: JailOptions): string[] {
   for (const mask of masks) args.push('--remount-ro', mask);
   args.push('--remount-ro', JAIL_PATHS.view, '--chdir', '/', '--', options.vmm.file, ...options.vmm.args);
   return args;
-}
-
-/** Paths the guest payload sees as grants, normalised. */
-export function normaliseGrants(paths: string[]): string[] {
-  return [...new Set(paths.map((path) => posix.normalize(path)))];
 }
