@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomInt, randomUUID } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BulkheadError, type Capabilities, createNoneProvider } from '@bulkhead/core';
@@ -15,6 +16,7 @@ import {
   testSessionProvider,
   transientlyOwned,
 } from './test-support.js';
+import { encodeAuthority, FAMILY_LOCAL } from './x-authority.js';
 
 // Tries the person's desktop display (given as :N) every way, then the sandbox's own display.
 const PROBER = `
@@ -62,13 +64,30 @@ function alive(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
 
-/** An Xvfb standing in for the person's desktop (path and abstract sockets), with a secret on its clipboard. */
-async function startDesktop(): Promise<Desktop> {
+/**
+ * An Xvfb standing in for the person's desktop (path and abstract sockets), with a secret on its
+ * clipboard; with `authority`, it takes only clients holding the cookie of that file, like a desktop.
+ */
+async function startDesktop(authority?: string): Promise<Desktop> {
   const number = randomInt(700, 900);
   const display = `:${number}`;
-  const server = spawn('Xvfb', [display, '-nolisten', 'tcp', '-displayfd', '3'], {
-    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-  });
+  const environment: NodeJS.ProcessEnv = { ...process.env, DISPLAY: display };
+  if (authority) {
+    const cookie = { number: String(number), name: 'MIT-MAGIC-COOKIE-1', data: randomBytes(16) };
+    await writeFile(
+      authority,
+      encodeAuthority([{ family: FAMILY_LOCAL, address: Buffer.from(hostname()), ...cookie }]),
+      { mode: 0o600 },
+    );
+    environment.XAUTHORITY = authority;
+  }
+  const server = spawn(
+    'Xvfb',
+    [display, '-nolisten', 'tcp', '-displayfd', '3', ...(authority ? ['-auth', authority] : [])],
+    {
+      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     server.stdio[3]?.once('data', () => resolve());
     server.once('exit', (code) => reject(new Error(`the desktop Xvfb exited (${code})`)));
@@ -76,7 +95,7 @@ async function startDesktop(): Promise<Desktop> {
   const secret = `desktop-secret-${randomUUID()}`;
   // -loops 1: the clipboard's owner exits after serving one paste, so a read would be seen.
   const clipboard = spawn('xclip', ['-selection', 'clipboard', '-i', '-loops', '1', '-quiet'], {
-    env: { ...process.env, DISPLAY: display },
+    env: environment,
     stdio: ['pipe', 'ignore', 'ignore'],
   });
   clipboard.stdin?.end(secret);
@@ -182,26 +201,41 @@ describe.skipIf(!hasX)('displays', () => {
     );
   }
 
-  // The explicit opt-in: the sandbox gets the caller's own display, and the result says so aloud.
-  it.skipIf(!callerIsRoot)("display host: the caller's display, with a warning", async () => {
+  // The explicit opt-in: the sandbox gets the caller's own display (here one that wants a cookie, like
+  // a desktop's), with that display's cookie only, and the result says so aloud.
+  it.skipIf(!callerIsRoot)("display host: the caller's display and its cookie, with a warning", async () => {
+    const folder = await mkdtemp(join(tmpdir(), 'bulkhead-session-desktop-'));
+    const authenticated = await startDesktop(join(folder, 'Xauthority'));
     const provider = testSessionProvider({ display: 'host' });
-    const saved = process.env.DISPLAY;
-    process.env.DISPLAY = desktop!.display;
+    const saved = { DISPLAY: process.env.DISPLAY, XAUTHORITY: process.env.XAUTHORITY };
+    process.env.DISPLAY = authenticated.display;
+    process.env.XAUTHORITY = join(folder, 'Xauthority');
     try {
-      const { result, lines } = await probe(provider, (base) => ({
-        ...base,
-        devices: { ...base.devices, display: true },
-      }));
+      const workspace = await makeWorkspace();
+      workspaces.push(workspace);
+      await writeFile(join(workspace, 'prober.py'), PROBER);
+      const result = await runIn(
+        provider,
+        sessionCapabilities(workspace, (base) => ({ ...base, devices: { ...base.devices, display: true } })),
+        [PYTHON, 'prober.py', authenticated.display],
+      );
       expect(result.exitCode, result.stderr).toBe(0);
-      expect(lines).toContain('desktop-path ESCAPED connected');
-      expect(lines).toContain('own-display works');
+      expect(result.stdout.trim().split('\n')).toEqual([
+        'desktop-path ESCAPED connected',
+        expect.stringMatching(/^desktop-abstract refused/),
+        // Without XAUTHORITY the server refuses: the cookie the tier passed is what lets it in.
+        'desktop-clipboard refused OSError',
+        'own-display works',
+        'own-clipboard round-trip',
+      ]);
       expect(result.warnings.join('\n')).toMatch(/display: 'host'/);
     } finally {
-      if (saved === undefined) delete process.env.DISPLAY;
-      else process.env.DISPLAY = saved;
-      // It may have taken the desktop's single paste.
-      stopDesktop(desktop);
-      desktop = await startDesktop();
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+      stopDesktop(authenticated);
+      await rm(folder, { recursive: true, force: true });
     }
   });
 

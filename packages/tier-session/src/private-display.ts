@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, open, unlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { BulkheadError } from '@bulkhead/core';
 import { createSandboxCgroup, type SandboxCgroup } from '@bulkhead/linux';
 import { runOverSandboxIds } from './subordinate-account.js';
+import { FAMILY_WILD, writeSandboxAuthority } from './x-authority.js';
 
 /** Where X clients look for display N's socket; a sandbox gets exactly its own one bound there. */
 export const X11_SOCKET_DIRECTORY = '/tmp/.X11-unix';
@@ -29,24 +30,6 @@ export interface PrivateDisplay {
 async function prepareSocketDirectory(): Promise<void> {
   const made = await mkdir(X11_SOCKET_DIRECTORY, { recursive: true, mode: 0o1777 });
   if (made !== undefined) await chmod(X11_SOCKET_DIRECTORY, 0o1777);
-}
-
-/** One Xauthority entry (FamilyWild, so it matches this display on any host name). */
-function authorityEntry(displayNumber: number, cookie: Buffer): Buffer {
-  const field = (value: Buffer) => {
-    const length = Buffer.alloc(2);
-    length.writeUInt16BE(value.length);
-    return Buffer.concat([length, value]);
-  };
-  const family = Buffer.alloc(2);
-  family.writeUInt16BE(0xffff);
-  return Buffer.concat([
-    family,
-    field(Buffer.alloc(0)),
-    field(Buffer.from(String(displayNumber))),
-    field(Buffer.from('MIT-MAGIC-COOKIE-1')),
-    field(cookie),
-  ]);
 }
 
 /**
@@ -164,15 +147,20 @@ export async function startPrivateDisplay(options: {
     return stopped;
   };
   try {
-    // The server and the payload need the cookie. A root caller makes it readable by the sandbox's
-    // group only; an unprivileged one cannot give it that group, and relies on the folder's
-    // unguessable name under a folder nobody else may list.
-    await writeFile(authorityPath, authorityEntry(number, randomBytes(16)), { mode: 0o600, flag: 'wx' });
-    if (subordinate) await chmod(authorityPath, 0o644);
-    else {
-      await chown(authorityPath, process.getuid?.() ?? 0, options.gid);
-      await chmod(authorityPath, 0o640);
-    }
+    // The server and the payload need the cookie.
+    await writeSandboxAuthority(
+      authorityPath,
+      [
+        {
+          family: FAMILY_WILD,
+          address: Buffer.alloc(0),
+          number: String(number),
+          name: 'MIT-MAGIC-COOKIE-1',
+          data: randomBytes(16),
+        },
+      ],
+      { gid: options.gid, subordinate },
+    );
     const system = ['/usr', '/etc', '/lib', '/lib64', '/bin', '/sbin'].flatMap((path) => [
       '--ro-bind-try',
       path,

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { chmod, lstat, mkdir, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { posix } from 'node:path';
 import {
   assertEnforceable,
@@ -36,6 +36,7 @@ import { type PrivateDisplay, startPrivateDisplay, X11_SOCKET_DIRECTORY } from '
 import { type DisplayMode, probeSessionTier, type SessionTierHost } from './probe-session-tier.js';
 import { reapStaleSessions, recordLeftovers, sessionFolderName } from './stale-sessions.js';
 import { returnOwnership, runOverSandboxIds } from './subordinate-account.js';
+import { callerCookies, writeSandboxAuthority } from './x-authority.js';
 
 export interface SessionProviderOptions {
   /**
@@ -293,6 +294,21 @@ async function launchSession(
         }
         read.push(hostDisplay.socketPath);
         environment.DISPLAY = hostDisplay.display;
+        // Only the cookie of this display, never the caller's whole Xauthority.
+        const source = process.env.XAUTHORITY?.startsWith('/')
+          ? process.env.XAUTHORITY
+          : posix.join(homedir(), '.Xauthority');
+        const cookies = await callerCookies(source, hostDisplay.display.slice(1));
+        if (cookies.length > 0) {
+          const authorityPath = posix.join(directory, 'Xauthority');
+          await writeSandboxAuthority(authorityPath, cookies, { gid: lease.gid, subordinate });
+          read.push(authorityPath);
+          environment.XAUTHORITY = authorityPath;
+        } else {
+          warnings.push(
+            `No cookie for display ${hostDisplay.display} in ${source}: the X server's own access control decides whether the sandbox may connect.`,
+          );
+        }
         warnings.push(
           `The sandbox has the caller's own display ${hostDisplay.display} (display: 'host'): it can read the screen and inject input there.`,
         );
