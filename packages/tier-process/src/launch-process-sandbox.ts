@@ -30,7 +30,12 @@ import {
 } from '@bulkhead/linux';
 import { gpuDeviceNodes, inspectPaths, readableByOthers } from './host-paths.js';
 import type { ProcessTierHost } from './probe-process-tier.js';
-import { EGRESS_RELAY_PORT, EGRESS_SANDBOX_SOCKET, openSandboxEgress } from './sandbox-egress.js';
+import {
+  EGRESS_RELAY_PORT,
+  EGRESS_SANDBOX_SOCKET,
+  egressProxySource,
+  openSandboxEgress,
+} from './sandbox-egress.js';
 
 type Cleanup = () => Promise<unknown> | unknown;
 
@@ -191,9 +196,8 @@ async function startNamespace(
   let { capabilities } = spec;
   let egressSocket: string | undefined;
   if (capabilities.network.mode === 'allowlist') {
-    if (!context.egressProxy) throw new Error('unreachable: the provider always passes its egress proxy');
     const egress = await openSandboxEgress({
-      proxy: context.egressProxy(),
+      proxy: (context.egressProxy ?? egressProxySource())(),
       sandboxId: id,
       allow: capabilities.network.allow,
       environment: capabilities.env,
@@ -355,7 +359,15 @@ function bindBeforeReadOnlyRoot(args: string[], source: string, target: string):
       return;
     }
   }
-  throw new Error("unreachable: bubblewrap's arguments always make the root read-only");
+  throw new BulkheadError(
+    'LAUNCH_FAILED',
+    "@bulkhead/linux's bubblewrap arguments no longer make the sandbox's root read-only, so the egress socket has no place to be bound: the allow-list cannot be enforced.",
+    {
+      tier: 'process',
+      capability: 'network.allowlist',
+      fix: 'install versions of @bulkhead/tier-process and @bulkhead/linux that agree',
+    },
+  );
 }
 
 let staleFoldersReaped: Promise<unknown> | undefined;
