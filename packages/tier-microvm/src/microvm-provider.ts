@@ -445,8 +445,9 @@ export function createMicrovmProvider(options: MicrovmProviderOptions = {}): Mic
           argv: spec.command,
           env,
           cwd: capabilities.workdir,
-          uid: process.getuid?.() ?? 0,
-          gid: process.getgid?.() ?? 0,
+          // The guest sees its writable files owned by the VMM's uid: the payload runs as that uid.
+          uid: vm.identity.uid,
+          gid: vm.identity.gid,
           memoryBytes: capabilities.resources.memoryBytes,
           maxProcesses: capabilities.process.maxProcesses,
           spawn: capabilities.process.spawn,

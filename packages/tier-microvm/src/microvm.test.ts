@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { type Dirent, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { type Dirent, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -155,7 +155,7 @@ describe('microvm tier: the guest', () => {
     expect(await readFile(join(directory, 'out'), 'utf8')).toBe('written\n');
   });
 
-  it('cannot write a read-only share, even as the guest root user', async () => {
+  it('cannot write a read-only share', async () => {
     const directory = await workspace();
     const readOnly = await mkdtemp(join(root, 'read-only-'));
     await writeFile(join(readOnly, 'file'), 'original');
@@ -174,6 +174,33 @@ describe('microvm tier: the guest', () => {
     expect(result.stdout).toContain('original');
     expect(await readFile(join(readOnly, 'file'), 'utf8')).toBe('original');
     expect(readdirSync(readOnly)).toEqual(['file']);
+  });
+
+  it('never runs the VMM as host root, yet files the guest writes belong to the caller', async () => {
+    // A grant only its owner may write: as the caller's own workspaces usually are.
+    const directory = await mkdtemp(join(root, 'owned-'));
+    await chmod(directory, 0o755);
+    const sandbox = await provider.launch({
+      command: ['sh', '-c', 'echo mine > file; echo started; exec sleep 600'],
+      capabilities: capabilitiesFor(directory),
+    });
+    sandbox.stderr.resume();
+    try {
+      await new Promise<void>((resolve) => {
+        sandbox.stdout.on('data', (chunk: Buffer) => {
+          if (chunk.toString().includes('started')) resolve();
+        });
+      });
+      const vmm = descendants().find((process) => process.name.startsWith('qemu-system'));
+      const uids = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${vmm!.pid}/status`, 'utf8'))?.[1];
+      const report = await provider.probe();
+      // Under KVM a root caller's VMM keeps uid 0 (without capabilities) to open /dev/kvm, and says so.
+      if (process.getuid?.() === 0 && report.facts.accelerator === 'tcg') expect(uids).not.toBe('0');
+      expect(await readFile(join(directory, 'file'), 'utf8')).toBe('mine\n');
+      expect(statSync(join(directory, 'file')).uid).toBe(process.getuid?.());
+    } finally {
+      await sandbox[Symbol.asyncDispose]();
+    }
   });
 
   it('cannot exceed its RAM: the memory hog is OOM-killed at the cap', async () => {
@@ -365,6 +392,12 @@ process.stdout.write('launched\\n');
       else process.env.TMPDIR = previous;
     }
     expect(readdirSync(temporary)).toEqual([]);
+    // A root caller's VMM reached its grants through id-mapped copies: none of the dead caller's stays mounted.
+    const staging = '/run/bulkhead/mounts';
+    const left = existsSync(staging)
+      ? readdirSync(staging).filter((name) => name.startsWith(`${caller.pid}-`))
+      : [];
+    expect(left).toEqual([]);
   });
 });
 

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -12,14 +12,18 @@ import {
   ensureShim,
   planShim,
   readShimStatus,
+  reapStaleStaging,
   type SandboxCgroup,
   SHIM_SANDBOX_PATH,
+  sandboxCgroupName,
+  sandboxIdentity,
+  stageIdMappedMounts,
 } from '@bulkhead/linux';
 import { defaultCacheDirectory } from './cache-directory.js';
 import type { GuestExitReport } from './control-channel.js';
 import { GuestProcess } from './guest-process.js';
 import type { Accelerator, VmmBackend } from './vmm-backend.js';
-import { buildJailArguments, JAIL_PATHS } from './vmm-jail.js';
+import { buildJailArguments, JAIL_PATHS, type PathKind, pathKind } from './vmm-jail.js';
 
 export interface StartVirtualMachineOptions {
   /** Names the VMM's cgroup; unique per VM. */
@@ -51,6 +55,8 @@ const RELAY_JAIL_PATH = '/bulkhead/relay';
 export interface RunningVirtualMachine {
   guest: GuestProcess;
   vmm: ChildProcess;
+  /** The uid and gid the VMM runs as, and so the owner the guest sees on its writable files. */
+  identity: { uid: number; gid: number };
   /** What confines the VMM itself, for the result's enforcement and warnings. */
   jail: { mechanisms: string[]; warnings: string[]; cpuMechanism?: string };
   /** Kills the jail and with it the VMM (the jail dies with its parent). Idempotent. */
@@ -109,10 +115,12 @@ function isAlive(pid: number): boolean {
 
 /**
  * A caller that crashed leaves no VM running (the jail dies with its parent), but its run directories
- * stay in the temporary folder: each later VM start removes them (one listing of the folder, cheap
- * beside a boot). Its cgroups are reaped by @bulkhead/linux the same way.
+ * stay in the temporary folder, and a root caller's id-mapped copies stay mounted: each later VM
+ * start removes them (a listing or two, cheap beside a boot). Its cgroups are reaped by
+ * @bulkhead/linux the same way.
  */
 async function reapStaleRunDirectories(): Promise<void> {
+  if (process.getuid?.() === 0) await reapStaleStaging().catch(() => 0);
   let names: string[];
   try {
     names = await readdir(tmpdir());
@@ -153,6 +161,48 @@ function privateShimCopy(cacheDirectory: string): Promise<string> {
   shimCopies.set(cacheDirectory, copy);
   copy.catch(() => shimCopies.delete(cacheDirectory));
   return copy;
+}
+
+const READ_BY_OTHERS = 0o004;
+const SEARCH_BY_OTHERS = 0o001;
+
+/** Can an unprivileged uid reach and read `path` (its own mode and every ancestor's search bit)? */
+async function readableByOthers(path: string): Promise<boolean> {
+  try {
+    const own = await stat(path);
+    const needed = own.isDirectory() ? READ_BY_OTHERS | SEARCH_BY_OTHERS : READ_BY_OTHERS;
+    if ((own.mode & needed) !== needed) return false;
+    for (let ancestor = dirname(path); ; ancestor = dirname(ancestor)) {
+      if (((await stat(ancestor)).mode & SEARCH_BY_OTHERS) === 0) return false;
+      if (ancestor === '/') return true;
+    }
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What an unprivileged VMM must get from id-mapped copies: every write grant (root-owned files must
+ * be writable, and what it creates must land owned by root), read grants and VM files it could not
+ * reach, and the egress socket (its folder is private to the caller).
+ */
+async function pathsToStage(
+  options: StartVirtualMachineOptions,
+  vmFiles: string[],
+): Promise<{ path: string; kind: 'directory' | 'file' }[]> {
+  const { read, write, deny } = options.filesystem;
+  const staged: { path: string; kind: 'directory' | 'file' }[] = [];
+  const add = (path: string, kind: PathKind) => {
+    if (kind === 'directory' || kind === 'file') staged.push({ path, kind });
+  };
+  for (const path of new Set([...write, ...read])) {
+    if (deny.includes(path)) continue;
+    const writable = write.includes(path) && !read.includes(path);
+    if (writable || !(await readableByOthers(path))) add(path, pathKind(path));
+  }
+  for (const path of vmFiles) if (!(await readableByOthers(path))) add(path, 'file');
+  if (options.egress) add(options.egress.socketPath, 'file');
+  return staged;
 }
 
 /**
@@ -227,6 +277,36 @@ export async function startVirtualMachine(
       // Guest RAM still bounds the guest; only the VMM's own overhead goes uncapped.
       jailWarnings.push(`The VMM runs without a cgroup cap: ${(error as Error).message}`);
     }
+    // A root caller's VMM runs as an unprivileged uid, never as host root (as the process tier's
+    // payload does). /dev/kvm is not open to that uid, so under KVM the VMM stays root, without
+    // capabilities, and says so.
+    const identity = sandboxIdentity();
+    const switchUser = identity.switchFromRoot && options.accelerator === 'tcg';
+    if (identity.switchFromRoot && !switchUser) {
+      jailWarnings.push(
+        `The VMM runs as host uid 0 (without capabilities, behind seccomp and Landlock): uid ${identity.uid} cannot open /dev/kvm.`,
+      );
+    }
+    const shim = await privateShimCopy(options.cacheDirectory ?? defaultCacheDirectory());
+    let sources: Record<string, string> = {};
+    if (switchUser) {
+      const staged = await pathsToStage(options, [
+        options.kernelPath,
+        options.initramfsPath,
+        shim,
+        ...(options.egress ? [options.egress.relayHostPath] : []),
+      ]);
+      // The run directory may sit in a private TMPDIR: the VMM writes its console log through a copy.
+      staged.push({ path: runDirectory, kind: 'directory' });
+      const mounts = await stageIdMappedMounts({
+        sandboxName: sandboxCgroupName(`microvm-${options.id}`),
+        paths: staged,
+        uid: identity.uid,
+        gid: identity.gid,
+      });
+      cleanUps.push(mounts.release);
+      sources = mounts.sources;
+    }
     const plan = planShim({ capabilities, workdir: '/', pathView: 'namespace', tier: 'microvm' });
     const vmmCommand = options.backend.start({
       kernelPath: JAIL_PATHS.kernel,
@@ -258,23 +338,22 @@ export async function startVirtualMachine(
       },
       kernelPath: options.kernelPath,
       initramfsPath: options.initramfsPath,
-      runDirectory,
-      emptyFile,
+      runDirectory: sources[runDirectory] ?? runDirectory,
+      emptyFile: sources[runDirectory] ? join(sources[runDirectory], 'empty') : emptyFile,
       filesystem: options.filesystem,
       extraBinds: [
-        {
-          source: await privateShimCopy(options.cacheDirectory ?? defaultCacheDirectory()),
-          target: SHIM_SANDBOX_PATH,
-        },
+        { source: shim, target: SHIM_SANDBOX_PATH },
         ...(options.egress ? [{ source: options.egress.relayHostPath, target: RELAY_JAIL_PATH }] : []),
       ],
       ...(options.egress ? { sockets: [options.egress.socketPath] } : {}),
       infoFd,
       blockFd,
+      sources,
     });
     const vmm = spawn(options.bubblewrap, args, {
       stdio: Array.from({ length: blockFd + 1 }, () => 'pipe' as const),
       env: {},
+      ...(switchUser ? { uid: identity.uid, gid: identity.gid } : {}),
       // Its own process group: one signal reaches the jail and everything in it.
       detached: true,
     });
@@ -342,6 +421,9 @@ export async function startVirtualMachine(
     return {
       guest,
       vmm,
+      identity: switchUser
+        ? { uid: identity.uid, gid: identity.gid }
+        : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
       jail: {
         mechanisms: [...new Set(mechanisms)],
         warnings: [...jailWarnings, ...plan.warnings],

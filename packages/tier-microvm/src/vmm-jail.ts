@@ -54,6 +54,11 @@ export interface JailOptions {
   /** bubblewrap's `--info-fd` and `--block-fd`: the jail's pid comes out, and it waits for a byte. */
   infoFd?: number;
   blockFd?: number;
+  /**
+   * Where to bind each host path from, when not from itself: a root caller's VMM runs as an
+   * unprivileged uid, and what it could not reach is bound from id-mapped copies.
+   */
+  sources?: Readonly<Record<string, string>>;
   /** Overridable for tests; defaults to `lstat` of the host. */
   kindOf?: (path: string) => PathKind;
 }
@@ -67,6 +72,7 @@ export interface JailOptions {
  */
 export function buildJailArguments(options: JailOptions): string[] {
   const kindOf = options.kindOf ?? pathKind;
+  const source = (path: string) => options.sources?.[path] ?? path;
   const { read, write, deny } = options.filesystem;
   const denied = new Set(deny);
   // deny > read > write at equal paths, as in the manifest.
@@ -94,11 +100,11 @@ export function buildJailArguments(options: JailOptions): string[] {
   }
   args.push('--proc', '/proc', '--dev', '/dev');
   for (const device of options.vmm.devices) args.push('--dev-bind', device, device);
-  args.push('--ro-bind', options.kernelPath, JAIL_PATHS.kernel);
-  args.push('--ro-bind', options.initramfsPath, JAIL_PATHS.initramfs);
+  args.push('--ro-bind', source(options.kernelPath), JAIL_PATHS.kernel);
+  args.push('--ro-bind', source(options.initramfsPath), JAIL_PATHS.initramfs);
   args.push('--bind', options.runDirectory, JAIL_PATHS.run);
-  for (const socket of options.sockets ?? []) args.push('--bind', socket, socket);
-  for (const bind of options.extraBinds ?? []) args.push('--ro-bind', bind.source, bind.target);
+  for (const socket of options.sockets ?? []) args.push('--bind', source(socket), socket);
+  for (const bind of options.extraBinds ?? []) args.push('--ro-bind', source(bind.source), bind.target);
   if (options.infoFd !== undefined) args.push('--info-fd', String(options.infoFd));
   if (options.blockFd !== undefined) args.push('--block-fd', String(options.blockFd));
 
@@ -113,7 +119,7 @@ export function buildJailArguments(options: JailOptions): string[] {
     if (kindOf(grant.path) === 'missing') continue;
     steps.push({
       path: grant.path,
-      args: [grant.writable ? '--bind' : '--ro-bind', grant.path, inView(grant.path)],
+      args: [grant.writable ? '--bind' : '--ro-bind', source(grant.path), inView(grant.path)],
     });
   }
   for (const path of denied) {
