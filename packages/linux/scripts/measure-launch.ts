@@ -8,14 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { type Capabilities, type IsolationProvider, run } from '@bulkhead/core';
-import { createProcessProvider } from '@bulkhead/tier-process';
+// By package name, like the tier, so that a vite alias can point both at another copy to compare.
 import {
   buildBubblewrapArguments,
   createSandboxCgroup,
   ensureShim,
   planShim,
   probeBubblewrap,
-} from '../src/index.js';
+} from '@bulkhead/linux';
+import { createProcessProvider } from '@bulkhead/tier-process';
 
 const runs = Number(process.argv[2] ?? 200);
 const workspace = await mkdtemp(join(tmpdir(), 'bulkhead-measure-launch-'));

@@ -1,15 +1,6 @@
 import { spawn } from 'node:child_process';
-import {
-  type FileHandle,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  readlink,
-  rmdir,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
+import { closeSync, mkdirSync, openSync, rmdirSync, unlinkSync } from 'node:fs';
+import { type FileHandle, open, readdir, readFile, readlink, rmdir, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BulkheadError } from '@bulkhead/core';
@@ -159,14 +150,23 @@ function stagingRoot(): string {
   return posix.join(runtimeDirectory(), 'mounts');
 }
 
-/** Removes a mount point made by this module: never recursively, so a live mount is never emptied. */
-async function removeMountPoint(path: string): Promise<void> {
+/**
+ * Removes a mount point made by this module: never recursively, so a live mount is never emptied.
+ * Synchronous, like the mount calls beside it: the staging folder is on the runtime folder's tmpfs.
+ */
+function removeMountPoint(path: string): void {
   mountFunctions().umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW);
   try {
-    await rmdir(path);
+    rmdirSync(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOTDIR') await unlink(path).catch(() => {});
+    if (code === 'ENOTDIR') {
+      try {
+        unlinkSync(path);
+      } catch {
+        // Gone already.
+      }
+    }
   }
 }
 
@@ -186,15 +186,21 @@ export async function stageIdMappedMounts(options: {
   const userNamespace = await acquireIdMapNamespace(options.uid, options.gid);
   const root = stagingRoot();
   const folder = posix.join(root, options.sandboxName);
-  await mkdir(root, { recursive: true, mode: 0o711 });
-  await mkdir(folder, { mode: 0o711 });
+  // The runtime folder is /run/bulkhead for the root callers that stage (a tmpfs): synchronous calls
+  // there cost microseconds, less than a trip through the thread pool.
+  mkdirSync(root, { recursive: true, mode: 0o711 });
+  mkdirSync(folder, { mode: 0o711 });
   const made: string[] = [];
   let released = false;
   const release = async () => {
     if (released) return;
     released = true;
-    for (const path of made.reverse()) await removeMountPoint(path);
-    await rmdir(folder).catch(() => {});
+    for (const path of made.reverse()) removeMountPoint(path);
+    try {
+      rmdirSync(folder);
+    } catch {
+      // Reaped at the next start if something still holds it.
+    }
   };
   const { syscall, close } = mountFunctions();
   const attributes = Buffer.alloc(32);
@@ -203,8 +209,8 @@ export async function stageIdMappedMounts(options: {
   try {
     for (const [index, { path, kind }] of options.paths.entries()) {
       const target = posix.join(folder, String(index));
-      if (kind === 'directory') await mkdir(target, { mode: 0o700 });
-      else await (await open(target, 'wx', 0o600)).close();
+      if (kind === 'directory') mkdirSync(target, { mode: 0o700 });
+      else closeSync(openSync(target, 'wx', 0o600));
       made.push(target);
       const fd = Number(
         syscall(
@@ -288,7 +294,7 @@ export async function reapStaleStaging(): Promise<number> {
       .filter((point): point is string => point?.startsWith(`${folder}/`) ?? false);
     for (const point of mountPoints) mountFunctions().umount2(point, MNT_DETACH | UMOUNT_NOFOLLOW);
     for (const name of await readdir(folder).catch(() => [] as string[]))
-      await removeMountPoint(posix.join(folder, name));
+      removeMountPoint(posix.join(folder, name));
     await rmdir(folder).catch(() => {});
   }
   return stale.length;
