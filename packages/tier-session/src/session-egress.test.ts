@@ -9,6 +9,7 @@ import {
   runIn,
   sessionCapabilities,
   testSessionProvider,
+  transientlyOwned,
 } from './test-support.js';
 
 const FETCH = `
@@ -63,5 +64,7 @@ describe.skipIf(!callerIsRoot)('network allow-list in a session', () => {
       `http://127.0.0.1:${otherPort}/no refused 403`,
     ]);
     expect(result.violations).toEqual([expect.objectContaining({ kind: 'network', port: otherPort })]);
+    // The channel socket the sandbox's uid was given is gone with it.
+    expect(transientlyOwned(['/tmp', '/run/bulkhead'])).toEqual([]);
   });
 });
