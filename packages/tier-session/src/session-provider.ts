@@ -77,7 +77,7 @@ async function runCleanups(cleanups: Cleanup[]): Promise<void> {
   }
 }
 
-/** Display the caller's own X display number, from $DISPLAY (`:0`, `unix:0.0`). */
+/** The caller's own X display and its socket, from $DISPLAY (`:0`, `unix:0.0`). */
 function hostDisplaySocket(): { display: string; socketPath: string } {
   const match = /^(?:unix)?:(\d+)(?:\.\d+)?$/.exec(process.env.DISPLAY ?? '');
   if (!match) {
@@ -91,19 +91,13 @@ function hostDisplaySocket(): { display: string; socketPath: string } {
   return { display: `:${match[1]}`, socketPath: posix.join(X11_SOCKET_DIRECTORY, `X${match[1]}`) };
 }
 
-function refuseDeviceRequests(capabilities: Capabilities, display: DisplayMode): void {
+function refuseClipboardWithoutDisplay(capabilities: Capabilities): void {
   if (capabilities.devices.clipboard && !capabilities.devices.display) {
     throw new UnenforceableCapabilityError(
       'session',
       'devices.clipboard',
       'a clipboard belongs to a display, and devices.display is false, so there is no clipboard to give',
       'ask for devices.display: true as well (with a provider created with display: private)',
-    );
-  }
-  if (capabilities.devices.display && display === 'host') {
-    process.emitWarning(
-      "A session sandbox gets the caller's own X display (display: 'host'): it can read the screen and the clipboard and inject input.",
-      { code: 'BULKHEAD_HOST_DISPLAY' },
     );
   }
 }
@@ -139,8 +133,14 @@ export function createSessionProvider(options: SessionProviderOptions = {}): Iso
     },
     async launch(spec: LaunchSpec): Promise<Sandbox> {
       const resolved = await probeHost();
-      refuseDeviceRequests(spec.capabilities, display);
+      refuseClipboardWithoutDisplay(spec.capabilities);
       assertEnforceable(spec.capabilities, resolved.report);
+      if (spec.capabilities.devices.display && display === 'host') {
+        process.emitWarning(
+          "A session sandbox gets the caller's own X display (display: 'host'): it can read the screen and the clipboard and inject input.",
+          { code: 'BULKHEAD_HOST_DISPLAY' },
+        );
+      }
       return launchSession(spec, resolved, { display, auditLog, privateDisplay: options.privateDisplay });
     },
   };
