@@ -164,48 +164,4 @@ describe('buildBubblewrapArguments', () => {
     expect(groups(args, '--block-fd', 1)).toEqual([['7']]);
     expect(args.indexOf('--block-fd')).toBeLessThan(args.indexOf('--'));
   });
-
-  it('shows a granted symlink whose target another grant covers as a symlink, not one more bind mount', () => {
-    const linked = (write: string[], symlinkTargets: Record<string, string>) =>
-      build({
-        capabilities: capabilities({ read: ['/usr', '/bin', '/etc'], write, deny: [] }),
-        pathKinds: {
-          '/usr': 'directory',
-          '/bin': 'directory',
-          '/etc': 'directory',
-          '/work/project': 'directory',
-        },
-        symlinkTargets,
-      }).args;
-    const args = linked(['/work/project'], { '/bin': '/usr/bin' });
-    expect(groups(args, '--symlink', 2)).toContainEqual(['/usr/bin', '/bin']);
-    expect(groups(args, '--ro-bind', 2)).not.toContainEqual(['/bin', '/bin']);
-    // `{}`: every grant stays a bind mount.
-    expect(groups(linked(['/work/project'], {}), '--ro-bind', 2)).toContainEqual(['/bin', '/bin']);
-    // A target no grant covers would dangle: bound as before.
-    expect(groups(linked(['/work/project'], { '/bin': '/opt/bin' }), '--ro-bind', 2)).toContainEqual([
-      '/bin',
-      '/bin',
-    ]);
-  });
-
-  it('keeps a bind mount where a symlink would change what the grant allows', () => {
-    const args = build({
-      capabilities: capabilities({
-        read: ['/usr', '/etc'],
-        write: ['/work/project', '/data'],
-        deny: ['/usr/bin/su'],
-      }),
-      pathKinds: {
-        '/usr': 'directory',
-        '/etc': 'directory',
-        '/work/project': 'directory',
-        '/data': 'directory',
-      },
-      // A writable link into a read-only grant, and a link into a denied path.
-      symlinkTargets: { '/data': '/usr/share/data', '/etc': '/usr/bin/su' },
-    }).args;
-    expect(groups(args, '--symlink', 2)).toEqual([]);
-    expect(groups(args, '--bind', 2)).toContainEqual(['/data', '/data']);
-  });
 });

@@ -1,4 +1,3 @@
-import { lstatSync, realpathSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Capabilities } from '@bulkhead/core';
 import { BulkheadError } from '@bulkhead/core';
@@ -32,14 +31,6 @@ export interface BubblewrapArgumentsOptions {
   blockFd?: number;
   /** Stop further user namespaces inside (`--disable-userns`, bubblewrap 0.8+). */
   disableUserNamespaces?: boolean;
-  /**
-   * The real path of each grant that is a symbolic link on the host (`/bin` -> `/usr/bin` on a
-   * merged-/usr system). Such a grant whose target another grant already shows, with at least the
-   * same access, becomes a symlink in the sandbox instead of one more bind mount (each costs
-   * bubblewrap a mount and a read-only remount). Absent: read from the host with
-   * `readSymlinkTargets()`; `{}` keeps every grant a bind mount.
-   */
-  symlinkTargets?: Readonly<Record<string, string>>;
 }
 
 export interface BubblewrapArguments {
@@ -91,22 +82,6 @@ function assertSafePath(path: string, what: string): void {
   }
 }
 
-/**
- * The real path of each of `paths` that is a symbolic link on the host; other paths are left out.
- * A few lstat calls on the local filesystem: cheap enough for the launch path.
- */
-export function readSymlinkTargets(paths: Iterable<string>): Record<string, string> {
-  const targets: Record<string, string> = {};
-  for (const path of paths) {
-    try {
-      if (lstatSync(path).isSymbolicLink()) targets[path] = realpathSync.native(path);
-    } catch {
-      // Missing or dangling: bound (or skipped) as before.
-    }
-  }
-  return targets;
-}
-
 function isInside(path: string, ancestor: string): boolean {
   return ancestor === '/' ? path.startsWith('/') : path === ancestor || path.startsWith(`${ancestor}/`);
 }
@@ -154,25 +129,6 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
   const temporaryDirectory = '/tmp';
   const home = privateTemporary ? '/tmp/home' : '/run/bulkhead/home';
 
-  const symlinkTargets =
-    options.symlinkTargets ??
-    readSymlinkTargets(grants.filter((path) => (options.pathKinds[path] ?? 'missing') !== 'missing'));
-  /** A grant shown as a symlink to `target`: another grant covers the target with at least its access. */
-  const linkTarget = (path: string): string | undefined => {
-    const target = symlinkTargets[path];
-    if (target === undefined || options.sources?.[path] !== undefined) return undefined;
-    assertSafePath(target, 'symlink target');
-    if (isInside(target, path) || deny.some((denied) => isInside(target, denied) || isInside(denied, path)))
-      return undefined;
-    // Nothing else is mounted inside it: those mounts would land in the target instead.
-    if ([...grants, ...deny].some((other) => other !== path && isInside(other, path))) return undefined;
-    const cover = grants
-      .filter((grant) => grant !== path && isInside(target, grant))
-      .sort((left, right) => depth(right) - depth(left))[0];
-    if (cover === undefined || (options.pathKinds[cover] ?? 'missing') === 'missing') return undefined;
-    return writable.has(path) && !writable.has(cover) ? undefined : target;
-  };
-
   const steps: MountStep[] = [];
   for (const path of [...readOnly, ...writable]) {
     const kind = options.pathKinds[path] ?? 'missing';
@@ -180,11 +136,6 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
     assertSafePath(source, 'mount source');
     if (kind === 'missing') {
       // A grant of something absent grants nothing; a writable one would otherwise be created on the host.
-      continue;
-    }
-    const target = linkTarget(path);
-    if (target !== undefined) {
-      steps.push({ path, args: ['--symlink', target, path] });
       continue;
     }
     steps.push({ path, args: [writable.has(path) ? '--bind' : '--ro-bind', source, path] });
