@@ -5,6 +5,7 @@ import { createServer as createNetServer, type Server, type Socket } from 'node:
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import {
+  BulkheadError,
   type Capabilities,
   type Endpoint,
   launch,
@@ -342,5 +343,18 @@ describe('an allow-listed sandbox leaves nothing', () => {
     expect(proxy.channels).toEqual([]);
     expect(existsSync(socketPath)).toBe(false);
     expect(await leftovers(id, marker)).toEqual([]);
+  });
+});
+
+describe('the egress options of the provider', () => {
+  it('take a resolver or a proxy, not both', () => {
+    let thrown: unknown;
+    try {
+      createProcessProvider({ egress: { proxy, resolver } });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(BulkheadError.hasCode(thrown, 'INVALID_PROVIDER_OPTIONS')).toBe(true);
+    expect((thrown as BulkheadError).fix).toContain('createEgressProxy({ resolver })');
   });
 });
