@@ -9,7 +9,7 @@ const report = process.env.BULKHEAD_CRASH_HARNESS_REPORT;
 // crash.test.ts runs this file in a vitest it then kills with SIGKILL, to prove that a caller's crash
 // leaves nothing behind for good. On its own it has nothing to prove.
 describe.skipIf(!report)('a caller that crashes with sandboxes running', () => {
-  it('launches one sandbox per mode, reports them, and waits to be killed', async () => {
+  it('launches one sandbox per mode and one allow-listed, reports them, and waits to be killed', async () => {
     const workspace = await makeWorkspace();
     const marker = process.env.BULKHEAD_CRASH_HARNESS_MARKER ?? 'bulkhead-crash-harness';
     const launched: Record<string, string> = {};
@@ -22,6 +22,17 @@ describe.skipIf(!report)('a caller that crashes with sandboxes running', () => {
       sandbox.stdout.resume();
       launched[mode] = sandbox.id;
     }
+    // And one on an allow-list: its egress channel and socket link must not outlive the crash either.
+    const allowListed = await createProcessProvider({ mode: 'namespace' }).launch({
+      command: ['sh', '-c', 'echo ready; exec sleep 300', marker],
+      capabilities: capabilitiesFor(workspace, (base) => ({
+        ...base,
+        network: { mode: 'allowlist', allow: [{ host: '192.0.2.1', port: 443 }] },
+      })),
+      id: `${marker}-allowlist`,
+    });
+    allowListed.stdout.resume();
+    launched.allowlist = allowListed.id;
     await writeFile(report!, JSON.stringify({ pid: process.pid, launched }));
     await delay(600_000);
   }, 700_000);

@@ -4,9 +4,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defaultSocketDirectory } from '@bulkhead/egress';
 import { reapStaleCgroups, reapStaleStaging, runtimeDirectory } from '@bulkhead/linux';
 import { expect, it } from 'vitest';
 import { reapStaleSandboxFolders } from './launch-process-sandbox.js';
+import { reapStaleEgressLinks } from './sandbox-egress.js';
 import { leftovers, processesWithMarker, uniqueMarker, waitFor } from './test-support.js';
 
 const packageDirectory = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -31,9 +33,9 @@ it('leaves nothing for good after the caller crashes: its sandboxes die, their c
       'the crashing caller never launched its sandboxes',
     ).toBe(true);
     const { launched } = JSON.parse(await readFile(report, 'utf8')) as {
-      launched: Record<'namespace' | 'shim-only', string>;
+      launched: Record<'namespace' | 'shim-only' | 'allowlist', string>;
     };
-    expect(processesWithMarker(marker).length).toBeGreaterThanOrEqual(2);
+    expect(processesWithMarker(marker).length).toBeGreaterThanOrEqual(3);
 
     // The crash: the caller and its vitest worker die at once, with no chance to dispose.
     process.kill(-caller.pid!, 'SIGKILL');
@@ -43,12 +45,14 @@ it('leaves nothing for good after the caller crashes: its sandboxes die, their c
     await reapStaleCgroups();
     await reapStaleStaging();
     await reapStaleSandboxFolders(runtimeDirectory());
+    await reapStaleEgressLinks(defaultSocketDirectory());
     expect(
       await waitFor(() => processesWithMarker(marker).length === 0),
       'a sandbox process outlived the reaping',
     ).toBe(true);
     expect(await leftovers(launched.namespace)).toEqual([]);
     expect(await leftovers(launched['shim-only'])).toEqual([]);
+    expect(await leftovers(launched.allowlist)).toEqual([]);
   } finally {
     try {
       process.kill(-caller.pid!, 'SIGKILL');

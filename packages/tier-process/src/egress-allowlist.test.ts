@@ -1,5 +1,5 @@
 import { createSocket } from 'node:dgram';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { chmod as chmodFile, copyFile } from 'node:fs/promises';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -14,6 +14,7 @@ import {
   type Violation,
 } from '@bulkhead/core';
 import { createEgressProxy, createStaticResolver } from '@bulkhead/egress';
+import { runtimeDirectory } from '@bulkhead/linux';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   closeServer,
@@ -345,6 +346,41 @@ describe('an allow-listed sandbox leaves nothing', () => {
     expect(await leftovers(id, marker)).toEqual([]);
   });
 });
+
+// A root caller's sandbox uid reaches its socket through a link; when the proxy's sockets live on
+// another filesystem than /run/bulkhead (a tmpfs /run, a disk /tmp), the link goes beside them.
+const otherFilesystem = '/dev/shm';
+const callerIsRoot = process.getuid?.() === 0;
+const linkFallbackTestable =
+  callerIsRoot &&
+  existsSync(otherFilesystem) &&
+  statSync(otherFilesystem).dev !== statSync(runtimeDirectory()).dev;
+
+describe.skipIf(!linkFallbackTestable)(
+  'a proxy whose sockets live on another filesystem (root caller)',
+  () => {
+    it('still reaches the allowed host, and leaves no link behind', async () => {
+      const socketDirectory = join(otherFilesystem, `bulkhead-egress-test-${process.pid}`);
+      const ownProxy = createEgressProxy({ resolver, socketDirectory });
+      try {
+        const ownProvider = createProcessProvider({ mode: 'namespace', egress: { proxy: ownProxy } });
+        const result = await run({
+          providers: [ownProvider],
+          tier: 'process',
+          capabilities: allowListed(),
+          command: curl(`https://api.test:${api.port}/`),
+        });
+        expect(result.stdout).toBe('hello from api.test\n');
+        expect(
+          readdirSync(otherFilesystem).filter((entry) => entry.startsWith('bulkhead-egress-link-')),
+        ).toEqual([]);
+      } finally {
+        await ownProxy.close();
+        rmSync(socketDirectory, { recursive: true, force: true });
+      }
+    });
+  },
+);
 
 describe('the egress options of the provider', () => {
   it('take a resolver or a proxy, not both', () => {

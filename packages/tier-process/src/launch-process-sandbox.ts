@@ -196,6 +196,11 @@ async function startNamespace(
   let { capabilities } = spec;
   let egressSocket: string | undefined;
   if (capabilities.network.mode === 'allowlist') {
+    // A root caller's socket links live beside the shim-only folders: a crashed owner's go with them.
+    if (identity.switchFromRoot) {
+      staleFoldersReaped ??= reapStaleSandboxFolders(runtime.directory).catch(() => 0);
+      await staleFoldersReaped;
+    }
     const egress = await openSandboxEgress({
       proxy: (context.egressProxy ?? egressProxySource())(),
       sandboxId: id,

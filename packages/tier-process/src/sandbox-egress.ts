@@ -1,4 +1,4 @@
-import { chmod, link, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, link, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { BulkheadError, type Endpoint, type Violation } from '@bulkhead/core';
 import {
@@ -8,7 +8,7 @@ import {
   getEgressProxy,
   withProxyEnvironment,
 } from '@bulkhead/egress';
-import { sandboxCgroupName } from '@bulkhead/linux';
+import { ownerProcessAlive, sandboxCgroupName } from '@bulkhead/linux';
 
 /** Where the sandbox sees its egress channel; the exec shim's relay connects to it. */
 export const EGRESS_SANDBOX_SOCKET = '/run/bulkhead/egress.sock';
@@ -117,8 +117,11 @@ async function linkFolder(socketPath: string, sandboxId: string, runtimeDirector
     await rm(preferred, { recursive: true, force: true });
     if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw linkError(socketPath, error);
   }
+  const socketDirectory = posix.dirname(socketPath);
+  staleLinksReaped ??= reapStaleEgressLinks(socketDirectory).catch(() => 0);
+  await staleLinksReaped;
   const beside = await mkdtemp(
-    posix.join(posix.dirname(posix.dirname(socketPath)), `bulkhead-egress-link-${process.pid}-`),
+    posix.join(posix.dirname(socketDirectory), `${LINK_FOLDER_PREFIX}${process.pid}-`),
   );
   try {
     await link(socketPath, posix.join(beside, 'egress.sock'));
@@ -129,6 +132,27 @@ async function linkFolder(socketPath: string, sandboxId: string, runtimeDirector
     throw linkError(socketPath, error);
   }
 }
+
+const LINK_FOLDER_PREFIX = 'bulkhead-egress-link-';
+
+/**
+ * Removes the link folders beside `socketDirectory` (the cross-filesystem fallback) whose owner
+ * process died before disposing its sandboxes. The ones under the runtime folder's `sandboxes` are
+ * the tier's other per-sandbox folders and are reaped with them (`reapStaleSandboxFolders`).
+ */
+export async function reapStaleEgressLinks(socketDirectory: string): Promise<number> {
+  const parent = posix.dirname(socketDirectory);
+  let removed = 0;
+  for (const entry of await readdir(parent).catch(() => [] as string[])) {
+    const owner = new RegExp(`^${LINK_FOLDER_PREFIX}(\\d+)-`).exec(entry)?.[1];
+    if (owner === undefined || ownerProcessAlive(Number(owner))) continue;
+    await rm(posix.join(parent, entry), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}
+
+let staleLinksReaped: Promise<unknown> | undefined;
 
 function linkError(socketPath: string, cause: unknown): BulkheadError {
   return new BulkheadError(
