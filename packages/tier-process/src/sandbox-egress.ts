@@ -1,4 +1,4 @@
-import { chmod, link, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chmod, link, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { BulkheadError, type Endpoint, type Violation } from '@bulkhead/core';
 import {
@@ -118,11 +118,14 @@ async function linkFolder(socketPath: string, sandboxId: string, runtimeDirector
     if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw linkError(socketPath, error);
   }
   const socketDirectory = posix.dirname(socketPath);
+  const parent = posix.dirname(socketDirectory);
+  // A private parent ($XDG_RUNTIME_DIR of root, 0700) would hide the link from the sandbox uid too.
+  if (((await stat(parent)).mode & 0o001) === 0) {
+    throw linkError(socketPath, new Error(`${parent} is not searchable by other users`));
+  }
   staleLinksReaped ??= reapStaleEgressLinks(socketDirectory).catch(() => 0);
   await staleLinksReaped;
-  const beside = await mkdtemp(
-    posix.join(posix.dirname(socketDirectory), `${LINK_FOLDER_PREFIX}${process.pid}-`),
-  );
+  const beside = await mkdtemp(posix.join(parent, `${LINK_FOLDER_PREFIX}${process.pid}-`));
   try {
     await link(socketPath, posix.join(beside, 'egress.sock'));
     await chmod(beside, 0o711);
