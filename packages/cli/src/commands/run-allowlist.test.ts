@@ -145,6 +145,25 @@ describe.skipIf(unavailable !== undefined)('bulkhead run with an allow-list on t
     ]);
   }, 60_000);
 
+  it("shows the refusal's reason and rule in the headers curl -v prints", async () => {
+    const result = await bulkhead([
+      '--net',
+      `elsewhere.test:${api.port}`,
+      ...resolveFlags(),
+      '--',
+      'curl',
+      '-sS',
+      '-v',
+      '--cacert',
+      'ca.pem',
+      `https://api.test:${api.port}/`,
+    ]);
+    expect(result.status).toBe(56);
+    expect(result.stderr).toMatch(/< HTTP\/1\.1 403 Forbidden/);
+    expect(result.stderr).toMatch(/< x-bulkhead-refused: not-allowed/i);
+    expect(result.stderr).toMatch(/< x-bulkhead-rule: default-deny/i);
+  });
+
   it('with --net none, the clients fail at once: no proxy, no resolver, no route', async () => {
     const result = await bulkhead(['--tier', 'process', '--net', 'none', ...resolveFlags(), ...clients()]);
     expect(result.stderr).toContain("--resolve has no effect with network 'none'");
