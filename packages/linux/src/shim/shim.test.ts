@@ -566,6 +566,31 @@ print(raw(libc.unshare(0x10000000)))`;
     expect(result.stdout).toBe(`${uid}\nEACCES\nEPERM\n`);
   });
 
+  it("refuses this user's payload a host unix socket it could otherwise connect to", async () => {
+    const path = join(outside, 'user.sock');
+    const received: string[] = [];
+    const listener = createServer((socket) => socket.on('data', (data) => received.push(data.toString())));
+    await new Promise<void>((resolve) => listener.listen(path, resolve));
+    chmodSync(path, 0o777);
+    try {
+      const code = attempt(`
+def connect():
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(${JSON.stringify(path)})
+    client.sendall(sys.argv[1].encode())
+    client.close()
+print(attempt(connect))`);
+      const { uid, gid } = user;
+      expect((await runBare([...code, 'from-control'], { uid, gid })).stdout).toBe('ok\n');
+      expect((await runShim([...code, 'from-sandbox'], plan(), { uid, gid })).stdout).toBe('EPERM\n');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(received.join('')).toContain('from-control');
+      expect(received.join('')).not.toContain('from-sandbox');
+    } finally {
+      listener.close();
+    }
+  });
+
   it('kills the payload when its caller, run as this user, is killed', async () => {
     expect(await payloadDiesWithItsCaller(user), 'the payload outlived its caller').toBe(true);
   });
