@@ -90,18 +90,6 @@ export async function probeSessionTier(options: {
     reason = subordinate.reason;
     fix = subordinate.fix;
   }
-  const version1 = Object.entries(inner.facts).filter(
-    ([key, value]) => key.startsWith('cgroup.') && String(value).startsWith('v1'),
-  );
-  if (available && subordinate && version1.length > 0) {
-    // The kernel's rule for cgroup v1 (cgroup_procs_write_permission): an unprivileged writer may move
-    // only processes whose uid is its own, and the process tier places bubblewrap after the switch.
-    available = false;
-    reason = `cgroup v1 (${version1.map(([key]) => key.slice('cgroup.'.length)).join(', ')}) lets an unprivileged caller move only its own processes into a cgroup, and a session sandbox runs under a subordinate uid, so its limits could not be applied`;
-    fix =
-      'run the caller as root, or give it a delegated cgroup v2 subtree (systemd-run --user --scope -p Delegate=yes)';
-  }
-
   const enforcement: Partial<Record<CapabilityKey, Enforcement>> = { ...inner.enforcement };
   enforcement.identity = available
     ? {

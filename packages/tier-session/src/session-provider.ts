@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { chmod, lstat, mkdir, rm, stat } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { homedir } from 'node:os';
 import { posix } from 'node:path';
 import {
   assertEnforceable,
@@ -162,6 +162,31 @@ async function reapStaleSessionsOf(sessions: string): Promise<void> {
   });
 }
 
+/**
+ * Where the tier keeps its locks and sessions: the process tier's runtime folder for root
+ * (/run/bulkhead); for an unprivileged caller /tmp/bulkhead-session-<uid>, since its own
+ * $XDG_RUNTIME_DIR or $TMPDIR is closed to its subordinate uids. A folder there that is not the
+ * caller's own, or that others may write, is refused: another user could have planted it.
+ */
+async function sessionStateDirectory(subordinate: boolean): Promise<string> {
+  if (!subordinate) return runtimeDirectory();
+  const uid = process.getuid?.() ?? -1;
+  const directory = `/tmp/bulkhead-session-${uid}`;
+  await mkdir(directory, { mode: 0o711 }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+  const status = await lstat(directory);
+  if (!status.isDirectory() || status.uid !== uid || (status.mode & 0o022) !== 0) {
+    throw new BulkheadError(
+      'LAUNCH_FAILED',
+      `${directory} is not a folder of this user's that only it may write (owner ${status.uid}, mode ${(status.mode & 0o7777).toString(8)}), so the session tier will not keep its locks and sessions there. Fix: remove it (another user may have made it) and launch again.`,
+      { tier: 'session', path: directory },
+    );
+  }
+  await chmod(directory, 0o711);
+  return directory;
+}
+
 async function leaseIdentity(capabilities: Capabilities, host: SessionTierHost, stateDirectory: string) {
   const name = capabilities.identity?.name;
   // Only root can switch to an account of /etc/passwd; an unprivileged caller's ids are its subordinates.
@@ -200,22 +225,18 @@ async function launchSession(
   const { capabilities } = spec;
   const id = spec.id ?? randomUUID();
   const cleanups: Cleanup[] = [];
-  const runtime = runtimeDirectory();
+  const state = await sessionStateDirectory(subordinate);
   let lease: IdentityLease;
   let privateDisplay: PrivateDisplay | undefined;
   let inner: Sandbox;
   const warnings: string[] = [];
   let record: IdentityRecord;
   try {
-    lease = await leaseIdentity(capabilities, host, posix.join(runtime, 'session-ids'));
+    lease = await leaseIdentity(capabilities, host, posix.join(state, 'session-ids'));
     cleanups.push(lease.release);
     // Owned by the caller, closed to everyone else: the sandbox reaches its part only by grant.
-    // An unprivileged caller's $XDG_RUNTIME_DIR is 0700: its subordinate uid could not reach a grant there.
-    const sessions = subordinate
-      ? posix.join(tmpdir(), `bulkhead-${process.getuid?.() ?? 'user'}`, 'sessions')
-      : posix.join(runtime, 'sessions');
+    const sessions = posix.join(state, 'sessions');
     await mkdir(sessions, { recursive: true, mode: 0o711 });
-    await chmod(posix.dirname(sessions), 0o711).catch(() => {});
     // The random part keeps the path unguessable for other local users (the id is in logs).
     await reapStaleSessionsOf(sessions);
     const directory = posix.join(sessions, sessionFolderName(id, randomBytes(8).toString('hex')));

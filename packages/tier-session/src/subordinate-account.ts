@@ -15,27 +15,55 @@ import type { IdRange } from './identity-pool.js';
 
 /**
  * Starts bubblewrap as the sandbox's subordinate uid/gid. The process tier runs it in place of bwrap
- * and passes its usual arguments; the ids are read from the first `--uid`/`--gid` (which the process
- * tier puts before any path or variable). Without them (the probes' `--version`) it is plain bwrap.
+ * with its usual arguments, which it parses by bubblewrap's own grammar (an unknown option fails
+ * closed, so no variable or path can pose as an option). The ids are those of `--uid`/`--gid`;
+ * without them (the probes' `--version`) it is plain bwrap.
+ *
+ * cgroup v1 lets an unprivileged caller move only processes of its own uid into a cgroup, and the
+ * process tier places bubblewrap once it reported its child. So the stand-in answers for bubblewrap
+ * while it still runs as the caller: it reports its own pid on the info fd, waits on the block fd
+ * until the tier has placed it, and only then switches ids and starts bubblewrap (without those two
+ * fds), whose every process is born inside the sandbox's cgroups.
  */
-function wrapperScript(unshare: string, bubblewrap: string): string {
-  return `#!/bin/sh
+function wrapperScript(bash: string, unshare: string, bubblewrap: string): string {
+  return `#!${bash}
 # Written by @bulkhead/tier-session: starts bubblewrap under a subordinate uid/gid of the caller.
-uid=
-gid=
-previous=
-for argument in "$@"; do
-  case "$previous" in
-    --uid) uid=$argument ;;
-    --gid) gid=$argument ;;
+set -u
+arguments=("$@")
+kept=()
+uid='' gid='' info='' block=''
+count=\${#arguments[@]}
+index=0
+while (( index < count )); do
+  option=\${arguments[index]}
+  case "$option" in
+    --)
+      kept+=("\${arguments[@]:index}")
+      break ;;
+    --uid) uid=\${arguments[index+1]}; kept+=("\${arguments[@]:index:2}"); (( index += 2 )) ;;
+    --gid) gid=\${arguments[index+1]}; kept+=("\${arguments[@]:index:2}"); (( index += 2 )) ;;
+    --info-fd) info=\${arguments[index+1]}; (( index += 2 )) ;;
+    --block-fd) block=\${arguments[index+1]}; (( index += 2 )) ;;
+    --setenv|--bind|--ro-bind|--dev-bind|--bind-try|--ro-bind-try|--dev-bind-try|--symlink|--chmod|--file|--bind-data|--ro-bind-data)
+      kept+=("\${arguments[@]:index:3}"); (( index += 3 )) ;;
+    --perms|--size|--hostname|--chdir|--tmpfs|--dir|--proc|--dev|--mqueue|--remount-ro|--cap-drop|--cap-add|--unsetenv|--seccomp|--add-seccomp-fd|--lock-file|--sync-fd|--exec-label|--file-label|--argv0)
+      kept+=("\${arguments[@]:index:2}"); (( index += 2 )) ;;
+    --unshare-*|--share-net|--new-session|--die-with-parent|--as-pid-1|--clearenv|--disable-userns|--assert-userns-disabled|--level-prefix)
+      kept+=("$option"); (( index += 1 )) ;;
+    --version|--help) exec ${bubblewrap} "$@" ;;
+    *) echo "bulkhead: the session tier's bubblewrap stand-in does not know the option '$option'" >&2; exit 125 ;;
   esac
-  [ -n "$uid" ] && [ -n "$gid" ] && break
-  previous=$argument
 done
-if [ -z "$uid" ] || [ -z "$gid" ]; then
+if [[ -z "$uid" || -z "$gid" ]]; then
   exec ${bubblewrap} "$@"
 fi
-exec ${unshare} --user --map-users="$uid,$uid,1" --map-groups="$gid,$gid,1" --setuid "$uid" --setgid "$gid" -- ${bubblewrap} "$@"
+if [[ -n "$info" && -n "$block" ]]; then
+  printf '{"child-pid": %d}\\n' "$$" >&"$info"
+  eval "exec $info>&-"
+  IFS= read -r -N 1 -u "$block" _ || exit 125
+  eval "exec $block<&-"
+fi
+exec ${unshare} --user --map-users="$uid,$uid,1" --map-groups="$gid,$gid,1" --setuid "$uid" --setgid "$gid" -- ${bubblewrap} "\${kept[@]}"
 `;
 }
 
@@ -76,14 +104,19 @@ export async function probeSubordinateSwitch(
       fix: `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${process.env.USER ?? '<user>'} (as root)`,
     };
   }
-  const [unshare, newuidmap, newgidmap, bubblewrap] = await Promise.all([
+  const [bash, unshare, newuidmap, newgidmap, bubblewrap] = await Promise.all([
+    findExecutable('bash'),
     findExecutable('unshare'),
     findExecutable('newuidmap'),
     findExecutable('newgidmap'),
     findExecutable(bubblewrapPath),
   ]);
-  if (!unshare || !newuidmap || !newgidmap || !bubblewrap) {
-    return { usable: false, reason: 'newuidmap, newgidmap, unshare or bubblewrap is missing', fix: install };
+  if (!bash || !unshare || !newuidmap || !newgidmap || !bubblewrap) {
+    return {
+      usable: false,
+      reason: 'bash, newuidmap, newgidmap, unshare or bubblewrap is missing',
+      fix: install,
+    };
   }
   const trueProgram = (await findExecutable('true')) ?? '/bin/true';
   const { firstUid: uid, firstGid: gid } = range;
@@ -108,7 +141,7 @@ export async function probeSubordinateSwitch(
   const directory = runtimeDirectory();
   await mkdir(directory, { recursive: true, mode: 0o711 });
   const wrapperPath = posix.join(directory, 'session-bubblewrap');
-  const script = wrapperScript(unshare, bubblewrap);
+  const script = wrapperScript(bash, unshare, bubblewrap);
   const current = await readFile(wrapperPath, 'utf8').catch(() => undefined);
   if (current !== script) {
     await writeFile(`${wrapperPath}.${process.pid}`, script, { mode: 0o755 });

@@ -1,31 +1,69 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmod, lstat, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readCgroupLayout } from '@bulkhead/linux';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callerIsRoot } from './test-support.js';
 
 const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
 const viteNode = fileURLToPath(new URL('../../../node_modules/.bin/vite-node', import.meta.url));
+const vitest = fileURLToPath(new URL('../../../node_modules/vitest/vitest.mjs', import.meta.url));
 const driver = fileURLToPath(new URL('./fixtures/subordinate-driver.ts', import.meta.url));
+// Below 2^31: bubblewrap reads ids as a signed int.
 const SUBORDINATE_FIRST = 1_700_000_000;
+const SUBORDINATE_COUNT = 65_536;
 
-// Creating an account with subordinate ids needs root; the tests then run as that account.
+interface JsonReport {
+  numPassedTests: number;
+  numPendingTests: number;
+  testResults: { assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[];
+}
+
+function liveProcessesOf(first: number, count: number): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+        const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+        return uid >= first && uid < first + count && !/^State:\s+Z/m.test(status);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+// Making an account with subordinate ids and delegating cgroups to it takes root; the tests then run
+// as that account, the way a person's own unprivileged harness would.
 describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', () => {
   const name = `bhsub${process.pid}`;
+  let home: string;
   let folder: string;
   let uid: number;
+  const delegated: string[] = [];
 
   function asUser(...argv: string[]): Record<string, unknown> {
     const run = spawnSync(
       'runuser',
-      ['-u', name, '--', viteNode, '--config', 'vitest.config.ts', driver, ...argv],
-      {
-        cwd: packageDirectory,
-        encoding: 'utf8',
-        timeout: 60_000,
-      },
+      [
+        '-u',
+        name,
+        '--',
+        'env',
+        '-i',
+        `HOME=${home}`,
+        'PATH=/usr/bin:/bin',
+        viteNode,
+        '--config',
+        'vitest.config.ts',
+        driver,
+        ...argv,
+      ],
+      { cwd: packageDirectory, encoding: 'utf8', timeout: 60_000 },
     );
     const line = run.stdout.trim().split('\n').at(-1) ?? '';
     try {
@@ -35,18 +73,59 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
     }
   }
 
+  function vitestAsUser(files: string[]): Promise<JsonReport> {
+    const output = join(home, `report-${Math.random().toString(36).slice(2)}.json`);
+    return new Promise((resolve, reject) => {
+      execFile(
+        'runuser',
+        [
+          '-u',
+          name,
+          '--',
+          'env',
+          '-i',
+          `HOME=${home}`,
+          'PATH=/usr/bin:/bin',
+          process.execPath,
+          vitest,
+          'run',
+          '--configLoader',
+          'runner',
+          '--reporter=json',
+          `--outputFile=${output}`,
+          ...files,
+        ],
+        { cwd: packageDirectory, timeout: 540_000, maxBuffer: 64 * 1024 * 1024 },
+        (error, _stdout, stderr) => {
+          readFile(output, 'utf8').then(
+            (text) => resolve(JSON.parse(text) as JsonReport),
+            () =>
+              reject(
+                new Error(`vitest as ${name} wrote no report (${error?.message}): ${stderr.slice(-3000)}`),
+              ),
+          );
+        },
+      );
+    });
+  }
+
   beforeAll(async () => {
-    execFileSync('useradd', ['--create-home', '--shell', '/usr/sbin/nologin', name]);
+    execFileSync('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', name]);
     // useradd may already have given a range: replace it with one far from every other.
     execFileSync('sed', ['-i', `/^${name}:/d`, '/etc/subuid', '/etc/subgid']);
-    execFileSync('usermod', [
-      '--add-subuids',
-      `${SUBORDINATE_FIRST}-${SUBORDINATE_FIRST + 65_535}`,
-      '--add-subgids',
-      `${SUBORDINATE_FIRST}-${SUBORDINATE_FIRST + 65_535}`,
-      name,
-    ]);
+    const range = `${SUBORDINATE_FIRST}-${SUBORDINATE_FIRST + SUBORDINATE_COUNT - 1}`;
+    execFileSync('usermod', ['--add-subuids', range, '--add-subgids', range, name]);
     uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }));
+    home = await mkdtemp(join(tmpdir(), 'bulkhead-subordinate-home-'));
+    await chown(home, uid, uid);
+    // What an administrator does for a user on a cgroup v1 host: a subtree per controller it owns.
+    const layout = await readCgroupLayout();
+    for (const mountPoint of new Set(Object.values(layout.v1).map((hierarchy) => hierarchy.mountPoint))) {
+      const directory = posix.join(mountPoint, `bulkhead-${name}`);
+      await mkdir(directory);
+      delegated.push(directory);
+      execFileSync('chown', ['-R', name, directory]);
+    }
     // vite-node writes its bundled config next to the package's node_modules.
     await mkdir(join(packageDirectory, 'node_modules', '.vite-temp'), { recursive: true });
     await chmod(join(packageDirectory, 'node_modules', '.vite-temp'), 0o1777);
@@ -54,28 +133,52 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
     await chmod(folder, 0o777);
   });
   afterAll(async () => {
+    for (const pid of liveProcessesOf(uid, 1)) process.kill(pid, 'SIGKILL');
+    for (const directory of delegated.splice(0)) {
+      if (!existsSync(directory)) continue;
+      for (const entry of await readdir(directory, { withFileTypes: true })) {
+        if (entry.isDirectory()) await rmdir(posix.join(directory, entry.name)).catch(() => {});
+      }
+      await rmdir(directory).catch(() => {});
+    }
     if (folder) await rm(folder, { recursive: true, force: true });
-    execFileSync('userdel', ['--remove', name], { stdio: 'ignore' });
+    if (home) await rm(home, { recursive: true, force: true });
+    await rm(join(tmpdir(), `bulkhead-${uid}`), { recursive: true, force: true });
+    await rm(`/tmp/bulkhead-session-${uid}`, { recursive: true, force: true });
+    await rm(join(tmpdir(), `bulkhead-egress-${uid}`), { recursive: true, force: true });
+    execFileSync('userdel', [name], { stdio: 'ignore' });
     execFileSync('sed', ['-i', `/^${name}:/d`, '/etc/subuid', '/etc/subgid']);
   });
 
-  it('says in the probe whether the tier can run, and otherwise refuses to launch (fail closed)', () => {
+  it('is available with its subordinate ids and a delegated cgroup subtree', () => {
     const result = asUser('probe', folder);
-    expect(result.range).toEqual({ firstUid: SUBORDINATE_FIRST, firstGid: SUBORDINATE_FIRST, count: 65_536 });
-    if (result.available) {
-      expect(result.launch).toBe('ran');
-      return;
+    expect(result.range).toEqual({
+      firstUid: SUBORDINATE_FIRST,
+      firstGid: SUBORDINATE_FIRST,
+      count: SUBORDINATE_COUNT,
+    });
+    expect(result.available, String(result.reason)).toBe(true);
+    expect(result.identity).toMatchObject({
+      enforced: true,
+      mechanisms: ['subordinate-ids', 'user-namespace'],
+    });
+    expect(result.launch).toBe('ran');
+  });
+
+  it("runs a session as a subordinate uid, with its own display; what it wrote is the caller's", async () => {
+    const result = asUser('session', folder);
+    expect(result.exitCode, String(result.stderr)).toBe(0);
+    const [sandboxUid, sandboxGid, screens] = String(result.stdout).trim().split('\n');
+    expect(Number(sandboxUid)).toBeGreaterThanOrEqual(SUBORDINATE_FIRST);
+    expect(Number(sandboxUid)).toBeLessThan(SUBORDINATE_FIRST + SUBORDINATE_COUNT);
+    expect(sandboxGid).toBe(sandboxUid);
+    expect(screens).toBe('1');
+    expect(result.memory).toEqual(['cgroup-v1']);
+    for (const path of ['session-file', 'session-folder', 'session-folder/file']) {
+      const status = await stat(join(folder, path));
+      expect({ path, uid: status.uid, gid: status.gid }).toEqual({ path, uid, gid: uid });
     }
-    expect(result.launch).toBe('TIER_UNAVAILABLE');
-    expect(String(result.reason)).not.toBe('');
-    expect(String(result.fix)).not.toBe('');
-    expect(result.identity).toMatchObject({ enforced: false, reason: result.reason });
-    // Where the controllers are cgroup v1 (this host), the kernel's migration rule is what stops it.
-    if (String(result.cgroupPids).startsWith('v1')) {
-      expect(String(result.reason)).toMatch(
-        /cgroup v1 .*lets an unprivileged caller move only its own processes/,
-      );
-    }
+    expect(liveProcessesOf(SUBORDINATE_FIRST, SUBORDINATE_COUNT)).toEqual([]);
   });
 
   it("runs bubblewrap as a subordinate uid/gid through newuidmap, with none of the caller's groups", async () => {
@@ -96,15 +199,21 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
     expect(result.returned).toBe(true);
     for (const path of ['by-sandbox', 'folder', 'folder/file']) {
       const status = await stat(join(folder, path));
-      expect({ path, uid: status.uid, gid: status.gid }).toEqual({
-        path,
-        uid,
-        gid: uid === 0 ? 0 : status.gid,
-      });
-      expect(status.gid).not.toBe(SUBORDINATE_FIRST);
+      expect({ path, uid: status.uid, gid: status.gid }).toEqual({ path, uid, gid: uid });
     }
     // The link itself changed hands; its target (root's) did not.
     expect((await lstat(join(folder, 'link'))).uid).toBe(uid);
     expect((await stat('/etc/hostname')).uid).toBe(0);
   });
+
+  it('passes the conformance suite as that caller', async () => {
+    const report = await vitestAsUser(['src/conformance.test.ts']);
+    const failed = report.testResults.flatMap((file) =>
+      file.assertionResults
+        .filter((test) => test.status === 'failed')
+        .map((test) => `${test.fullName}: ${test.failureMessages.join(' ').slice(0, 1500)}`),
+    );
+    expect(failed).toEqual([]);
+    expect(report.numPassedTests).toBeGreaterThanOrEqual(50);
+  }, 600_000);
 });
