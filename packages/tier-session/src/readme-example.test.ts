@@ -8,8 +8,8 @@ const example = /## Example[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)?.[1];
 const file = new URL(`./readme-example-${process.pid}.generated.ts`, import.meta.url);
 afterAll(() => rmSync(file, { force: true }));
 
-// The example runs as a root caller; an unprivileged one on this host (cgroup v1) is refused, which
-// unprivileged.test.ts proves.
+// The output the example shows is a root caller's (a transient id from 2000000000); an unprivileged
+// caller's sandbox runs under one of its subordinate ids instead, which unprivileged.test.ts covers.
 it.skipIf(!callerIsRoot)('runs the README example: a transient uid and a display of its own', async () => {
   expect(example).toBeDefined();
   writeFileSync(
