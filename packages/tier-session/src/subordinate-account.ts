@@ -25,7 +25,7 @@ import type { IdRange } from './identity-pool.js';
  * until the tier has placed it, and only then switches ids and starts bubblewrap (without those two
  * fds), whose every process is born inside the sandbox's cgroups.
  */
-function wrapperScript(bash: string, unshare: string, bubblewrap: string): string {
+export function wrapperScript(bash: string, unshare: string, bubblewrap: string): string {
   return `#!${bash}
 # Written by @bulkhead/tier-session: starts bubblewrap under a subordinate uid/gid of the caller.
 set -u
