@@ -90,6 +90,18 @@ export function describeIsolationProvider(
   });
 }
 
+const SANDBOX_ID_PATTERN = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+
+/**
+ * Other sandboxes on the same host (other suites, other tiers, other users) mount and unmount while
+ * this test runs. A mount whose path carries a sandbox id other than this sandbox's is theirs; one
+ * that carries this id, or none, is counted against the provider.
+ */
+function namesAnotherSandbox(mount: { mountPoint: string; source: string }, sandboxId: string): boolean {
+  const ids = `${mount.mountPoint} ${mount.source}`.match(SANDBOX_ID_PATTERN) ?? [];
+  return ids.length > 0 && !ids.some((id) => sandboxId.includes(id) || id.includes(sandboxId));
+}
+
 function withTimeout(capabilities: Capabilities, timeoutMs: number): Capabilities {
   return { ...capabilities, resources: { ...capabilities.resources, timeoutMs } };
 }
@@ -393,7 +405,9 @@ const BEHAVIOUR: Record<BehaviourTestName, BehaviourTest> = {
     // Concurrent conformance runs of the none tier mount fixtures under their own roots; those are theirs.
     const others = join(tmpdir(), CONFORMANCE_TEMPORARY_PREFIX);
     const left = newMounts(before, readMounts()).filter(
-      (mount) => !mount.mountPoint.startsWith(others) || mount.mountPoint.startsWith(state.root),
+      (mount) =>
+        (!mount.mountPoint.startsWith(others) || mount.mountPoint.startsWith(state.root)) &&
+        !namesAnotherSandbox(mount, sandbox.id),
     );
     expect(left, 'mounts left on the host after dispose').toEqual([]);
   },
