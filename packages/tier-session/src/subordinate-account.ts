@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { BulkheadError } from '@bulkhead/core';
 import { findExecutable, runtimeDirectory } from '@bulkhead/linux';
 import type { IdRange } from './identity-pool.js';
@@ -159,11 +158,12 @@ export async function probeSubordinateSwitch(
  * sandbox wrote, and to remove what it left in sticky folders.
  */
 export async function runOverSandboxIds(uid: number, gid: number, argv: string[]): Promise<void> {
-  const ownNamespace = await readlink('/proc/self/ns/user');
-  const child = spawn('unshare', ['--user', '--', 'sh', '-c', 'read ready && exec "$@"', 'sh', ...argv], {
-    stdio: ['pipe', 'ignore', 'pipe'],
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
-  });
+  // The shell says it runs (so its user namespace exists), then waits for its id maps.
+  const child = spawn(
+    'unshare',
+    ['--user', '--', 'sh', '-c', 'echo inside && read ready && exec "$@"', 'sh', ...argv],
+    { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
+  );
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
@@ -172,14 +172,15 @@ export async function runOverSandboxIds(uid: number, gid: number, argv: string[]
     child.once('error', reject);
     child.once('close', resolve);
   });
+  const inside = new Promise<boolean>((resolve) => {
+    child.stdout.once('data', () => resolve(true));
+    child.once('close', () => resolve(false));
+    child.once('error', () => resolve(false));
+  });
   try {
     const pid = child.pid!;
-    for (let attempt = 0; ; attempt++) {
-      const current = await readlink(`/proc/${pid}/ns/user`).catch(() => ownNamespace);
-      if (current !== ownNamespace) break;
-      if (attempt > 2000 || child.exitCode !== null) throw new Error('unshare --user made no user namespace');
-      await delay(1);
-    }
+    if (!(await inside)) throw new Error(`unshare --user made no user namespace: ${stderr.trim()}`);
+    child.stdout.resume();
     const callerUid = process.getuid?.() ?? 0;
     const callerGid = process.getgid?.() ?? 0;
     for (const [program, own, sandbox] of [
