@@ -1,2 +1,3 @@
 export type { ProcessMode } from './probe-process-tier.js';
 export { createProcessProvider, type ProcessProviderOptions } from './process-provider.js';
+export type { ProcessEgressOptions } from './sandbox-egress.js';
