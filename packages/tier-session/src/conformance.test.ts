@@ -4,9 +4,9 @@ import { testSessionProvider } from './test-support.js';
 describeIsolationProvider(testSessionProvider(), {
   name: 'session tier',
   skip: {
-    // bubblewrap (0.8) always exports PWD after its chdir (as on the process tier), and this tier sets
-    // XDG_RUNTIME_DIR to the sandbox's private runtime folder: two variables beyond PATH/HOME/TMPDIR/LANG,
-    // neither carrying anything of the caller's.
-    environment: 'bubblewrap exports PWD and the session tier sets XDG_RUNTIME_DIR to its private folder',
+    // The session tier sets XDG_RUNTIME_DIR to the sandbox's own private runtime folder (the issue asks
+    // for one): one variable beyond PATH/HOME/TMPDIR/LANG, carrying nothing of the caller's. Every
+    // other variable is checked by the suite's env cases all the same.
+    environment: 'the session tier sets XDG_RUNTIME_DIR to the sandbox’s private runtime folder',
   },
 });
