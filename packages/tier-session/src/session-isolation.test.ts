@@ -160,6 +160,38 @@ describe.skipIf(!callerIsRoot)('two concurrent session sandboxes (root caller)',
     for (const [uid] of ids) expect(await processesOf(Number(uid))).toEqual([]);
   });
 
+  it('passes exactly capabilities.env plus PATH, HOME, TMPDIR, LANG and its own XDG_RUNTIME_DIR', async () => {
+    const provider = testSessionProvider();
+    const workspace = await makeWorkspace();
+    workspaces.push(workspace);
+    process.env.BULKHEAD_SESSION_CANARY = 'caller-secret';
+    try {
+      const result = await runIn(
+        provider,
+        sessionCapabilities(workspace, (base) => ({ ...base, env: { GIVEN: 'yes' } })),
+        ['/usr/bin/env'],
+      );
+      const environment = Object.fromEntries(
+        result.stdout
+          .trim()
+          .split('\n')
+          .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+      );
+      expect(Object.keys(environment).sort()).toEqual([
+        'GIVEN',
+        'HOME',
+        'LANG',
+        'PATH',
+        'TMPDIR',
+        'XDG_RUNTIME_DIR',
+      ]);
+      expect(environment.GIVEN).toBe('yes');
+      expect(environment.XDG_RUNTIME_DIR).toMatch(/\/sessions\/[^/]+\/runtime$/);
+    } finally {
+      delete process.env.BULKHEAD_SESSION_CANARY;
+    }
+  });
+
   it('leaves files written to the workspace owned by the caller, and nothing owned by a transient id', async () => {
     const provider = testSessionProvider();
     const workspace = await makeWorkspace();
