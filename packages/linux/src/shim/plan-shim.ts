@@ -3,6 +3,7 @@ import { BulkheadError, UnenforceableCapabilityError } from '@bulkhead/core';
 import { landlockAbi } from '../landlock/landlock-abi.js';
 import { type LandlockPlan, normalizeAbsolutePath, planLandlock } from '../landlock/landlock-planner.js';
 import { compileSeccompFilter, type SeccompArchitecture } from '../seccomp/compile-seccomp-filter.js';
+import { UNIX_SOCKETS_REFUSED_WARNING } from './shim-warnings.js';
 
 /** Resources the shim can limit with setrlimit, by their `RLIMIT_*` name in lower case. */
 export const SHIM_RLIMIT_RESOURCES = [
@@ -223,7 +224,7 @@ export function planShim(options: ShimPlanOptions): ShimPlan {
     warnings.push(
       unixSockets
         ? 'without a mount namespace, unix sockets reachable by path (such as /run/docker.sock) can still be connected to: Landlock does not filter connect() on them, and unix sockets were allowed'
-        : 'without a mount namespace, the payload cannot create unix sockets (socket(AF_UNIX) and datagram socketpairs are refused by seccomp), since Landlock does not filter connect() on path-named sockets such as /run/docker.sock; stream socketpairs still work',
+        : UNIX_SOCKETS_REFUSED_WARNING,
     );
   }
   return {

@@ -12,6 +12,7 @@ describe('probeShim', () => {
     expect(probe.enforcement.filesystem?.enforced).toBe(landlockAbi() >= 1);
     expect(probe.enforcement['network.none']?.enforced).toBe(landlockAbi() >= 4);
     expect(probe.enforcement['process.spawn']).toEqual({ enforced: true, mechanisms: ['seccomp'] });
+    expect(probe.warnings.join('\n')).toContain('cannot create unix sockets');
   });
 
   it('says what is missing on a kernel without Landlock, and how to get it', async () => {

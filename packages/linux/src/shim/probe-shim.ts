@@ -3,6 +3,7 @@ import { landlockAbi } from '../landlock/landlock-abi.js';
 import { LANDLOCK_FIX } from '../landlock/landlock-planner.js';
 import { compileSeccompFilter } from '../seccomp/compile-seccomp-filter.js';
 import { ensureShim } from './ensure-shim.js';
+import { UNIX_SOCKETS_REFUSED_WARNING } from './shim-warnings.js';
 
 export interface ShimProbe {
   /** Can the shim run here at all (binary built, seccomp filter compilable)? */
@@ -61,6 +62,8 @@ export async function probeShim(options: { landlockAbi?: number } = {}): Promise
       : seccomp;
   }
   enforcement['process.spawn'] = seccomp;
+  // planShim refuses them in the host view unless a tier opts in; doctor should say so up front.
+  warnings.push(UNIX_SOCKETS_REFUSED_WARNING);
   if (abi >= 1 && abi < 6) {
     warnings.push(
       `Landlock ABI ${abi} cannot scope abstract unix sockets and signals (ABI 6, Linux 6.12, is needed): without namespaces, the host's abstract sockets and same-user processes stay reachable`,
