@@ -1,8 +1,11 @@
 import {
   BulkheadError,
+  type Capabilities,
   createNoneProvider,
+  findUnenforceable,
   type IsolationProvider,
   ProviderRegistry,
+  TIER_STRENGTH,
   type TierName,
 } from '@bulkhead/core';
 
@@ -115,7 +118,24 @@ async function loadTier(
   }
 }
 
-/** Loads every known tier that is installed, and registers it with `none`. */
+function registerInstallation(registry: ProviderRegistry, installation: TierInstallation): TierInstallation {
+  if (!installation.installed) return installation;
+  try {
+    registry.register(installation.provider);
+    return installation;
+  } catch (error) {
+    // A provider of another spec version is as unusable as a missing one, and said so.
+    return {
+      tier: installation.tier,
+      packageName: installation.packageName,
+      installed: false,
+      reason: `installed but unusable: ${(error as Error).message}`,
+      fix: `install versions of bulkhead and ${installation.packageName} that agree`,
+    };
+  }
+}
+
+/** Loads every known tier that is installed, and registers it with `none`. `doctor` needs them all. */
 export async function loadInstalledTiers(
   importer: ModuleImporter = importModule,
   factoryOptions: TierFactoryOptions = {},
@@ -124,22 +144,61 @@ export async function loadInstalledTiers(
     KNOWN_TIERS.map((known) => loadTier(known, importer, factoryOptions[known.tier])),
   );
   const registry = new ProviderRegistry([createNoneProvider()]);
-  const installations = loaded.map((installation): TierInstallation => {
-    if (!installation.installed) return installation;
+  const installations = loaded.map((installation) => registerInstallation(registry, installation));
+  return { registry, installations };
+}
+
+export interface TiersForLaunchOptions {
+  capabilities: Capabilities;
+  /** The tier the user named (`--tier`): only its package is loaded; `none` loads no package. */
+  tier?: TierName;
+  /** Without a named tier: the weakest acceptable tier, where the ladder starts. */
+  minimumTier?: TierName;
+  importer?: ModuleImporter;
+  factoryOptions?: TierFactoryOptions;
+}
+
+const strengthOf = (tier: TierName): number =>
+  TIER_STRENGTH[tier as keyof typeof TIER_STRENGTH] ?? Number.POSITIVE_INFINITY;
+
+/**
+ * The tiers one launch needs, loaded one package at a time in ladder order (weakest first, from the
+ * minimum tier up) and only until one of them is available and enforces every capability here: a run
+ * the process tier can serve never imports the session or micro-VM tiers, which cost start-up time.
+ * When none can, every tier from the minimum up has been loaded, so the ladder's error names each one
+ * and why it was ruled out. A named tier loads only its own package.
+ */
+export async function loadTiersForLaunch(options: TiersForLaunchOptions): Promise<InstalledTiers> {
+  const importer = options.importer ?? importModule;
+  const registry = new ProviderRegistry([createNoneProvider()]);
+  const installations: TierInstallation[] = [];
+  const load = async (known: KnownTier) => {
+    const installation = registerInstallation(
+      registry,
+      await loadTier(known, importer, options.factoryOptions?.[known.tier]),
+    );
+    installations.push(installation);
+    return installation;
+  };
+  if (options.tier !== undefined) {
+    const known = KNOWN_TIERS.find((candidate) => candidate.tier === options.tier);
+    if (known) await load(known);
+    return { registry, installations };
+  }
+  const minimum = strengthOf(options.minimumTier ?? 'process');
+  const ladder = KNOWN_TIERS.filter((known) => strengthOf(known.tier) >= minimum).sort(
+    (left, right) => strengthOf(left.tier) - strengthOf(right.tier),
+  );
+  for (const known of ladder) {
+    const installation = await load(known);
+    if (!installation.installed) continue;
     try {
-      registry.register(installation.provider);
-      return installation;
-    } catch (error) {
-      // A provider of another spec version is as unusable as a missing one, and said so.
-      return {
-        tier: installation.tier,
-        packageName: installation.packageName,
-        installed: false,
-        reason: `installed but unusable: ${(error as Error).message}`,
-        fix: `install versions of bulkhead and ${installation.packageName} that agree`,
-      };
+      const probe = await registry.probe(known.tier);
+      if (probe.available && findUnenforceable(options.capabilities, probe).length === 0) break;
+    } catch {
+      // The ladder says why when it asks again; the next tier may serve meanwhile.
     }
-  });
+  }
   return { registry, installations };
 }
 
@@ -154,9 +213,23 @@ export function tierNotInstalledError(
   );
 }
 
-/** Refuses to go on when no isolating tier is installed at all: nothing could enforce a manifest. */
-export function assertSomeTierInstalled(installations: readonly TierInstallation[]): void {
+/**
+ * Refuses to go on when no isolating tier the ladder may use is installed: nothing could enforce the
+ * manifest. `minimumTier` above the process tier names the packages that would serve it.
+ */
+export function assertSomeTierInstalled(
+  installations: readonly TierInstallation[],
+  minimumTier: TierName = 'process',
+): void {
   if (installations.some((installation) => installation.installed)) return;
+  if (minimumTier !== 'process' && installations.length > 0) {
+    const packages = installations.map((installation) => installation.packageName);
+    throw new BulkheadError(
+      'TIER_UNAVAILABLE',
+      `No tier at or above '${minimumTier}' (the manifest's minimum) is installed, so nothing can enforce the manifest.`,
+      { tier: minimumTier, fix: `npm i ${packages.join(' or ')}` },
+    );
+  }
   throw new BulkheadError(
     'TIER_UNAVAILABLE',
     'No isolation tier is installed, so nothing can enforce the manifest.',

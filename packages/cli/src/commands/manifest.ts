@@ -8,7 +8,6 @@ import {
 } from '@bulkhead/core';
 import { explainCapabilities, loadMxcConfig, type MxcImport, manifestJsonSchema } from '@bulkhead/manifest';
 import type { Command } from 'commander';
-import { stringify as stringifyYaml } from 'yaml';
 import type { CommandContext } from '../command-context.js';
 import { EXIT_STATUS } from '../exit-status.js';
 import { type Colors, colorsFor, printError, writeLine } from '../io.js';
@@ -123,7 +122,9 @@ async function printExplanation(
 }
 
 /** The `bulkhead.yaml` equivalent of an imported MXC config, with what MXC said beyond the manifest as comments. */
-export function mxcImportToYaml(imported: MxcImport, file: string): string {
+export async function mxcImportToYaml(imported: MxcImport, file: string): Promise<string> {
+  // Imported here, not at the top: `bulkhead run` loads this module and must not pay for yaml.
+  const { stringify: stringifyYaml } = await import('yaml');
   const header = [
     `# Imported by \`bulkhead manifest import-mxc\` from ${file} (${imported.shape === 'config' ? `MXC config ${imported.version ?? ''}`.trim() : 'MXC SDK ContainerRequest'}).`,
   ];
@@ -219,7 +220,7 @@ Examples:
     .addHelpText('after', '\nExamples:\n  $ bulkhead manifest import-mxc mxc.json > bulkhead.yaml')
     .action(async (file: string) => {
       try {
-        io.stdout.write(mxcImportToYaml(await loadMxcConfig(resolve(io.cwd, file)), file));
+        io.stdout.write(await mxcImportToYaml(await loadMxcConfig(resolve(io.cwd, file)), file));
       } catch (error) {
         printError(io, error);
         context.exitStatus = EXIT_STATUS.failure;

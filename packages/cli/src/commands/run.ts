@@ -8,7 +8,6 @@ import {
   type SandboxResult,
   type Violation,
 } from '@bulkhead/core';
-import { createStaticResolver, rulesForResolveEntries, systemResolver } from '@bulkhead/egress';
 import type { Command } from 'commander';
 import { type CommandContext, collect } from '../command-context.js';
 import { EXIT_STATUS, exitStatusOf, signalExitStatus } from '../exit-status.js';
@@ -19,7 +18,7 @@ import {
   findManifest,
   type ManifestOverrides,
 } from '../manifest-input.js';
-import { assertSomeTierInstalled, KNOWN_TIERS, loadInstalledTiers, tierNotInstalledError } from '../tiers.js';
+import { assertSomeTierInstalled, KNOWN_TIERS, loadTiersForLaunch, tierNotInstalledError } from '../tiers.js';
 
 export interface RunCommandOptions {
   tier?: string;
@@ -132,12 +131,29 @@ function overridesFrom(io: CliIo, options: RunCommandOptions): ManifestOverrides
 
 /**
  * `--resolve` entries, checked: a resolver for the process tier's egress proxy (other names go to
- * the system's resolver, as with curl's --resolve).
+ * the system's resolver, as with curl's --resolve). @bulkhead/egress is imported only here: a run
+ * without `--resolve` does not pay for loading it.
  */
-function resolveOptions(options: RunCommandOptions) {
+async function resolveOptions(options: RunCommandOptions) {
   const entries = options.resolve ?? [];
   if (entries.length === 0) return undefined;
-  return { entries, resolver: createStaticResolver(entries, systemResolver) };
+  const { createStaticResolver, rulesForResolveEntries, systemResolver } = await import('@bulkhead/egress');
+  return {
+    entries,
+    resolver: createStaticResolver(entries, systemResolver),
+    rulesForResolveEntries,
+  };
+}
+
+function unknownTierError(named: string): BulkheadError {
+  return new BulkheadError(
+    'UNKNOWN_TIER',
+    `Unknown tier '${named}'. Known tiers: ${[...KNOWN_TIERS.map((known) => known.tier), 'none'].join(', ')}.`,
+    {
+      tier: named,
+      fix: 'name one of the known tiers, or leave --tier out to use the weakest tier that enforces the manifest',
+    },
+  );
 }
 
 async function prepare(
@@ -147,26 +163,10 @@ async function prepare(
 ): Promise<LaunchOptions> {
   const { io } = context;
   const named = options.tier;
-  const resolve = resolveOptions(options);
-  const { registry, installations } = await loadInstalledTiers(
-    context.importModule,
-    resolve ? { process: { egress: { resolver: resolve.resolver } } } : {},
-  );
-  if (named !== undefined && named !== 'none') {
-    const installation = installations.find((candidate) => candidate.tier === named);
-    if (!installation && !registry.get(named)) {
-      throw new BulkheadError(
-        'UNKNOWN_TIER',
-        `Unknown tier '${named}'. Known tiers: ${[...KNOWN_TIERS.map((known) => known.tier), 'none'].join(', ')}.`,
-        {
-          tier: named,
-          fix: 'name one of the known tiers, or leave --tier out to use the weakest tier that enforces the manifest',
-        },
-      );
-    }
-    if (installation && !installation.installed) throw tierNotInstalledError(installation);
+  if (named !== undefined && named !== 'none' && !KNOWN_TIERS.some((known) => known.tier === named)) {
+    throw unknownTierError(named);
   }
-  if (named === undefined) assertSomeTierInstalled(installations);
+  const resolve = await resolveOptions(options);
 
   const source = await findManifest(io, options.manifest);
   if (options.verbose) writeLine(io.stderr, `bulkhead: using ${describeManifestSource(source)}`);
@@ -182,7 +182,7 @@ async function prepare(
       // The person who mapped a name to a loopback address meant it: that address, on the ports its
       // name is allowed, passes the proxy's rebinding check.
       const allow = capabilities.network.allow;
-      const extra = rulesForResolveEntries(allow, resolve.entries);
+      const extra = resolve.rulesForResolveEntries(allow, resolve.entries);
       capabilities = { ...capabilities, network: { ...capabilities.network, allow: [...allow, ...extra] } };
     } else {
       printWarning(
@@ -191,6 +191,20 @@ async function prepare(
       );
     }
   }
+
+  // Only the tiers this launch needs are imported (see loadTiersForLaunch): start-up time.
+  const { registry, installations } = await loadTiersForLaunch({
+    capabilities,
+    ...(named === undefined ? { minimumTier: compiled.minimumTier } : { tier: named }),
+    ...(context.importModule ? { importer: context.importModule } : {}),
+    ...(resolve ? { factoryOptions: { process: { egress: { resolver: resolve.resolver } } } } : {}),
+  });
+  if (named !== undefined && named !== 'none') {
+    const installation = installations.find((candidate) => candidate.tier === named);
+    if (!installation) throw unknownTierError(named);
+    if (!installation.installed) throw tierNotInstalledError(installation);
+  }
+  if (named === undefined) assertSomeTierInstalled(installations, compiled.minimumTier);
 
   const tierChoice: Pick<LaunchOptions, 'tier' | 'minimumTier'> =
     named === 'none'
