@@ -8,15 +8,30 @@
  *   workload hold                  prints "ready", then waits for end of stdin
  *   workload landlock-abi          prints the Landlock ABI version (or -errno)
  *   workload kvm                   prints KVM's API version (or -errno)
+ *   workload http-latency COUNT HOST PORT PATH ADDRESS
+ *                                  COUNT GETs, a new connection each; prints each one's nanoseconds
+ *   workload http-download HOST PORT PATH ADDRESS
+ *                                  one GET read to its end; prints nanoseconds and bytes received
+ *   workload http-hold HOST PORT PATH ADDRESS
+ *                                  one GET, then like hold
+ *
+ * The HTTP modes are the same code inside a sandbox and bare: when HTTPS_PROXY (or https_proxy) is
+ * set they open each connection with CONNECT HOST:PORT through it, as curl does; otherwise they
+ * connect to ADDRESS:PORT directly (ADDRESS stands in for the name, like curl's --resolve). Each
+ * timing covers connect, the tunnel, the request and the whole response: never the process start.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -83,12 +98,161 @@ static int kvm(void) {
   return 0;
 }
 
+struct target {
+  const char *host;
+  const char *port;
+  const char *path;
+  /* Where the connection goes: the proxy when one is set, else the target's stand-in address. */
+  struct sockaddr_in via;
+  int proxied;
+};
+
+static int set_address(struct sockaddr_in *address, const char *host, const char *port) {
+  memset(address, 0, sizeof *address);
+  address->sin_family = AF_INET;
+  address->sin_port = htons((unsigned short)strtoul(port, NULL, 10));
+  return inet_pton(AF_INET, host, &address->sin_addr) == 1 ? 0 : -1;
+}
+
+/* http://127.0.0.1:3128 (the proxy variables the tiers set): numeric IPv4 only, as there is no DNS. */
+static int parse_proxy(const char *url, struct sockaddr_in *address) {
+  char host[64], port[16] = "80";
+  const char *start = strstr(url, "://");
+  start = start ? start + 3 : url;
+  size_t length = strcspn(start, ":/");
+  if (length == 0 || length >= sizeof host) return -1;
+  memcpy(host, start, length);
+  host[length] = 0;
+  if (start[length] == ':') {
+    size_t digits = strspn(start + length + 1, "0123456789");
+    if (digits == 0 || digits >= sizeof port) return -1;
+    memcpy(port, start + length + 1, digits);
+    port[digits] = 0;
+  }
+  return set_address(address, host, port);
+}
+
+static int make_target(struct target *target, char **argv) {
+  target->host = argv[0];
+  target->port = argv[1];
+  target->path = argv[2];
+  const char *proxy = getenv("HTTPS_PROXY");
+  if (!proxy || !*proxy) proxy = getenv("https_proxy");
+  target->proxied = proxy && *proxy;
+  int status = target->proxied ? parse_proxy(proxy, &target->via) : set_address(&target->via, argv[3], argv[1]);
+  if (status != 0) fprintf(stderr, "workload: cannot use %s as an IPv4 address\n", target->proxied ? proxy : argv[3]);
+  return status;
+}
+
+static int write_text(int fd, const char *text) {
+  size_t length = strlen(text);
+  while (length > 0) {
+    ssize_t written = write(fd, text, length);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return -1;
+    text += written;
+    length -= (size_t)written;
+  }
+  return 0;
+}
+
+/* Opens a connection to the target (through the proxy's tunnel when there is one) and sends the GET. */
+static int open_request(const struct target *target) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return perror("socket"), -1;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, (const struct sockaddr *)&target->via, sizeof target->via) != 0) {
+    perror("connect");
+    close(fd);
+    return -1;
+  }
+  char text[1024];
+  if (target->proxied) {
+    snprintf(text, sizeof text, "CONNECT %s:%s HTTP/1.1\r\nHost: %s:%s\r\n\r\n", target->host, target->port,
+             target->host, target->port);
+    if (write_text(fd, text) != 0) return perror("write"), close(fd), -1;
+    /* Byte by byte up to the blank line, so that nothing of the tunnel's payload is read here. */
+    size_t used = 0;
+    while (used < sizeof text - 1) {
+      ssize_t got = read(fd, text + used, 1);
+      if (got <= 0) break;
+      used += 1;
+      if (used >= 4 && memcmp(text + used - 4, "\r\n\r\n", 4) == 0) break;
+    }
+    text[used] = 0;
+    if (strncmp(text, "HTTP/1.1 200", 12) != 0 && strncmp(text, "HTTP/1.0 200", 12) != 0) {
+      fprintf(stderr, "workload: the proxy refused CONNECT %s:%s: %.200s\n", target->host, target->port, text);
+      close(fd);
+      return -1;
+    }
+  }
+  snprintf(text, sizeof text, "GET %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n", target->path,
+           target->host, target->port);
+  if (write_text(fd, text) != 0) return perror("write"), close(fd), -1;
+  return fd;
+}
+
+/* One request read to the end (the server closes); returns the bytes received, or -1. */
+static long long request_once(const struct target *target) {
+  static char buffer[1 << 18];
+  int fd = open_request(target);
+  if (fd < 0) return -1;
+  long long total = 0;
+  for (;;) {
+    ssize_t got = read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return perror("read"), close(fd), -1;
+    if (got == 0) break;
+    if (total == 0 && strncmp(buffer, "HTTP/1.1 200", 12) != 0) {
+      fprintf(stderr, "workload: the server answered %.100s\n", buffer);
+      close(fd);
+      return -1;
+    }
+    total += got;
+  }
+  close(fd);
+  return total;
+}
+
+static int http_latency(unsigned long count, char **argv) {
+  struct target target;
+  if (make_target(&target, argv) != 0) return 2;
+  for (unsigned long i = 0; i < count; i++) {
+    uint64_t start = now_ns();
+    if (request_once(&target) < 0) return 1;
+    printf("%llu\n", (unsigned long long)(now_ns() - start));
+  }
+  return 0;
+}
+
+static int http_download(char **argv) {
+  struct target target;
+  if (make_target(&target, argv) != 0) return 2;
+  uint64_t start = now_ns();
+  long long bytes = request_once(&target);
+  if (bytes < 0) return 1;
+  printf("%llu %lld\n", (unsigned long long)(now_ns() - start), bytes);
+  return 0;
+}
+
+static int http_hold(char **argv) {
+  struct target target;
+  if (make_target(&target, argv) != 0) return 2;
+  if (request_once(&target) < 0) return 1;
+  return hold();
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "cpu") == 0) return cpu(strtoul(argv[2], NULL, 10));
   if (argc >= 4 && strcmp(argv[1], "syscalls") == 0) return syscalls(strtoul(argv[2], NULL, 10), argv[3]);
   if (argc >= 2 && strcmp(argv[1], "hold") == 0) return hold();
   if (argc >= 2 && strcmp(argv[1], "landlock-abi") == 0) return landlock_abi();
   if (argc >= 2 && strcmp(argv[1], "kvm") == 0) return kvm();
-  fprintf(stderr, "usage: workload cpu N | syscalls N PATH | hold | landlock-abi | kvm\n");
+  if (argc >= 7 && strcmp(argv[1], "http-latency") == 0) return http_latency(strtoul(argv[2], NULL, 10), argv + 3);
+  if (argc >= 6 && strcmp(argv[1], "http-download") == 0) return http_download(argv + 2);
+  if (argc >= 6 && strcmp(argv[1], "http-hold") == 0) return http_hold(argv + 2);
+  fprintf(stderr, "usage: workload cpu N | syscalls N PATH | hold | landlock-abi | kvm | http-latency N HOST PORT PATH "
+                  "ADDRESS | http-download HOST PORT PATH ADDRESS | http-hold HOST PORT PATH ADDRESS\n");
   return 2;
 }

@@ -182,8 +182,7 @@ export async function networkReadiness(): Promise<{ ready: boolean; reason: stri
       return { ready: false, reason: `tier-process cannot enforce an allow-list yet: ${allowlist.reason}` };
     return {
       ready: true,
-      reason:
-        'tier-process enforces allow-lists now; the benchmark does not measure them yet (add the latency and throughput figures)',
+      reason: 'tier-process enforces allow-lists',
     };
   } catch (error) {
     return { ready: false, reason: `tier-process is not available: ${describeError(error)}` };

@@ -1,5 +1,9 @@
 import { formatBytes, formatMilliseconds, formatRatio } from './format.js';
 import { type BenchResult, RESULT_SCHEMA_VERSION } from './result.js';
+
+/** The subject the network figures are judged as (tier-process in namespace mode with an allow-list). */
+export const NETWORK_SUBJECT = 'process-namespace-allowlist';
+
 import { cpuFigureNoisy } from './statistics.js';
 
 /** The mission's headline figures for an agent sandbox. */
@@ -10,6 +14,18 @@ export const MISSION_TARGETS = {
   cpuRatio: 1.05,
   /** Everything the isolation adds, per sandbox. */
   memoryBytes: 60 * 1024 * 1024,
+} as const;
+
+/** Issue 4's figures for an allow-listed sandbox (tier-process, namespace mode). */
+export const NETWORK_TARGETS = {
+  /** Median per-connection latency the proxy path adds on loopback. */
+  addedLatencyMs: 1.5,
+  /** Throughput of a 100 MiB download through the proxy, as a share of direct. */
+  throughputRatio: 0.8,
+  /** Launch of an allow-listed sandbox over a network-none one. */
+  launchAddedMs: 5,
+  /** The proxy's memory, shared by 50 allow-listed sandboxes. */
+  proxyMemoryBytes: 10 * 1024 * 1024,
 } as const;
 
 /** A figure this much worse than the baseline's is a regression. */
@@ -84,6 +100,34 @@ export function comparableMetrics(result: BenchResult): Metric[] {
       noisy: false,
     });
   }
+  const network = result.network;
+  if (network?.latency) {
+    metrics.push({
+      key: 'network:latency-added',
+      subject: NETWORK_SUBJECT,
+      value: network.latency.addedMedianMs,
+      kind: 'ms',
+      noisy: network.latency.bare.summary.noisy || network.latency.allowlisted.summary.noisy,
+    });
+  }
+  if (network?.launch) {
+    metrics.push({
+      key: 'network:launch-added',
+      subject: NETWORK_SUBJECT,
+      value: network.launch.addedMs,
+      kind: 'ms',
+      noisy: network.launch.none.summary.noisy || network.launch.allowlist.summary.noisy,
+    });
+  }
+  if (network?.memory) {
+    metrics.push({
+      key: 'network:proxy-memory',
+      subject: NETWORK_SUBJECT,
+      value: network.memory.proxyBytes,
+      kind: 'bytes',
+      noisy: false,
+    });
+  }
   for (const figure of result.cpu) {
     metrics.push({
       key: `cpu:${figure.subject}:${figure.job}`,
@@ -106,8 +150,67 @@ function show(value: number, kind: Metric['kind']): string {
 
 /** Subjects whose figures are held to the mission targets: Bulkhead's isolating tiers. */
 function isTargeted(result: BenchResult, subjectId: string): boolean {
+  // The network figures are tier-process's, measured whichever rows the run selected.
+  if (subjectId === NETWORK_SUBJECT) return true;
   const subject = result.subjects.find((candidate) => candidate.id === subjectId);
   return subject?.family === 'bulkhead' && subject.group !== 'none' && subject.targetExemption === undefined;
+}
+
+/**
+ * Issue 4's targets for the network figures. A miss fails unless the figures behind it are noisy;
+ * the p95 latency and the relays' memory are reported, not judged (the issue sets no target).
+ */
+export function networkFindings(result: BenchResult): CheckFinding[] {
+  const network = result.network;
+  if (network?.status !== 'measured') return [];
+  const findings: CheckFinding[] = [];
+  const judge = (figure: string, within: boolean, noisy: boolean, message: string) =>
+    findings.push({
+      level: within ? 'pass' : noisy ? 'warn' : 'fail',
+      figure,
+      message: `${message}${!within && noisy ? ' (noisy, not failing)' : ''}`,
+    });
+  if (network.latency) {
+    const { addedMedianMs, bare, allowlisted } = network.latency;
+    const within = addedMedianMs < NETWORK_TARGETS.addedLatencyMs;
+    judge(
+      'network:latency-added',
+      within,
+      bare.summary.noisy || allowlisted.summary.noisy,
+      `allow-listed connection latency adds ${formatMilliseconds(addedMedianMs)} (median) ${within ? '<' : '>='} target ${formatMilliseconds(NETWORK_TARGETS.addedLatencyMs)}`,
+    );
+  }
+  if (network.throughput) {
+    const { ratio, bare, allowlisted } = network.throughput;
+    const within = ratio >= NETWORK_TARGETS.throughputRatio;
+    judge(
+      'network:throughput',
+      within,
+      bare.summary.noisy || allowlisted.summary.noisy,
+      `download through the proxy at ${(ratio * 100).toFixed(0)}% of direct ${within ? '>=' : '<'} target ${(NETWORK_TARGETS.throughputRatio * 100).toFixed(0)}%`,
+    );
+  }
+  if (network.launch) {
+    const { addedMs, none, allowlist } = network.launch;
+    const within = addedMs < NETWORK_TARGETS.launchAddedMs;
+    judge(
+      'network:launch-added',
+      within,
+      none.summary.noisy || allowlist.summary.noisy,
+      `allow-listed launch adds ${formatMilliseconds(addedMs)} over network none ${within ? '<' : '>='} target ${formatMilliseconds(NETWORK_TARGETS.launchAddedMs)}`,
+    );
+  }
+  if (network.memory) {
+    const { proxyBytes, sandboxes } = network.memory;
+    const within = proxyBytes < NETWORK_TARGETS.proxyMemoryBytes;
+    judge(
+      'network:proxy-memory',
+      within,
+      false,
+      `proxy memory for ${sandboxes} allow-listed sandboxes ${formatBytes(proxyBytes)} ${within ? '<' : '>='} target ${formatBytes(NETWORK_TARGETS.proxyMemoryBytes)}`,
+    );
+  }
+  return findings;
 }
 
 /**
@@ -162,6 +265,7 @@ export function checkResult(result: BenchResult, baseline?: BenchResult): CheckR
       message: `${figure.subject} CPU-bound ratio ${formatRatio(figure.ratio)} ${within ? '<' : '>='} target ${formatRatio(MISSION_TARGETS.cpuRatio)}${noisy ? ' (noisy)' : ''}`,
     });
   }
+  findings.push(...networkFindings(result));
   for (const subject of result.subjects.filter((candidate) => candidate.targetExemption !== undefined)) {
     findings.push({
       level: 'warn',

@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BulkheadError } from '@bulkhead/core';
-import { networkReadiness } from './bulkhead-subjects.js';
 import { checkResult } from './check.js';
 import { machineFacts } from './machine.js';
 import {
@@ -14,6 +13,7 @@ import {
   measureMemory,
   type PreparedSubject,
 } from './measurements.js';
+import { measureNetwork } from './network.js';
 import { type BenchOptions, parseBenchOptions, USAGE } from './options.js';
 import { readResult, updateReadme, writeResult } from './output.js';
 import { Progress } from './progress.js';
@@ -127,10 +127,7 @@ async function runBench(options: BenchOptions, progress: Progress): Promise<Benc
     // compete with them.
     for (const { session } of prepared) await session.close().catch(() => {});
   }
-  if (wants('network')) {
-    const readiness = await networkReadiness();
-    result.network = { status: 'not-measured', reason: readiness.reason };
-  }
+  if (wants('network')) result.network = await measureNetwork(bench);
   if (wants('cold')) result.cold = await measureCold(bench, available);
   if (wants('memory')) result.memory = await measureMemory(bench, available);
   if (wants('concurrency')) result.concurrency = await measureConcurrency(bench, available);

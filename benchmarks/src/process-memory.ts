@@ -55,6 +55,29 @@ export function descendantsOf(rootPid: number, processes: ProcessEntry[]): Proce
   return found;
 }
 
+/** Payload processes, which are not counted as isolation (the workload's file is `workload-<digest>`). */
+export function isPayload(name: string): boolean {
+  return name === 'sleep' || name.startsWith('workload');
+}
+
+/** Processes under this process: the isolation's, and the payloads'. */
+export function isolationProcesses(): { isolation: ProcessEntry[]; payload: ProcessEntry[] } {
+  const all = descendantsOf(process.pid, listProcesses());
+  return {
+    isolation: all.filter((entry) => !isPayload(entry.name)),
+    payload: all.filter((entry) => isPayload(entry.name)),
+  };
+}
+
+/**
+ * This process's own PSS after a full garbage collection (workers run with --expose-gc), so that a
+ * launcher's growth is what the library holds, not when V8 last collected.
+ */
+export function settledPss(): number | undefined {
+  (globalThis as { gc?: () => void }).gc?.();
+  return pssBytes(process.pid);
+}
+
 /** Proportional set size in bytes from /proc/PID/smaps_rollup; undefined once the process is gone. */
 export function pssBytes(pid: number): number | undefined {
   try {

@@ -1,3 +1,4 @@
+import { NETWORK_TARGETS } from './check.js';
 import { formatBytes, formatMilliseconds, formatRatio } from './format.js';
 import type { BenchResult, SampleSet, SubjectRecord } from './result.js';
 import { cpuFigureNoisy, PAIR_RATIO_IQR_LIMIT } from './statistics.js';
@@ -205,9 +206,7 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
     );
   }
 
-  sections.push(
-    `### Network\n\n${result.network.status === 'measured' ? 'Measured.' : `Not measured: ${result.network.reason ?? 'no reason given'}`}`,
-  );
+  sections.push(networkSection(result));
 
   const unavailable = result.subjects.filter((subject) => !subject.available);
   const omissions = [
@@ -230,6 +229,89 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
 
   sections.push(`### Subjects\n\n${result.subjects.map((subject) => subjectLine(subject)).join('\n')}`);
   return `${sections.join('\n\n')}\n`;
+}
+
+function withTarget(within: boolean | undefined, target: string): string {
+  return within === undefined ? target : `${target} ${within ? '✓' : '✗'}`;
+}
+
+/** Issue 4's figures: an allow-listed tier-process sandbox against bare, and against network none. */
+function networkSection(result: BenchResult): string {
+  const network = result.network;
+  if (network.status !== 'measured')
+    return `### Network\n\nNot measured: ${network.reason ?? 'no reason given'}`;
+  const rows: string[][] = [];
+  const { latency, throughput, launch, memory } = network;
+  if (latency) {
+    rows.push([
+      `per connection, median (${latency.bare.summary.count} requests each)`,
+      median(latency.bare),
+      median(latency.allowlisted),
+      `+${formatMilliseconds(latency.addedMedianMs)}`,
+      withTarget(
+        latency.addedMedianMs < NETWORK_TARGETS.addedLatencyMs,
+        `< +${formatMilliseconds(NETWORK_TARGETS.addedLatencyMs)}`,
+      ),
+    ]);
+    rows.push([
+      'per connection, p95',
+      formatMilliseconds(latency.bare.summary.p95),
+      formatMilliseconds(latency.allowlisted.summary.p95),
+      `+${formatMilliseconds(latency.addedP95Ms)}`,
+      'measured',
+    ]);
+  }
+  if (throughput) {
+    const rate = (set: SampleSet) => `${formatBytes(throughput.bytes / (set.summary.median / 1000))}/s`;
+    rows.push([
+      `${formatBytes(throughput.bytes)} download, median of ${throughput.bare.summary.count}`,
+      `${median(throughput.bare)} (${rate(throughput.bare)})`,
+      `${median(throughput.allowlisted)} (${rate(throughput.allowlisted)})`,
+      `${(throughput.ratio * 100).toFixed(0)}% of direct`,
+      withTarget(
+        throughput.ratio >= NETWORK_TARGETS.throughputRatio,
+        `≥ ${NETWORK_TARGETS.throughputRatio * 100}% of direct`,
+      ),
+    ]);
+  }
+  if (launch) {
+    rows.push([
+      'launch to exit (`/bin/true`), median; left: network none',
+      median(launch.none),
+      median(launch.allowlist),
+      `${launch.addedMs >= 0 ? '+' : ''}${formatMilliseconds(launch.addedMs)}`,
+      withTarget(
+        launch.addedMs < NETWORK_TARGETS.launchAddedMs,
+        `< +${formatMilliseconds(NETWORK_TARGETS.launchAddedMs)}`,
+      ),
+    ]);
+  }
+  if (memory) {
+    rows.push([
+      `launcher (proxy and channels), ${memory.sandboxes} sandboxes; left: network none`,
+      formatBytes(memory.launcherGrowthNone),
+      formatBytes(memory.launcherGrowthAllowlist),
+      `${memory.proxyBytes >= 0 ? '+' : ''}${formatBytes(memory.proxyBytes)}`,
+      withTarget(
+        memory.proxyBytes < NETWORK_TARGETS.proxyMemoryBytes,
+        `< ${formatBytes(NETWORK_TARGETS.proxyMemoryBytes)}`,
+      ),
+    ]);
+    rows.push([
+      `isolation processes, ${memory.sandboxes} sandboxes; left: network none`,
+      formatBytes(memory.processesNone),
+      formatBytes(memory.processesAllowlist),
+      `${memory.processesAllowlist >= memory.processesNone ? '+' : ''}${formatBytes(memory.processesAllowlist - memory.processesNone)} (${formatBytes((memory.processesAllowlist - memory.processesNone) / memory.sandboxes)} per sandbox)`,
+      'measured',
+    ]);
+  }
+  return [
+    '### Network',
+    "tier-process in namespace mode with an allow-list (the egress proxy in the launching process, a relay in each sandbox's network namespace) against the same client run bare on the host, both against a loopback HTTP server of the benchmark's; the proxy's resolver maps the test name to it. The client is the workload program: each request a new connection (through `HTTPS_PROXY` with `CONNECT` inside), a small GET and its whole response, timed by the client itself, never the launch. Bare and allow-listed runs alternate. Targets are issue 4's.",
+    table(['figure', 'bare (or network none)', 'allow-listed', 'added', 'target'], rows),
+    ...(network.reason ? [`Partly measured: ${network.reason}`] : []),
+    ...(network.failures?.length ? [`Failed samples: ${network.failures.join('; ')}`] : []),
+  ].join('\n\n');
 }
 
 /** Processes a subject left running after its sandboxes were disposed: said aloud, since it is a leak. */
@@ -257,6 +339,13 @@ function noisyFigures(result: BenchResult): string[] {
     note(`${labelOf(result, figure.subject)}, launch to first byte`, figure.firstByte);
   }
   for (const figure of result.cold) note(`${labelOf(result, figure.subject)}, cold launch`, figure.launch);
+  const network = result.network;
+  note('network, per-connection latency bare', network.latency?.bare);
+  note('network, per-connection latency allow-listed', network.latency?.allowlisted);
+  note('network, download bare', network.throughput?.bare);
+  note('network, download allow-listed', network.throughput?.allowlisted);
+  note('network, launch with network none', network.launch?.none);
+  note('network, launch with an allow-list', network.launch?.allowlist);
   for (const figure of result.cpu) {
     note(`${labelOf(result, figure.subject)}, ${figure.job} inside`, figure.inside);
     note(`${labelOf(result, figure.subject)}, ${figure.job} outside`, figure.outside);

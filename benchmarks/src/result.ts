@@ -139,9 +139,54 @@ export interface ConcurrencyFigure {
   errors: string[];
 }
 
+/**
+ * An allow-listed tier-process sandbox (namespace mode, the egress proxy in the launching process)
+ * against the same client run bare, both against a loopback server the benchmark runs.
+ */
 export interface NetworkFigure {
   status: 'measured' | 'not-measured';
+  /** Why it was not measured, or what kept part of it from being measured. */
   reason?: string;
+  /** Per connection: connect (and CONNECT through the proxy), a small GET, the whole response. */
+  latency?: {
+    requestsPerLaunch: number;
+    bare: SampleSet;
+    allowlisted: SampleSet;
+    /** median(allow-listed) - median(bare). */
+    addedMedianMs: number;
+    /** p95(allow-listed) - p95(bare). */
+    addedP95Ms: number;
+  };
+  /** One download of `bytes`, read to its end: the time it took, bare and through the proxy. */
+  throughput?: {
+    bytes: number;
+    bare: SampleSet;
+    allowlisted: SampleSet;
+    /** Throughput through the proxy over direct: median(bare time) / median(allow-listed time). */
+    ratio: number;
+  };
+  /** Launch to the exit of `/bin/true`: network `none` against an allow-list, interleaved. */
+  launch?: {
+    none: SampleSet;
+    allowlist: SampleSet;
+    /** median(allow-list) - median(none). */
+    addedMs: number;
+  };
+  /** A fresh launcher with N sandboxes running, each after one request (allow-list) or none. */
+  memory?: {
+    sandboxes: number;
+    /** The launching Node process's growth: the proxy and its channels live there. */
+    launcherGrowthNone: number;
+    launcherGrowthAllowlist: number;
+    /** launcherGrowthAllowlist - launcherGrowthNone: the proxy's share, for all N together. */
+    proxyBytes: number;
+    /** PSS of the isolation processes (relays included, payloads excluded), all N together. */
+    processesNone: number;
+    processesAllowlist: number;
+    processes: { name: string; count: number; pssBytes: number }[];
+  };
+  /** The first few errors of samples that failed. */
+  failures?: string[];
 }
 
 export interface BenchResult {

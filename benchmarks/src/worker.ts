@@ -5,12 +5,22 @@
  */
 import { createInterface } from 'node:readline';
 import { BulkheadError } from '@bulkhead/core';
-import { descendantsOf, listProcesses, memoryByName, pssBytes } from './process-memory.js';
+import {
+  type NetworkJob,
+  type NetworkMemoryJob,
+  type NetworkMemoryReport,
+  type NetworkReport,
+  networkJob,
+  networkMemoryJob,
+} from './network.js';
+import { isolationProcesses, memoryByName, settledPss } from './process-memory.js';
 import { firstChunk, LAUNCH_DEADLINE_MS, runToCompletion, timeToExit, withDeadline } from './runner.js';
 import { describeError, type SubjectContext, type SubjectHandle, type SubjectSession } from './subject.js';
 import { allSubjects } from './subjects.js';
 
 export type WorkerJob =
+  | NetworkJob
+  | NetworkMemoryJob
   | { kind: 'cold'; subject: string; context: SubjectContext }
   | { kind: 'memory'; subject: string; context: SubjectContext; sandboxes: number; cgroup?: string }
   | { kind: 'concurrency'; subject: string; context: SubjectContext; level: number; deadlineMs: number };
@@ -42,29 +52,16 @@ export interface ConcurrencyReport {
 }
 
 export type WorkerReport =
-  | { ok: true; report: ColdReport | MemoryReport | ConcurrencyReport }
+  | { ok: true; report: ColdReport | MemoryReport | ConcurrencyReport | NetworkReport | NetworkMemoryReport }
   | { ok: false; error: string };
 
 /** Idle payload for subjects without a streaming API; `workload hold` otherwise. */
 const IDLE_SLEEP = ['/bin/sleep', '600'];
-/** Payload processes, which are not counted as isolation (the workload's file is `workload-<digest>`). */
-function isPayload(name: string): boolean {
-  return name === 'sleep' || name.startsWith('workload');
-}
 
 function findSubject(id: string) {
   const subject = allSubjects().find((candidate) => candidate.id === id);
   if (!subject) throw new BulkheadError('BENCHMARK_UNKNOWN_SUBJECT', `No benchmark subject '${id}'.`);
   return subject;
-}
-
-/**
- * The worker's own PSS after a full garbage collection (the worker runs with --expose-gc), so that
- * the launcher's growth is what the library holds, not when V8 last collected.
- */
-function settledPss(): number | undefined {
-  (globalThis as { gc?: () => void }).gc?.();
-  return pssBytes(process.pid);
 }
 
 async function waitForLine(): Promise<void> {
@@ -93,15 +90,6 @@ async function cold(job: Extract<WorkerJob, { kind: 'cold' }>): Promise<ColdRepo
   } finally {
     await session.close();
   }
-}
-
-/** Processes under this worker: the isolation's, and the payloads'. */
-function isolationProcesses() {
-  const all = descendantsOf(process.pid, listProcesses());
-  return {
-    isolation: all.filter((entry) => !isPayload(entry.name)),
-    payload: all.filter((entry) => isPayload(entry.name)),
-  };
 }
 
 async function memory(job: Extract<WorkerJob, { kind: 'memory' }>): Promise<MemoryReport> {
@@ -269,7 +257,11 @@ async function main(): Promise<void> {
         ? await cold(job)
         : job.kind === 'memory'
           ? await memory(job)
-          : await concurrency(job);
+          : job.kind === 'network'
+            ? await networkJob(job)
+            : job.kind === 'network-memory'
+              ? await networkMemoryJob(job)
+              : await concurrency(job);
     outcome = { ok: true, report };
   } catch (error) {
     outcome = { ok: false, error: describeError(error) };
