@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # System packages: what enforces (bubblewrap, uidmap), what builds the exec shim and the attack
 # helpers (gcc, libc6-dev, libseccomp-dev), what the tests drive (curl, git, socat, python3, iproute2,
 # Xvfb and xclip for the session tier), and the micro-VM tier's VMM and guest-kernel build.
-packages="bubblewrap uidmap gcc libc6-dev libseccomp-dev libseccomp2 curl git socat python3 iproute2 busybox-static hyperfine openssl util-linux procps xvfb x11-utils xclip qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev libssl-dev cpio make xz-utils ripgrep"
+packages="bubblewrap uidmap gcc libc6-dev libseccomp-dev libseccomp2 curl git socat python3 iproute2 busybox-static hyperfine openssl util-linux procps xvfb xauth x11-utils xclip qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev libssl-dev cpio make xz-utils ripgrep"
 missing=""
 for package in $packages; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"
