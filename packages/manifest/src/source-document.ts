@@ -1,8 +1,22 @@
+import { createRequire } from 'node:module';
 import { BulkheadError, type BulkheadErrorCode } from '@bulkhead/core';
 import { closest, distance } from 'fastest-levenshtein';
 import * as v from 'valibot';
-import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import type { Node } from 'yaml';
 import { knownKeys } from './schema.js';
+
+let yamlModule: typeof import('yaml') | undefined;
+
+/**
+ * The yaml package, loaded on the first file read: loading it costs about 30 ms, and `bulkhead run` on
+ * the built-in default manifest with no policy file reads none. Loaded with require() because the
+ * functions that read a source are synchronous (yaml's Node entry is CommonJS, so it is the same
+ * module an import would give).
+ */
+function yaml(): typeof import('yaml') {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return yamlModule;
+}
 
 /** A 1-based position in a source file. */
 export interface SourceLocation {
@@ -143,6 +157,7 @@ export function readSource(
   options: { path?: string; format?: SourceFormat; what: string; code: BulkheadErrorCode; fix: string },
 ): LocatedSource {
   const format = formatSourceFormat(options.path, options.format);
+  const { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } = yaml();
   const lineCounter = new LineCounter();
   const document = parseDocument(source, { lineCounter, prettyErrors: true, uniqueKeys: true, strict: true });
   const position = (offset: number): SourceLocation => {
