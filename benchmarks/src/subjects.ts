@@ -1,8 +1,14 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { BulkheadError } from '@bulkhead/core';
-import { bulkheadCliSubject, bulkheadProviders, bulkheadSubject } from './bulkhead-subjects.js';
+import { BulkheadError, type ProbeReport } from '@bulkhead/core';
+import {
+  benchmarkCapabilities,
+  bulkheadCliSubject,
+  bulkheadProviders,
+  bulkheadSubject,
+} from './bulkhead-subjects.js';
 import {
   describeError,
   type Subject,
@@ -11,6 +17,7 @@ import {
   spawnHandle,
 } from './subject.js';
 import { commandVersion, packageManifestPath, packageVersion } from './versions.js';
+import { packageDirectory } from './workload.js';
 
 /** A package's bin script, resolved through its package.json so no `npx` start-up is measured. */
 async function packageBin(name: string, bin: string): Promise<string> {
@@ -306,30 +313,98 @@ export const nodeStartSubject: Subject = {
   },
 };
 
-/** QEMU alone booting the micro-VM tier's guest: a slot until tier-microvm provides the guest. */
+/** What the QEMU-alone guest runs for a benchmark command: its init script knows three payloads. */
+export function qemuAlonePayload(command: string[]): 'true' | 'echo' | 'hold' {
+  const [program, ...args] = command;
+  if (program === '/bin/true' && args.length === 0) return 'true';
+  if (program === '/bin/echo' && args.join(' ') === 'bulkhead') return 'echo';
+  if (args.length === 1 && args[0] === 'hold') return 'hold';
+  throw new BulkheadError(
+    'BENCHMARK_NOT_MEASURABLE',
+    `QEMU alone runs busybox in the guest's initramfs, not ${command.join(' ')}: only /bin/true, /bin/echo bulkhead and the idle hold have a stand-in there.`,
+  );
+}
+
+/** The tier's probe, once per process: QEMU alone boots what tier-microvm would, with its accelerator. */
+let microvmProbe: Promise<ProbeReport> | undefined;
+function probeMicrovm(): Promise<ProbeReport> {
+  microvmProbe ??= bulkheadProviders.microvm().then((provider) => provider.probe());
+  return microvmProbe;
+}
+
+/**
+ * QEMU alone, the VMM's floor under the micro-VM tier: the tier's own QEMU command line (its
+ * backend's argv: microvm machine, accelerator, guest RAM, the virtio-serial port and a 9p share of an
+ * empty folder) with its guest kernel and initramfs, started directly: no jail, no guest init, no
+ * control protocol, no Bulkhead. The initramfs gains one script run as rdinit instead of the tier's
+ * init (`native/qemu-alone-init.sh`): it runs busybox's `true` (or writes to the control port) and
+ * reboots, which ends QEMU. Launch is QEMU's start to its exit (or to the first byte on its stdout).
+ */
 export const qemuSubject: Subject = {
   id: 'qemu',
   label: 'QEMU microvm alone',
   family: 'peer',
   group: 'qemu',
   scope: 'whole-process',
-  description: 'qemu-system-x86_64 -M microvm booting the guest kernel of tier-microvm, no Bulkhead',
-  version: () => commandVersion('qemu-system-x86_64'),
-  async prepare(): Promise<SubjectSession> {
+  // Seconds per boot under TCG, like the micro-VM row: a few samples say enough.
+  limits: { runs: 5, warmup: 1 },
+  description:
+    "qemu-system-x86_64 -M microvm with tier-microvm's argv, guest kernel and initramfs, a busybox script as init that runs the payload and reboots: boot to poweroff, no jail, no guest init, no Bulkhead",
+  version: async () => {
+    const version = await commandVersion('qemu-system-x86_64');
+    if (!version) return undefined;
+    const accelerator = await probeMicrovm()
+      .then((probe) => probe.facts.accelerator)
+      .catch(() => undefined);
+    return accelerator === undefined ? version : `${version}, accelerator ${String(accelerator)}`;
+  },
+  async prepare(context): Promise<SubjectSession> {
     const version = await commandVersion('qemu-system-x86_64');
     if (!version) {
+      throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'qemu-system-x86_64 is not installed.', {
+        fix: 'apt-get install qemu-system-x86',
+      });
+    }
+    const probe = await probeMicrovm();
+    const kernelPath = probe.facts.kernel;
+    const accelerator = probe.facts.accelerator;
+    if (
+      !probe.available ||
+      typeof kernelPath !== 'string' ||
+      (accelerator !== 'kvm' && accelerator !== 'tcg')
+    ) {
       throw new BulkheadError(
-        'HOST_REQUIREMENT_MISSING',
-        'qemu-system-x86_64 is not installed, and tier-microvm has no guest kernel to boot yet.',
-        {
-          fix: 'apt-get install qemu-system-x86; then build the guest with tier-microvm',
-        },
+        'BENCHMARK_SUBJECT_UNAVAILABLE',
+        `QEMU alone boots tier-microvm's guest, and tier-microvm cannot boot one here: ${probe.reason ?? 'its probe named no kernel or accelerator'}`,
+        { ...(probe.fix === undefined ? {} : { fix: probe.fix }) },
       );
     }
-    throw new BulkheadError(
-      'BENCHMARK_SUBJECT_UNAVAILABLE',
-      'not measured yet: this row should boot the guest kernel and init of tier-microvm under bare QEMU (no jail, no Bulkhead); the benchmark does not drive QEMU itself yet',
-    );
+    const microvm = await import('@bulkhead/tier-microvm');
+    const script = path.join(packageDirectory, 'native/qemu-alone-init.sh');
+    const initramfsPath = await microvm.ensureInitramfs({ programs: { 'qemu-alone-init': script } });
+    const capabilities = await benchmarkCapabilities(context);
+    const sharedDirectory = await mkdtemp(path.join(os.tmpdir(), 'bulkhead-bench-qemu-'));
+    const backend = microvm.createQemuMicrovmBackend();
+    return {
+      async start(command) {
+        const vmm = backend.start({
+          kernelPath,
+          initramfsPath,
+          // A later rdinit= overrides the tier's; unknown name=value words become init's environment.
+          kernelArguments: [
+            'rdinit=/.bulkhead/bin/qemu-alone-init',
+            `bench_payload=${qemuAlonePayload(command)}`,
+          ],
+          // The guest RAM tier-microvm gives the same capabilities (the cap plus its 48 MiB of guest overhead).
+          memoryMebibytes: Math.ceil(capabilities.resources.memoryBytes / (1024 * 1024)) + 48,
+          vcpus: 1,
+          accelerator,
+          sharedDirectory,
+        });
+        return spawnHandle(vmm.file, vmm.args, { processGroup: true });
+      },
+      close: () => rm(sharedDirectory, { recursive: true, force: true }),
+    };
   },
 };
 
@@ -396,6 +471,8 @@ export function allSubjects(): Subject[] {
       // Under TCG a launch takes seconds and a CPU job runs ~20x slower: a few samples say enough.
       limits: { runs: 5, warmup: 1, maxConcurrency: 10, cpuWorkDivisor: 20 },
     }),
+    // The VMM's floor, beside the tier it is the floor of.
+    qemuSubject,
     bulkheadSubject({
       id: 'none',
       label: 'Bulkhead none tier (no isolation)',
@@ -411,7 +488,6 @@ export function allSubjects(): Subject[] {
     sandboxRuntimeSubject,
     sandboxRuntimeCliSubject,
     nodeStartSubject,
-    qemuSubject,
   ];
 }
 
