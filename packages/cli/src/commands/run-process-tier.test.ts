@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { capturedIo } from '../captured-io.js';
+import { isInformationalNote } from '../enforcement-notes.js';
 import { main } from '../main.js';
 import { processTierUnavailable } from '../process-tier-status.js';
 
@@ -82,6 +83,22 @@ describe.skipIf(unavailable !== undefined)('bulkhead run on the process tier', (
     const json = JSON.parse(result.stderr.trim().split('\n').at(-1) ?? '') as Record<string, unknown>;
     expect(json).toMatchObject({ tier: 'process', exitCode: 0, exitStatus: 0, timedOut: false });
     expect(json.manifestDigest).toMatch(/^sha256:/);
+  });
+
+  it('says on a default run only the warnings that weaken a setting; --json keeps every note', async () => {
+    const quiet = await run(['--', 'true']);
+    const json = await run(['--json', '--', 'true']);
+    const { warnings } = JSON.parse(json.stderr.trim().split('\n').at(-1) ?? '') as { warnings: string[] };
+    // The Landlock planner's split notes (the default manifest denies /etc/gshadow inside /etc) must
+    // stay recognised as narrowing only; reworded, they would be printed on every run again.
+    for (const warning of warnings.filter((note) => / grant of \S+ was split /.test(note))) {
+      expect(isInformationalNote(warning)).toBe(true);
+    }
+    const printed = warnings
+      .filter((warning) => !isInformationalNote(warning))
+      .map((warning) => `bulkhead: warning: ${warning}\n`);
+    expect(quiet.status).toBe(0);
+    expect(quiet.stderr).toBe(printed.join(''));
   });
 
   it('exits 127 for a command that is not found inside the sandbox', async () => {

@@ -10,6 +10,7 @@ import {
 } from '@bulkhead/core';
 import type { Command } from 'commander';
 import { type CommandContext, collect } from '../command-context.js';
+import { isInformationalNote } from '../enforcement-notes.js';
 import { EXIT_STATUS, exitStatusOf, signalExitStatus } from '../exit-status.js';
 import { type CliIo, colorsFor, printError, printWarning, writeLine } from '../io.js';
 import {
@@ -298,14 +299,12 @@ function printOutcome(
   if (result.timedOut) say('the command ran past its timeout and was killed with its whole process tree');
   if (result.oomKilled) say('the command reached the memory cap and was killed');
   for (const violation of result.violations) if (!alreadySaid.has(violation)) sayViolation(io, violation);
-  // The none tier's warning was already said loudly before the run. A tier's notes on how it
-  // enforced the run (Landlock splitting a grant, say) come with every run of the same manifest, so
-  // they are counted rather than repeated each time, but never dropped: --verbose and --json list them.
-  if (tier !== 'none' && result.warnings.length > 0) {
-    if (options.verbose) for (const warning of result.warnings) printWarning(io, warning);
-    else if (!options.json) {
-      const count = result.warnings.length === 1 ? '1 note' : `${result.warnings.length} notes`;
-      say(colors.dim(`the ${tier} tier left ${count} on how it enforced this run; --verbose shows them`));
+  // The none tier's warning was already said loudly before the run. A warning that a setting was
+  // honoured only partly is said plainly on every run; a note on how a setting was enforced that
+  // weakens nothing (enforcement-notes.ts) is listed by --verbose and --json only.
+  if (tier !== 'none') {
+    for (const warning of result.warnings) {
+      if (options.verbose || !isInformationalNote(warning)) printWarning(io, warning);
     }
   }
   if (options.verbose) {
