@@ -28,13 +28,14 @@ export interface BenchOptions {
 
 export const USAGE = `Usage: npm run bench -- [options]
 
-Measures launch, memory, CPU overhead and concurrency of every Bulkhead tier beside bare spawn,
-bubblewrap alone, MXC and sandbox-runtime, and writes results/<date>-<host>.{json,md,svg}.
+Measures launch, memory, CPU overhead, concurrency and the allow-list's network cost of every
+Bulkhead tier beside bare spawn, bubblewrap alone, MXC, sandbox-runtime and QEMU alone, and writes
+results/<date>-<host>.{json,md,svg}.
 
 Options:
   --quick              CI mode: fewer runs, concurrency 10 only (a few minutes)
   --only LIST          measurements to run: ${MEASUREMENTS.join(',')}
-  --tier LIST          Bulkhead tiers to include (process, none); default all
+  --tier LIST          Bulkhead tiers to include (process, session, microvm, none); default all
   --peers LIST         peers to include (bwrap, mxc, srt, qemu); default all
   --runs N             counted runs per subject for warm launch (cold and CPU scale with it)
   --check              compare the result with the mission targets and the baseline; exit 1 on a miss
