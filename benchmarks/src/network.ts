@@ -265,8 +265,16 @@ export async function networkJob(job: NetworkJob): Promise<NetworkReport> {
  * (allow-list) or without network (none). The launcher's growth holds the proxy and its channels.
  */
 export async function networkMemoryJob(job: NetworkMemoryJob): Promise<NetworkMemoryReport> {
+  const provider = await networkProvider();
+  const shared = async () => provider;
+  const session = await networkSubject(job.mode, job.port, shared).prepare(job.context);
+  // Both modes first launch one network-none sandbox, so that the library, the shim and the probe
+  // are loaded alike before the reading starts: the growth left is what the N sandboxes hold, the
+  // proxy included (it starts with the first channel).
+  const warmup = await networkSubject('none', job.port, shared).prepare(job.context);
+  await timeToExit(warmup, ['/bin/true']);
+  await warmup.close();
   const hostBefore = settledPss() ?? 0;
-  const session = await networkSubject(job.mode, job.port, networkProvider).prepare(job.context);
   const handles: SubjectHandle[] = [];
   const command =
     job.mode === 'allowlist'
