@@ -13,6 +13,9 @@ const COMMANDS = [
   ['manifest', 'schema'],
   ['init'],
   ['bench'],
+  ['vm'],
+  ['vm', 'kernel'],
+  ['vm', 'kernel', 'build'],
 ];
 
 describe('bulkhead --help', () => {

@@ -6,6 +6,7 @@ import { registerDoctorCommand } from './commands/doctor.js';
 import { registerInitCommand } from './commands/init.js';
 import { registerManifestCommand } from './commands/manifest.js';
 import { registerRunCommand } from './commands/run.js';
+import { registerVmCommand } from './commands/vm.js';
 import { EXIT_STATUS } from './exit-status.js';
 import { type CliIo, colorsFor, printError } from './io.js';
 import type { ModuleImporter } from './tiers.js';
@@ -40,6 +41,7 @@ Examples:
   $ bulkhead doctor                      which tiers work here, and what enforces each capability
   $ bulkhead init                        write a commented starter bulkhead.yaml
   $ bulkhead manifest explain bulkhead.yaml
+  $ bulkhead vm kernel build             build the micro-VM tier's guest kernel (once, cached)
   $ bulkhead <command> --help            usage and examples of one command`;
 
 export function createProgram(context: CommandContext): Command {
@@ -70,6 +72,7 @@ export function createProgram(context: CommandContext): Command {
   registerDoctorCommand(program, context);
   registerManifestCommand(program, context);
   registerInitCommand(program, context);
+  registerVmCommand(program, context);
   registerBenchCommand(program, context);
   return program;
 }
