@@ -11,6 +11,7 @@ import {
   type NetworkMemoryReport,
   type NetworkReport,
   networkFigure,
+  networkJob,
   parseNanosecondLines,
   startLoopbackServer,
 } from './network.js';
@@ -226,3 +227,32 @@ async function startRefusingProxy(): Promise<{ port: number; close(): Promise<vo
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
+
+describe('the network job, with a real allow-listed tier-process sandbox', () => {
+  let server: LoopbackServer;
+  let workloadPath: string;
+  beforeAll(async () => {
+    [server, workloadPath] = await Promise.all([startLoopbackServer(), buildWorkload()]);
+  });
+  afterAll(() => server.close());
+
+  it('gets every request, the download and both launches through, bare and through the proxy', async () => {
+    const result = await networkJob({
+      kind: 'network',
+      subject: 'process-namespace-allowlist',
+      context: { repositoryRoot: '/', workloadPath, workloadDirectory: workloadPath.replace(/\/[^/]+$/, '') },
+      port: server.port,
+      rounds: 1,
+      warmup: 0,
+      downloads: 1,
+      launches: 1,
+    });
+    expect(result.failures).toEqual([]);
+    expect(result.latencyBareMs).toHaveLength(10);
+    expect(result.latencyAllowlistedMs).toHaveLength(10);
+    expect(result.downloadBareMs).toHaveLength(1);
+    expect(result.downloadAllowlistedMs).toHaveLength(1);
+    expect(result.launchNoneMs).toHaveLength(1);
+    expect(result.launchAllowlistMs).toHaveLength(1);
+  }, 120_000);
+});
