@@ -1,3 +1,4 @@
+export type { ProbeCacheOptions } from './probe-cache.js';
 export type { ProcessMode } from './probe-process-tier.js';
 export { createProcessProvider, type ProcessProviderOptions } from './process-provider.js';
 export type { ProcessEgressOptions } from './sandbox-egress.js';

@@ -10,13 +10,12 @@ import {
   hostFacts,
   LANDLOCK_FIX,
   landlockAbi,
-  probeBubblewrap,
   probeCgroupSupport,
   probeShim,
-  probeUserNamespaces,
   sandboxIdentity,
 } from '@bulkhead/linux';
 import { gpuDeviceNodes } from './host-paths.js';
+import { type ProbeCacheOptions, probeNamespacesCached } from './probe-cache.js';
 
 export type ProcessMode = 'namespace' | 'shim-only';
 
@@ -50,6 +49,7 @@ function refused(reason: string, fix?: string): Enforcement {
 export async function probeProcessTier(options: {
   mode: 'auto' | ProcessMode;
   bubblewrapPath: string;
+  probeCache?: ProbeCacheOptions;
 }): Promise<ProcessTierHost> {
   let abi = 0;
   try {
@@ -57,9 +57,8 @@ export async function probeProcessTier(options: {
   } catch {
     abi = 0;
   }
-  const [bubblewrap, userNamespaces, cgroups, shim] = await Promise.all([
-    probeBubblewrap(options.bubblewrapPath),
-    probeUserNamespaces(options.bubblewrapPath),
+  const [{ bubblewrap, userNamespaces }, cgroups, shim] = await Promise.all([
+    probeNamespacesCached(options.bubblewrapPath, options.probeCache),
     probeCgroupSupport(),
     probeShim({ landlockAbi: abi }),
   ]);

@@ -6,6 +6,7 @@ import {
   TIER_STRENGTH,
 } from '@bulkhead/core';
 import { launchProcessSandbox } from './launch-process-sandbox.js';
+import type { ProbeCacheOptions } from './probe-cache.js';
 import { type ProcessMode, type ProcessTierHost, probeProcessTier } from './probe-process-tier.js';
 import { egressProxySource, type ProcessEgressOptions } from './sandbox-egress.js';
 
@@ -24,6 +25,13 @@ export interface ProcessProviderOptions {
    * resolves names with it (e.g. `createStaticResolver(['api.test:127.0.0.1'])`), `{ proxy }` a given one.
    */
   egress?: ProcessEgressOptions;
+  /**
+   * Keep what the probe learnt about bubblewrap and user namespaces (two bubblewrap runs) in this
+   * folder for the next process, keyed by the boot, the kernel, the user-namespace sysctls, the
+   * sandbox identity and the bubblewrap binary itself; only a usable answer is kept. For short-lived
+   * callers such as the CLI. Default: no cache, every process probes.
+   */
+  probeCache?: ProbeCacheOptions;
 }
 
 /**
@@ -37,7 +45,11 @@ export function createProcessProvider(options: ProcessProviderOptions = {}): Iso
   const egressProxy = egressProxySource(options.egress);
   let host: Promise<ProcessTierHost> | undefined;
   const probeHost = () => {
-    host ??= probeProcessTier({ mode: requested, bubblewrapPath });
+    host ??= probeProcessTier({
+      mode: requested,
+      bubblewrapPath,
+      ...(options.probeCache ? { probeCache: options.probeCache } : {}),
+    });
     return host;
   };
   return {
