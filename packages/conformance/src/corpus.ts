@@ -29,6 +29,7 @@ export {
   type EscapeVerdict,
   type HelperVerdict,
   judgeByHelper,
+  NETWORK_ESCAPE_CASE_IDS,
   parseHelperVerdict,
 } from './escape-cases.js';
 export type {

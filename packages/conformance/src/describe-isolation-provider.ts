@@ -79,6 +79,7 @@ export function describeIsolationProvider(
 
     describe('behaviour', () => {
       for (const name of BEHAVIOUR_TESTS) {
+        if (options.only && !options.only.includes(name)) continue;
         const reason = options.skip?.[name];
         const body = BEHAVIOUR[name];
         if (reason) it.skip(`${name} (skipped: ${reason})`, () => {});

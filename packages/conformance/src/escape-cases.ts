@@ -608,3 +608,12 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
     },
   },
 ];
+
+/**
+ * The cases that depend on the sandbox's network mode (network and IPC). A tier runs them a second
+ * time under an allow-list with `only: NETWORK_ESCAPE_CASE_IDS`, since the rest of the corpus does
+ * not change with the network mode.
+ */
+export const NETWORK_ESCAPE_CASE_IDS: readonly EscapeCaseId[] = ESCAPE_CASES.filter(
+  (escapeCase) => escapeCase.category === 'network' || escapeCase.category === 'ipc',
+).map((escapeCase) => escapeCase.id);

@@ -26,6 +26,7 @@ export function describeEscapeCorpus(state: SuiteState, options: DescribeIsolati
     expectEscapes ? 'escape corpus (every attempt must escape: no isolation)' : 'escape corpus',
     () => {
       for (const escapeCase of ESCAPE_CASES) {
+        if (options.only && !options.only.includes(escapeCase.id)) continue;
         const reason = options.skip?.[escapeCase.id];
         const name = `${escapeCase.id}: ${escapeCase.title}`;
         if (reason) {

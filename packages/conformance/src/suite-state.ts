@@ -16,6 +16,12 @@ export interface DescribeIsolationProviderOptions {
    */
   skip?: Partial<Record<ConformanceTestName, string>>;
   /**
+   * Runs only these tests, e.g. the network cases again under another network mode whose other cases
+   * a sibling suite already runs. Tests left out are not registered at all (they are not excused, so
+   * they do not show as skipped); `skip` still applies to the ones selected.
+   */
+  only?: readonly ConformanceTestName[];
+  /**
    * Only for the `none` provider: every escape case must then SUCCEED at escaping, which proves that
    * the cases can fail. A real tier leaves it false: every case must be refused.
    */

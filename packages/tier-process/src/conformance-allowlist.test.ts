@@ -1,9 +1,4 @@
-import {
-  CONFORMANCE_TESTS,
-  type ConformanceTestName,
-  describeIsolationProvider,
-  ESCAPE_CASES,
-} from '@bulkhead/conformance';
+import { describeIsolationProvider, NETWORK_ESCAPE_CASE_IDS } from '@bulkhead/conformance';
 import { createProcessProvider } from './index.js';
 
 /**
@@ -12,17 +7,6 @@ import { createProcessProvider } from './index.js';
  * list, so each must still be refused. The other cases do not depend on the network mode;
  * conformance-namespace.test.ts runs them.
  */
-const networkCases = new Set<string>(
-  ESCAPE_CASES.filter((escapeCase) => escapeCase.category === 'network' || escapeCase.category === 'ipc').map(
-    (escapeCase) => escapeCase.id,
-  ),
-);
-const skip: Partial<Record<ConformanceTestName, string>> = {};
-for (const name of CONFORMANCE_TESTS) {
-  if (!networkCases.has(name))
-    skip[name] = 'independent of the network mode: run by conformance-namespace.test.ts';
-}
-
 describeIsolationProvider(createProcessProvider({ mode: 'namespace' }), {
   name: 'process tier, namespace mode, with an allow-list',
   // An allow-list naming only a documentation address (TEST-NET-1) that no case targets.
@@ -30,5 +14,5 @@ describeIsolationProvider(createProcessProvider({ mode: 'namespace' }), {
     ...capabilities,
     network: { mode: 'allowlist', allow: [{ host: '192.0.2.1', port: 9 }] },
   }),
-  skip,
+  only: NETWORK_ESCAPE_CASE_IDS,
 });
