@@ -176,7 +176,7 @@ async function assertWorkdir(spec: LaunchSpec): Promise<void> {
 
 /** What launches need beyond the spec: the egress proxy, and where its refusals go. */
 interface LaunchContext {
-  egressProxy?: () => EgressProxy;
+  egressProxy?: () => Promise<EgressProxy>;
   reportViolation: (violation: Violation) => void;
 }
 
@@ -202,7 +202,7 @@ async function startNamespace(
       await staleFoldersReaped;
     }
     const egress = await openSandboxEgress({
-      proxy: (context.egressProxy ?? egressProxySource())(),
+      proxy: await (context.egressProxy ?? egressProxySource())(),
       sandboxId: id,
       allow: capabilities.network.allow,
       environment: capabilities.env,
@@ -505,7 +505,7 @@ async function startShimOnly(
 export async function launchProcessSandbox(
   spec: LaunchSpec,
   host: ProcessTierHost,
-  options: { egressProxy?: () => EgressProxy } = {},
+  options: { egressProxy?: () => Promise<EgressProxy> } = {},
 ): Promise<Sandbox> {
   if (!Array.isArray(spec.command) || spec.command.length === 0 || !spec.command[0]) {
     throw new BulkheadError(

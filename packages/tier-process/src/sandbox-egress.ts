@@ -1,13 +1,7 @@
 import { chmod, link, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { BulkheadError, type Endpoint, type Violation } from '@bulkhead/core';
-import {
-  createEgressProxy,
-  type EgressProxy,
-  type EgressResolver,
-  getEgressProxy,
-  withProxyEnvironment,
-} from '@bulkhead/egress';
+import type { EgressProxy, EgressResolver } from '@bulkhead/egress';
 import { ownerProcessAlive, sandboxCgroupName } from '@bulkhead/linux';
 
 /** Where the sandbox sees its egress channel; the exec shim's relay connects to it. */
@@ -26,8 +20,19 @@ export interface ProcessEgressOptions {
   resolver?: EgressResolver;
 }
 
+let egressModule: Promise<typeof import('@bulkhead/egress')> | undefined;
+
+/**
+ * @bulkhead/egress, imported on the first allow-listed launch: it brings Node's HTTP, TLS and DNS
+ * modules and a SOCKS5 server, a measurable share of a `bulkhead run` that has no allow-list.
+ */
+function egress(): Promise<typeof import('@bulkhead/egress')> {
+  egressModule ??= import('@bulkhead/egress');
+  return egressModule;
+}
+
 /** The proxy a provider's sandboxes use, created on the first allow-listed launch. */
-export function egressProxySource(options: ProcessEgressOptions = {}): () => EgressProxy {
+export function egressProxySource(options: ProcessEgressOptions = {}): () => Promise<EgressProxy> {
   if (options.proxy && options.resolver) {
     throw new BulkheadError(
       'INVALID_PROVIDER_OPTIONS',
@@ -39,11 +44,11 @@ export function egressProxySource(options: ProcessEgressOptions = {}): () => Egr
     );
   }
   const { proxy, resolver } = options;
-  if (proxy) return () => proxy;
-  if (!resolver) return () => getEgressProxy();
-  let own: EgressProxy | undefined;
+  if (proxy) return async () => proxy;
+  if (!resolver) return async () => (await egress()).getEgressProxy();
+  let own: Promise<EgressProxy> | undefined;
   return () => {
-    own ??= createEgressProxy({ resolver });
+    own ??= egress().then((module) => module.createEgressProxy({ resolver }));
     return own;
   };
 }
@@ -78,7 +83,7 @@ export async function openSandboxEgress(options: {
     onViolation: options.onViolation,
     ...(options.sandboxOwner ? { socketOwner: options.sandboxOwner, socketMode: 0o600 } : {}),
   });
-  const environment = withProxyEnvironment(options.environment, EGRESS_PROXY_URL);
+  const environment = (await egress()).withProxyEnvironment(options.environment, EGRESS_PROXY_URL);
   if (!options.sandboxOwner) {
     return { hostSocketPath: channel.socketPath, environment, release: () => channel.close() };
   }
