@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chownSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { posix } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   BulkheadError,
   type CapabilityKey,
@@ -278,24 +279,35 @@ async function startNamespace(
     ...(identity.switchFromRoot ? { uid: identity.uid, gid: identity.gid } : {}),
   });
   child.once('error', () => {});
+  const bubblewrapExited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // Until the payload is released, stderr holds only bubblewrap's own messages. Node drains the
+  // pipes nobody listens to once a child exits, so without a listener an early failure's reason
+  // would be gone (and its end missed) by the time it is read.
+  const holdMessages = () => {};
+  child.stderr!.on('readable', holdMessages);
   await spawned(child);
   const bwrapPid = child.pid!;
   cleanups.push(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const info = await readToEnd(child.stdio[infoFd] as Readable);
-  const childPid = Number(/"child-pid"\s*:\s*(\d+)/.exec(info.toString())?.[1]);
-  if (!Number.isInteger(childPid) || childPid <= 0) {
-    const stderr = await readToEnd(child.stderr!);
-    throw new BulkheadError(
+  const failed = async (what: string, childPid: number | undefined, cause?: unknown) => {
+    await stopBubblewrap(child, bubblewrapExited, childPid);
+    const message = await bubblewrapMessage(child.stderr!);
+    for (const stream of child.stdio) stream?.destroy();
+    return new BulkheadError(
       'LAUNCH_FAILED',
-      `bubblewrap did not start the sandbox: ${stderr.toString().trim() || 'no reason given'}.`,
+      `bubblewrap ${what}: ${message || (cause as Error | undefined)?.message || 'no reason given'}.`,
       {
         tier: 'process',
-        fix: 'run `bulkhead doctor` to see what this host lacks',
+        fix: 'check that every granted path and bind source exists on the host and the sandbox uid may reach it; `bulkhead doctor` says what this host lacks',
+        ...(cause === undefined ? {} : { cause }),
       },
     );
-  }
+  };
+  const info = await readToEnd(child.stdio[infoFd] as Readable);
+  const childPid = Number(/"child-pid"\s*:\s*(\d+)/.exec(info.toString())?.[1]);
+  if (!Number.isInteger(childPid) || childPid <= 0)
+    throw await failed('did not start the sandbox', undefined);
   // bwrap's sandbox process waits on the block fd: nothing of the payload runs yet, so whatever it
   // starts is born inside the cgroups.
   try {
@@ -303,14 +315,9 @@ async function startNamespace(
     await resources.cgroup.addProcess(childPid);
   } catch (error) {
     // Gone before it was placed: bubblewrap failed while setting up, and said why on stderr.
-    child.kill('SIGKILL');
-    const stderr = await readToEnd(child.stderr!);
-    throw new BulkheadError(
-      'LAUNCH_FAILED',
-      `bubblewrap stopped before the payload ran: ${stderr.toString().trim() || (error as Error).message}.`,
-      { tier: 'process', cause: error },
-    );
+    throw await failed('stopped before the payload ran', childPid, error);
   }
+  child.stderr!.off('readable', holdMessages);
   for (const [index, data] of plan.fds.entries()) endPipe(child.stdio[3 + index], data);
   const status = readToEnd(child.stdio[plan.statusFd] as Readable);
   endPipe(child.stdio[blockFd], Buffer.from([1]));
@@ -350,6 +357,75 @@ async function startNamespace(
       }
     },
   };
+}
+
+/**
+ * Stops a bubblewrap that failed to start its sandbox, and waits until it is gone. Its sandbox
+ * process is killed first, while bwrap still runs to reap it (killed after bwrap, it would be left
+ * to the host's init); bwrap then exits on its own, or is killed.
+ */
+async function stopBubblewrap(
+  child: ChildProcess,
+  exited: Promise<void>,
+  sandboxPid: number | undefined,
+): Promise<void> {
+  const running = () => child.exitCode === null && child.signalCode === null;
+  if (running() && sandboxPid !== undefined && parentOf(sandboxPid) === child.pid) {
+    try {
+      process.kill(sandboxPid, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+  if (running()) {
+    const settled = await Promise.race([
+      exited.then(() => true),
+      delay(STARTUP_GRACE_MS, false, { ref: false }),
+    ]);
+    if (!settled) child.kill('SIGKILL');
+  }
+  await exited;
+}
+
+/** The parent pid of a live process, from /proc (undefined when it is gone). */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** How long a failed bubblewrap gets to exit, and its stderr to end, before either is forced. */
+const STARTUP_GRACE_MS = 1000;
+
+/**
+ * What bubblewrap wrote on stderr before it failed. Bounded: a process it left behind could hold the
+ * pipe open, and a launch must fail, never hang.
+ */
+async function bubblewrapMessage(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  const drain = () => {
+    for (let chunk = stream.read() as Buffer | null; chunk !== null; chunk = stream.read() as Buffer | null)
+      chunks.push(chunk);
+  };
+  await new Promise<void>((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      stream.off('readable', drain);
+      resolve();
+    };
+    const timer = setTimeout(finish, STARTUP_GRACE_MS);
+    stream.on('readable', drain);
+    stream.once('end', finish);
+    stream.once('close', finish);
+    stream.once('error', finish);
+    drain();
+    if (stream.readableEnded || stream.destroyed) finish();
+  });
+  drain();
+  return Buffer.concat(chunks).toString().trim();
 }
 
 /**
