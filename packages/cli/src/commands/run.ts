@@ -1,4 +1,5 @@
-import { isAbsolute, resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import {
   BulkheadError,
@@ -146,6 +147,19 @@ async function resolveOptions(options: RunCommandOptions) {
   };
 }
 
+/**
+ * Where the process tier keeps its probe of bubblewrap and user namespaces between runs (two bubblewrap
+ * runs saved per `bulkhead run`): the per-user runtime folder, cleared at every boot, else the user's
+ * cache folder. The tier keys every entry by what the answer depends on and never keeps a weakening one.
+ */
+export function probeCacheDirectory(env: CliIo['env']): string {
+  if (env.XDG_RUNTIME_DIR?.startsWith('/')) return join(env.XDG_RUNTIME_DIR, 'bulkhead');
+  const cache = env.XDG_CACHE_HOME?.startsWith('/')
+    ? env.XDG_CACHE_HOME
+    : join(env.HOME || homedir(), '.cache');
+  return join(cache, 'bulkhead');
+}
+
 function unknownTierError(named: string): BulkheadError {
   return new BulkheadError(
     'UNKNOWN_TIER',
@@ -198,7 +212,12 @@ async function prepare(
     capabilities,
     ...(named === undefined ? { minimumTier: compiled.minimumTier } : { tier: named }),
     ...(context.importModule ? { importer: context.importModule } : {}),
-    ...(resolve ? { factoryOptions: { process: { egress: { resolver: resolve.resolver } } } } : {}),
+    factoryOptions: {
+      process: {
+        probeCache: { directory: probeCacheDirectory(io.env) },
+        ...(resolve ? { egress: { resolver: resolve.resolver } } : {}),
+      },
+    },
   });
   if (named !== undefined && named !== 'none') {
     const installation = installations.find((candidate) => candidate.tier === named);
