@@ -1,6 +1,11 @@
 import type { Capabilities } from '@bulkhead/core';
 import { describe, expect, it } from 'vitest';
-import { type BubblewrapArgumentsOptions, buildBubblewrapArguments } from './bubblewrap-arguments.js';
+import {
+  type BubblewrapArgumentsOptions,
+  buildBubblewrapArguments,
+  SANDBOX_TIER_DIRECTORY,
+  sandboxTierDirectory,
+} from './bubblewrap-arguments.js';
 
 function capabilities(
   overrides: Partial<Capabilities['filesystem']> = {},
@@ -163,5 +168,102 @@ describe('buildBubblewrapArguments', () => {
     expect(groups(args, '--info-fd', 1)).toEqual([['6']]);
     expect(groups(args, '--block-fd', 1)).toEqual([['7']]);
     expect(args.indexOf('--block-fd')).toBeLessThan(args.indexOf('--'));
+  });
+  describe('a grant of / or /run', () => {
+    const broad = (grant: string, options: Partial<BubblewrapArgumentsOptions> = {}) =>
+      build({
+        capabilities: capabilities({ read: [grant], write: ['/work/project'], deny: ['/etc/shadow'] }),
+        pathKinds: { [grant]: 'directory', '/work/project': 'directory', '/etc/shadow': 'file' },
+        shim: { hostPath: '/opt/bulkhead/shim', sandboxPath: '/run/bulkhead/shim' },
+        hiddenDirectories: ['/run/bulkhead', '/run/user/0/bulkhead-egress'],
+        ...options,
+      });
+    /** The index in args where `flag` mounts `path`. */
+    const mountOf = (args: string[], flag: string, path: string) =>
+      args.findIndex(
+        (argument, index) => argument === flag && args[index + (flag === '--ro-bind' ? 2 : 1)] === path,
+      );
+
+    it('mounts the tier’s /proc, /dev and /dev/shm over the host’s that / would show', () => {
+      const { args } = broad('/');
+      const root = mountOf(args, '--ro-bind', '/');
+      expect(root).toBeGreaterThanOrEqual(0);
+      for (const [flag, path] of [
+        ['--proc', '/proc'],
+        ['--dev', '/dev'],
+        ['--tmpfs', '/dev/shm'],
+      ] as const)
+        expect(mountOf(args, flag, path), path).toBeGreaterThan(root);
+    });
+
+    it('keeps /tmp private and HOME in it: only a grant of /tmp itself shows the host’s', () => {
+      const { args, home } = broad('/');
+      expect(mountOf(args, '--tmpfs', '/tmp')).toBeGreaterThan(mountOf(args, '--ro-bind', '/'));
+      expect(home).toBe('/tmp/home');
+    });
+
+    it('hides Bulkhead’s state folders the grant shows under a read-only tmpfs, before the tier binds its own files', () => {
+      for (const grant of ['/', '/run']) {
+        const { args } = broad(grant, {
+          binds: [
+            { hostPath: '/run/bulkhead/mounts/1-x/egress.sock', sandboxPath: '/run/bulkhead/egress.sock' },
+          ],
+        });
+        const grantIndex = mountOf(args, '--ro-bind', grant);
+        for (const hidden of ['/run/bulkhead', '/run/user/0/bulkhead-egress']) {
+          const mask = mountOf(args, '--tmpfs', hidden);
+          expect(mask, hidden).toBeGreaterThan(grantIndex);
+          expect(groups(args, '--remount-ro', 1)).toContainEqual([hidden]);
+        }
+        const mask = mountOf(args, '--tmpfs', '/run/bulkhead');
+        const shim = mountOf(args, '--ro-bind', '/run/bulkhead/shim');
+        const egress = mountOf(args, '--ro-bind', '/run/bulkhead/egress.sock');
+        const readOnly = args.findIndex(
+          (argument, index) => argument === '--remount-ro' && args[index + 1] === '/run/bulkhead',
+        );
+        expect(shim).toBeGreaterThan(mask);
+        expect(egress).toBeGreaterThan(mask);
+        expect(readOnly).toBeGreaterThan(Math.max(shim, egress));
+      }
+    });
+
+    it('leaves a hidden folder alone when no grant shows it, and binds a grant inside one over its mask', () => {
+      const narrow = build({ hiddenDirectories: ['/run/bulkhead'] });
+      expect(groups(narrow.args, '--tmpfs', 1)).not.toContainEqual(['/run/bulkhead']);
+      const { args } = broad('/', {
+        capabilities: capabilities({
+          read: ['/'],
+          write: ['/work/project', '/run/bulkhead/sessions/a/runtime'],
+          deny: [],
+        }),
+        pathKinds: {
+          '/': 'directory',
+          '/work/project': 'directory',
+          '/run/bulkhead/sessions/a/runtime': 'directory',
+        },
+      });
+      expect(mountOf(args, '--bind', '/run/bulkhead/sessions/a/runtime')).toBeGreaterThan(
+        mountOf(args, '--tmpfs', '/run/bulkhead'),
+      );
+    });
+
+    it('puts the tier’s files in a hidden folder when the host’s /run shows without /run/bulkhead', () => {
+      const view = {
+        capabilities: capabilities({ read: ['/run'], write: [], deny: [] }),
+        pathKinds: { '/run': 'directory' as const },
+      };
+      expect(sandboxTierDirectory({ ...view, hiddenDirectories: [SANDBOX_TIER_DIRECTORY] })).toBe(
+        SANDBOX_TIER_DIRECTORY,
+      );
+      expect(sandboxTierDirectory({ ...view, hiddenDirectories: ['/run/user/1000/bulkhead'] })).toBe(
+        '/run/user/1000/bulkhead',
+      );
+      expect(() => sandboxTierDirectory({ ...view, hiddenDirectories: ['/tmp/bulkhead-1000'] })).toThrow(
+        /\/run\/bulkhead does not exist and cannot be made/,
+      );
+      expect(sandboxTierDirectory({ ...view, pathKinds: { '/run': 'missing' } })).toBe(
+        SANDBOX_TIER_DIRECTORY,
+      );
+    });
   });
 });

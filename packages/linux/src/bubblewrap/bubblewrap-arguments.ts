@@ -31,6 +31,15 @@ export interface BubblewrapArgumentsOptions {
   blockFd?: number;
   /** Stop further user namespaces inside (`--disable-userns`, bubblewrap 0.8+). */
   disableUserNamespaces?: boolean;
+  /**
+   * Bulkhead's own state folders that exist on the host (runtime folders with other sandboxes'
+   * staging mounts, private folders and egress sockets): each one a grant would show is hidden
+   * under an empty read-only tmpfs. Grants inside one are still bound (the session tier grants a
+   * session's own runtime folder there).
+   */
+  hiddenDirectories?: readonly string[];
+  /** More of the tier's own files bound read-only (an egress socket), host path = `hostPath`. */
+  binds?: readonly { hostPath: string; sandboxPath: string }[];
 }
 
 export interface BubblewrapArguments {
@@ -47,6 +56,9 @@ export interface BubblewrapArguments {
   /** Denied paths that could not be masked, said aloud. */
   warnings: string[];
 }
+
+/** Where the tier's own files (the shim, an egress socket, a HOME outside /tmp) go in a sandbox. */
+export const SANDBOX_TIER_DIRECTORY = '/run/bulkhead';
 
 export const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 export const SANDBOX_HOSTNAME = 'bulkhead';
@@ -95,6 +107,43 @@ interface MountStep {
   args: string[];
 }
 
+/** The grants bound into the sandbox: deny > read > write at equal paths, and only what exists. */
+function boundGrants(options: SandboxViewOptions): string[] {
+  const { read, write, deny } = options.capabilities.filesystem;
+  const denied = new Set(deny);
+  return [...new Set([...read, ...write])].filter(
+    (path) => !denied.has(path) && (options.pathKinds[path] ?? 'missing') !== 'missing',
+  );
+}
+
+type SandboxViewOptions = Pick<
+  BubblewrapArgumentsOptions,
+  'capabilities' | 'pathKinds' | 'hiddenDirectories'
+>;
+
+/**
+ * Where the tier's own files go in this sandbox: `SANDBOX_TIER_DIRECTORY`, unless a read-only grant
+ * (of /run, or /) shows the host's /run there without that folder, where nothing can be created;
+ * then the first hidden folder a grant shows (its tmpfs can hold them).
+ */
+export function sandboxTierDirectory(options: SandboxViewOptions): string {
+  const grants = boundGrants(options);
+  const hidden = options.hiddenDirectories ?? [];
+  const shown = (path: string) => grants.some((grant) => isInside(path, grant));
+  if (!shown(SANDBOX_TIER_DIRECTORY) || hidden.includes(SANDBOX_TIER_DIRECTORY))
+    return SANDBOX_TIER_DIRECTORY;
+  const fallback = hidden.find(shown);
+  if (fallback !== undefined) return fallback;
+  throw new BulkheadError(
+    'INVALID_LAUNCH_SPEC',
+    `A grant shows the host's ${posix.dirname(SANDBOX_TIER_DIRECTORY)} inside the sandbox, where ${SANDBOX_TIER_DIRECTORY} does not exist and cannot be made, and no Bulkhead folder is there to hold the tier's own files instead.`,
+    {
+      path: SANDBOX_TIER_DIRECTORY,
+      fix: `grant narrower folders than ${posix.dirname(SANDBOX_TIER_DIRECTORY)}, or create ${SANDBOX_TIER_DIRECTORY} (mkdir -m 0711 ${SANDBOX_TIER_DIRECTORY} as root)`,
+    },
+  );
+}
+
 /**
  * Builds bwrap's arguments for capabilities: user, pid, ipc, uts, cgroup (and, unless the network is
  * open, net) namespaces; only the granted paths, read-only or writable; denied paths masked; a
@@ -122,13 +171,28 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
   const readOnly = new Set(read.filter((path) => !denied.has(path)));
   const writable = new Set(write.filter((path) => !denied.has(path) && !readOnly.has(path)));
   const grants = [...readOnly, ...writable];
-  const coveredByGrant = (path: string) => grants.some((grant) => isInside(path, grant));
+  const bound = boundGrants(options);
+  // A hidden folder a grant shows is masked; a grant inside it is shown again.
+  const hidden = (options.hiddenDirectories ?? []).filter((directory) =>
+    bound.some((grant) => isInside(directory, grant)),
+  );
+  for (const directory of hidden) assertSafePath(directory, 'hidden directory');
+  const coveredByGrant = (path: string) =>
+    bound.some(
+      (grant) =>
+        isInside(path, grant) &&
+        !hidden.some((directory) => isInside(path, directory) && isInside(directory, grant)),
+    );
 
-  // /tmp is private unless the manifest grants /tmp itself (or /).
-  const privateTemporary = !grants.some((grant) => grant === '/tmp' || grant === '/');
+  // /tmp is private unless the manifest grants /tmp itself: a grant of / shows the host's files,
+  // not a TMPDIR the payload cannot write.
+  const privateTemporary = !grants.some((grant) => grant === '/tmp');
   const temporaryDirectory = '/tmp';
-  const home = privateTemporary ? '/tmp/home' : '/run/bulkhead/home';
+  const tierDirectory = sandboxTierDirectory(options);
+  const home = privateTemporary ? '/tmp/home' : posix.join(tierDirectory, 'home');
 
+  // The tier's /proc, /dev and /dev/shm go over a grant of / (or of themselves), so that the host's
+  // processes and device nodes never show through one.
   const steps: MountStep[] = [];
   for (const path of [...readOnly, ...writable]) {
     const kind = options.pathKinds[path] ?? 'missing';
@@ -140,6 +204,11 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
     }
     steps.push({ path, args: [writable.has(path) ? '--bind' : '--ro-bind', source, path] });
   }
+  steps.push({ path: '/proc', args: ['--proc', '/proc'] });
+  steps.push({ path: '/dev', args: ['--dev', '/dev'] });
+  steps.push({ path: '/dev/shm', args: ['--tmpfs', '/dev/shm'] });
+  for (const directory of hidden)
+    steps.push({ path: directory, args: ['--perms', '0755', '--tmpfs', directory] });
   if (privateTemporary) {
     steps.push({ path: '/tmp', args: ['--tmpfs', '/tmp'] });
     steps.push({ path: home, args: ['--perms', '0700', '--dir', home] });
@@ -168,12 +237,6 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
     '--die-with-parent',
     '--cap-drop',
     'ALL',
-    '--proc',
-    '/proc',
-    '--dev',
-    '/dev',
-    '--tmpfs',
-    '/dev/shm',
   ];
   for (const step of steps) args.push(...step.args);
 
@@ -199,7 +262,14 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
     args.push('--dev-bind', device, device);
   }
   if (options.shim) args.push('--ro-bind', options.shim.hostPath, options.shim.sandboxPath);
-  // Nothing may be written to the sandbox's own root: only grants, /tmp, HOME and /dev/shm are writable.
+  for (const bind of options.binds ?? []) {
+    assertSafePath(bind.hostPath, 'bind source');
+    assertSafePath(bind.sandboxPath, 'bind target');
+    args.push('--ro-bind', bind.hostPath, bind.sandboxPath);
+  }
+  // Nothing may be written to the sandbox's own root or the hiding tmpfs (read-only, not recursive:
+  // what is mounted inside keeps its own mode): only grants, /tmp, HOME and /dev/shm are writable.
+  for (const directory of hidden) args.push('--remount-ro', directory);
   args.push('--remount-ro', '/');
 
   const environment: Record<string, string> = {
