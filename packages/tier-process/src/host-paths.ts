@@ -2,7 +2,7 @@ import { lstatSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Capabilities } from '@bulkhead/core';
-import type { HostPathKind } from '@bulkhead/linux';
+import { type HostPathKind, SANDBOX_TIER_DIRECTORY } from '@bulkhead/linux';
 
 /**
  * The kind of every path the capabilities name, from `lstat` (a symlink stays a symlink).
@@ -72,4 +72,14 @@ export async function gpuDeviceNodes(selection: 'all' | number[]): Promise<strin
   return cards.length + renders.length === 0
     ? []
     : [...cards, ...(cards.length > 0 ? shared : []), ...renders];
+}
+
+/**
+ * Bulkhead's own state folders that exist on the host, to be hidden from every sandbox: the tier
+ * folder sandboxes see (/run/bulkhead, a root caller's runtime folder), and the given ones.
+ */
+export function stateDirectories(directories: readonly string[]): string[] {
+  return [...new Set([SANDBOX_TIER_DIRECTORY, ...directories])].filter(
+    (directory) => statSync(directory, { throwIfNoEntry: false })?.isDirectory() ?? false,
+  );
 }

@@ -28,14 +28,16 @@ import {
   SHIM_SANDBOX_PATH,
   sandboxCgroupName,
   sandboxIdentity,
+  sandboxTierDirectory,
   stageIdMappedMounts,
 } from '@bulkhead/linux';
-import { gpuDeviceNodes, inspectPaths, readableByOthers } from './host-paths.js';
+import { gpuDeviceNodes, inspectPaths, readableByOthers, stateDirectories } from './host-paths.js';
 import type { ProcessTierHost } from './probe-process-tier.js';
 import {
   EGRESS_RELAY_PORT,
   EGRESS_SANDBOX_SOCKET,
   egressProxySource,
+  egressSocketDirectories,
   openSandboxEgress,
 } from './sandbox-egress.js';
 
@@ -53,6 +55,10 @@ function translateBubblewrapExit(exitCode: number | null, signal: NodeJS.Signals
   if (signal !== null || exitCode === null || exitCode <= 128) return { exitCode, signal };
   const name = SIGNAL_NAMES.get(exitCode - 128);
   return name ? { exitCode: null, signal: name } : { exitCode, signal };
+}
+
+function allGrants(capabilities: LaunchSpec['capabilities']): string[] {
+  return [...capabilities.filesystem.read, ...capabilities.filesystem.write];
 }
 
 function readToEnd(stream: Readable): Promise<Buffer> {
@@ -240,16 +246,26 @@ async function startNamespace(
     sources = mounts.sources;
   }
 
+  // Other sandboxes' staging mounts, folders and egress sockets never show through a broad grant.
+  const hiddenDirectories = stateDirectories([
+    runtime.directory,
+    ...(await egressSocketDirectories(allGrants(capabilities))),
+  ]);
+  const tierDirectory = sandboxTierDirectory({ capabilities, pathKinds, hiddenDirectories });
+  const shimPath = posix.join(tierDirectory, posix.basename(SHIM_SANDBOX_PATH));
+  const egressSandboxSocket = posix.join(tierDirectory, posix.basename(EGRESS_SANDBOX_SOCKET));
   const common = {
     capabilities,
     pathKinds,
     sandboxUid: identity.uid,
     sandboxGid: identity.gid,
     sources,
-    shim: { hostPath: host.shimPath!, sandboxPath: SHIM_SANDBOX_PATH },
+    shim: { hostPath: host.shimPath!, sandboxPath: shimPath },
     deniedFile: runtime.deniedFile,
     devices,
     disableUserNamespaces: host.supportsDisableUserNamespaces,
+    hiddenDirectories,
+    ...(egressSocket ? { binds: [{ hostPath: egressSocket, sandboxPath: egressSandboxSocket }] } : {}),
   };
   const view = buildBubblewrapArguments({ ...common, command: [] });
   const plan = planShim({
@@ -259,18 +275,16 @@ async function startNamespace(
     workdir: capabilities.workdir,
     pathView: 'namespace',
     rlimits: resources.rlimits,
-    ...(egressSocket ? { relay: { port: EGRESS_RELAY_PORT, socketPath: EGRESS_SANDBOX_SOCKET } } : {}),
+    ...(egressSocket ? { relay: { port: EGRESS_RELAY_PORT, socketPath: egressSandboxSocket } } : {}),
   });
   const infoFd = plan.statusFd + 1;
   const blockFd = plan.statusFd + 2;
   const bubblewrap = buildBubblewrapArguments({
     ...common,
-    command: [SHIM_SANDBOX_PATH, ...plan.args, '--', ...spec.command],
+    command: [shimPath, ...plan.args, '--', ...spec.command],
     infoFd,
     blockFd,
   });
-
-  if (egressSocket) bindBeforeReadOnlyRoot(bubblewrap.args, egressSocket, EGRESS_SANDBOX_SOCKET);
 
   const child = spawn(host.bubblewrapPath!, bubblewrap.args, {
     cwd: '/',
@@ -428,29 +442,6 @@ async function bubblewrapMessage(stream: Readable): Promise<string> {
   return Buffer.concat(chunks).toString().trim();
 }
 
-/**
- * Adds a read-only bind to bubblewrap's arguments just before the root becomes read-only (a mount
- * point cannot be made on it after). Connecting to a unix socket is not a write to its mount, so a
- * read-only bind of the channel socket still lets the relay connect.
- */
-function bindBeforeReadOnlyRoot(args: string[], source: string, target: string): void {
-  for (let index = args.length - 2; index >= 0; index--) {
-    if (args[index] === '--remount-ro' && args[index + 1] === '/') {
-      args.splice(index, 0, '--ro-bind', source, target);
-      return;
-    }
-  }
-  throw new BulkheadError(
-    'LAUNCH_FAILED',
-    "@bulkhead/linux's bubblewrap arguments no longer make the sandbox's root read-only, so the egress socket has no place to be bound: the allow-list cannot be enforced.",
-    {
-      tier: 'process',
-      capability: 'network.allowlist',
-      fix: 'install versions of @bulkhead/tier-process and @bulkhead/linux that agree',
-    },
-  );
-}
-
 let staleFoldersReaped: Promise<unknown> | undefined;
 
 /**
@@ -499,8 +490,19 @@ async function startShimOnly(
   }
   const devices =
     capabilities.resources.gpus === 'none' ? [] : await gpuDeviceNodes(capabilities.resources.gpus);
+  // No mount namespace to hide Bulkhead's own folders: Landlock keeps a broad grant out of them.
+  const hidden = stateDirectories([
+    runtime.directory,
+    ...(await egressSocketDirectories(allGrants(capabilities))),
+  ]);
   const plan = planShim({
-    capabilities,
+    capabilities: {
+      ...capabilities,
+      filesystem: {
+        ...capabilities.filesystem,
+        deny: [...new Set([...capabilities.filesystem.deny, ...hidden])],
+      },
+    },
     extraReadPaths: ['/dev/urandom', '/dev/random', '/proc/self', ...devices],
     extraWritePaths: [home, temporary, '/dev/null', '/dev/zero', '/dev/full', ...devices],
     workdir: capabilities.workdir,

@@ -1,10 +1,11 @@
 import { chmod, link, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { posix } from 'node:path';
 import { BulkheadError, type Endpoint, type Violation } from '@bulkhead/core';
 import type { EgressProxy, EgressResolver } from '@bulkhead/egress';
 import { ownerProcessAlive, sandboxCgroupName } from '@bulkhead/linux';
 
-/** Where the sandbox sees its egress channel; the exec shim's relay connects to it. */
+/** Where the sandbox sees its egress channel (in the tier folder); the exec shim's relay connects to it. */
 export const EGRESS_SANDBOX_SOCKET = '/run/bulkhead/egress.sock';
 /** The relay's port on the sandbox's own loopback: the only TCP port its network namespace offers. */
 export const EGRESS_RELAY_PORT = 3128;
@@ -29,6 +30,21 @@ let egressModule: Promise<typeof import('@bulkhead/egress')> | undefined;
 function egress(): Promise<typeof import('@bulkhead/egress')> {
   egressModule ??= import('@bulkhead/egress');
   return egressModule;
+}
+
+const socketDirectories = new Set<string>();
+
+/**
+ * The folders that hold egress channel sockets that `grants` could show: the default proxy's, and
+ * those of every proxy a sandbox of this process used. Hidden from sandboxes, which must reach only their own channel.
+ */
+export async function egressSocketDirectories(grants: readonly string[]): Promise<string[]> {
+  // The default one is named by @bulkhead/egress, loaded only when a grant could show it.
+  const places = [process.env.XDG_RUNTIME_DIR, tmpdir()].filter((place) => place?.startsWith('/'));
+  const shown = grants.some((grant) =>
+    places.some((place) => grant === '/' || place === grant || place?.startsWith(`${grant}/`)),
+  );
+  return [...(shown ? [(await egress()).defaultSocketDirectory()] : []), ...socketDirectories];
 }
 
 /** The proxy a provider's sandboxes use, created on the first allow-listed launch. */
@@ -83,6 +99,7 @@ export async function openSandboxEgress(options: {
     onViolation: options.onViolation,
     ...(options.sandboxOwner ? { socketOwner: options.sandboxOwner, socketMode: 0o600 } : {}),
   });
+  socketDirectories.add(posix.dirname(channel.socketPath));
   const environment = (await egress()).withProxyEnvironment(options.environment, EGRESS_PROXY_URL);
   if (!options.sandboxOwner) {
     return { hostSocketPath: channel.socketPath, environment, release: () => channel.close() };
