@@ -24,6 +24,7 @@ import {
   planShim,
   prepareRuntimeDirectory,
   readShimStatus,
+  reapAdoptedProcess,
   type SandboxCgroup,
   SHIM_SANDBOX_PATH,
   sandboxCgroupName,
@@ -157,6 +158,8 @@ interface StartedChild {
   ) => { exitCode: number | null; signal: NodeJS.Signals | null };
   /** Kills the tree without the cgroup (its last resort). */
   fallbackKill: () => void;
+  /** Runs once the supervised child exited. */
+  afterExit?: () => void;
   /**
    * Resolves once the shim exec'd the payload (undefined) or failed before it (the error). Awaited
    * only after the sandbox listens for the exit: a quick payload may exit before it resolves.
@@ -339,6 +342,8 @@ async function startNamespace(
   return {
     child,
     supervisors: [bwrapPid, childPid],
+    // bwrap's monitor does not wait for its pid-namespace init: reap it if it came to this process.
+    afterExit: () => reapAdoptedProcess(childPid),
     enforcement: {
       ...plan.enforcement,
       filesystem: ['mount-namespace', 'user-namespace', ...(plan.enforcement.filesystem ?? [])],
@@ -666,6 +671,7 @@ export async function launchProcessSandbox(
         if (reported.error)
           warnings.push(`The exec shim failed before the payload ran: ${reported.error.message}`);
       } finally {
+        started.afterExit?.();
         await runCleanups(cleanups);
       }
       return result;

@@ -5,6 +5,7 @@ import { access, readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { delimiter, posix } from 'node:path';
 import { BulkheadError } from '@bulkhead/core';
+import { reapAdoptedProcess } from './adopted-processes.js';
 
 /** The host uid and gid of a root caller's sandbox: `nobody`/`nogroup`, the kernel's overflow ids. */
 export const ROOT_CALLER_SANDBOX_ID = 65534;
@@ -196,21 +197,32 @@ export function probeUserNamespaces(bubblewrapPath = 'bwrap'): Promise<UserNames
             '/proc',
             '--dev',
             '/dev',
+            '--info-fd',
+            '3',
             '--',
             trueProgram,
           ],
           {
-            stdio: ['ignore', 'ignore', 'pipe'],
+            stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
             env: {},
             ...(identity.switchFromRoot ? { uid: identity.uid, gid: identity.gid } : {}),
           },
         );
         let stderr = '';
+        let info = '';
         child.stderr?.on('data', (chunk: Buffer) => {
           stderr += chunk.toString();
         });
+        child.stdio[3]?.on('data', (chunk: Buffer) => {
+          info += chunk.toString();
+        });
         child.once('error', (error) => resolve({ code: -1, stderr: error.message }));
-        child.once('close', (code) => resolve({ code, stderr }));
+        child.once('close', (code) => {
+          // Like a sandbox's, the probe's pid-namespace init outlives bwrap's monitor.
+          const init = Number(/"child-pid"\s*:\s*(\d+)/.exec(info)?.[1]);
+          if (init > 0) reapAdoptedProcess(init);
+          resolve({ code, stderr });
+        });
       });
       if (result.code === 0) return { usable: true };
       const blocker = await userNamespaceBlocker();

@@ -1,1 +1,2 @@
+export * from './adopted-processes.js';
 export * from './host-facts.js';
