@@ -22,6 +22,7 @@ import { formatEndpoint } from './egress-rules.js';
 import { systemResolver } from './resolver.js';
 import { channelSocketPath, defaultSocketDirectory, prepareSocketDirectory } from './socket-directory.js';
 import { connectToFirst, type UpstreamConnectError } from './upstream-connection.js';
+import { handUpstreamOver, RELAY_MARKER } from './upstream-handover.js';
 
 export interface EgressProxyOptions {
   /** Resolves names to addresses; default: the system resolver (`dns.lookup`, all addresses). */
@@ -80,6 +81,7 @@ export interface EgressProxy {
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_CONNECTIONS = 256;
 const SOCKS_VERSION = 0x05;
+const SOCKS_GRANTED = Buffer.from([SOCKS_VERSION, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
 
 // Headers that describe one hop, not the message; a proxy must not forward them.
 const hopByHopHeaders = new Set([
@@ -114,6 +116,8 @@ class EgressProxyImplementation implements EgressProxy {
   readonly #socketDirectory: string;
   readonly #channels = new Set<ChannelState>();
   readonly #channelOf = new WeakMap<object, ChannelState>();
+  /** Channel connections that come from the exec shim's relay (they began with its marker). */
+  readonly #relays = new WeakSet<object>();
   readonly #http = createHttpServer();
   readonly #socks = new Socks5Server();
   #directoryReady = false;
@@ -224,7 +228,14 @@ class EgressProxyImplementation implements EgressProxy {
       return;
     }
     this.#track(channel, socket);
-    socket.once('data', (first: Buffer) => {
+    const dispatch = (received: Buffer) => {
+      // The exec shim's relay announces itself with a marker byte: it can take tunnels over.
+      let first = received;
+      if (first[0] === RELAY_MARKER && !this.#relays.has(socket)) {
+        this.#relays.add(socket);
+        first = first.subarray(1);
+        if (first.length === 0) return void socket.once('data', dispatch);
+      }
       socket.pause();
       socket.unshift(first);
       if (first[0] === SOCKS_VERSION) {
@@ -233,7 +244,20 @@ class EgressProxyImplementation implements EgressProxy {
         this.#http.emit('connection', socket);
         socket.resume();
       }
-    });
+    };
+    socket.once('data', dispatch);
+  }
+
+  /**
+   * Hands an allowed tunnel's upstream socket to the relay (when `client` is one), so the bytes go
+   * client <-> upstream without this process; else relays them here. Called in the tick the
+   * upstream connected.
+   */
+  #join(client: Duplex, upstream: Socket, reply: Buffer | string, early: readonly Buffer[]): void {
+    if (this.#relays.has(client) && handUpstreamOver(client, upstream, reply, early)) return;
+    client.write(reply);
+    for (const chunk of early) upstream.write(chunk);
+    splice(client, upstream);
   }
 
   #track(channel: ChannelState, socket: Socket | Duplex): void {
@@ -319,9 +343,12 @@ class EgressProxyImplementation implements EgressProxy {
       return void socket.end(rawResponse(status, text, 'upstream-failed', failure.message));
     }
     if (channel.closed || socket.destroyed) return void upstream.destroy();
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    if (head.length > 0) upstream.write(head);
-    splice(socket, upstream);
+    this.#join(
+      socket,
+      upstream,
+      'HTTP/1.1 200 Connection Established\r\n\r\n',
+      head.length > 0 ? [head] : [],
+    );
   }
 
   async #onHttpRequest(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -463,9 +490,9 @@ class EgressProxyImplementation implements EgressProxy {
     }
     connection.socket.off('data', hold);
     if (channel.closed) return void upstream.destroy();
-    sendStatus('REQUEST_GRANTED');
-    for (const chunk of early) upstream.write(chunk);
-    splice(connection.socket, upstream);
+    // The library's REQUEST_GRANTED reply (bound address 0.0.0.0:0), written here so it can carry
+    // the upstream socket to a relay.
+    this.#join(connection.socket, upstream, SOCKS_GRANTED, early);
   }
 }
 

@@ -36,6 +36,7 @@
  *   chdir <path>
  *   seccomp-fd <n>                                    read the filter (struct sock_filter[]) from n
  *   relay <port> <unix-socket-path>                   relay 127.0.0.1:<port> to the unix socket
+ *                                                     (and take tunnels over: see the relay below)
  *   env-keep <name>                                   keep this variable of the shim's environment;
  *                                                     with at least one env-keep line, every other
  *                                                     variable is removed before the exec (bubblewrap
@@ -83,6 +84,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -126,6 +128,7 @@ struct net_port_attr {
 #define RELAY_MAX_PAIRS 128
 #define RELAY_PIPE_BYTES (256 * 1024)
 #define RELAY_ROUNDS 16
+#define RELAY_HANDOVER_WINDOW 1024
 
 enum { EXIT_SHIM_FAILED = 125, EXIT_NOT_EXECUTABLE = 126, EXIT_NOT_FOUND = 127 };
 
@@ -421,7 +424,21 @@ static void parse_plan(char *text, size_t size, struct plan *plan) {
  * socket to the other without copying them through this process, and a pipe is the buffer. Each
  * side is drained until the kernel says EAGAIN before poll is asked again, so a bulk transfer costs
  * a few syscalls per pipe-full rather than a poll round trip per chunk.
+ *
+ * Handover: the relay opens each proxy connection with one marker byte (0x00, which neither HTTP
+ * nor SOCKS5 starts with). A proxy that sees it may, once it has allowed a tunnel and connected
+ * upstream, send its reply with the upstream socket attached (SCM_RIGHTS), within the first
+ * RELAY_HANDOVER_WINDOW bytes it sends on the connection (read here with recvmsg; after the window,
+ * splice, which drops attached fds). The proxy never reads that upstream socket. Then, in order:
+ *   1. upstream -> client reads the upstream socket at once, through the same pipe as the reply;
+ *   2. client -> proxy stops reading the client, drains its pipe to the proxy and shuts the write
+ *      side: the proxy writes what it holds of the client's bytes upstream, then ends its side;
+ *   3. at that EOF, client -> upstream starts; the proxy connection is closed.
+ * So every byte reaches its destination in the order it was sent, and the proxy leaves the data path.
  */
+enum { ROLE_CLIENT, ROLE_PROXY, ROLE_UPSTREAM };
+enum { PHASE_PROXIED, PHASE_HANDING_OVER, PHASE_DIRECT };
+
 struct relay_direction {
   int pipe[2];    /* [0] read end, [1] write end */
   size_t pending; /* bytes in the pipe, not yet written to the destination */
@@ -430,19 +447,78 @@ struct relay_direction {
 };
 
 struct relay_pair {
-  int fds[2];                     /* 0: tcp, 1: unix; -1 when unused */
-  struct relay_direction way[2];  /* way[i] carries fds[i] -> fds[1 - i] */
-  int full[2];                    /* fds[i] refused a write (EAGAIN): wait for POLLOUT on it */
+  int fds[3];                    /* by role; -1 when unused (fds[ROLE_CLIENT] < 0: a free slot) */
+  struct relay_direction way[2]; /* 0: client -> proxy/upstream; 1: proxy/upstream -> client */
+  int full[3];                   /* by role: refused a write (EAGAIN), wait for POLLOUT on it */
+  int phase;
+  size_t from_proxy; /* bytes the proxy sent, while under the handover window */
 };
 
+static int relay_source(const struct relay_pair *pair, int i) {
+  return i == 0 ? ROLE_CLIENT : pair->phase == PHASE_PROXIED ? ROLE_PROXY : ROLE_UPSTREAM;
+}
+
+static int relay_destination(const struct relay_pair *pair, int i) {
+  return i == 1 ? ROLE_CLIENT : pair->phase == PHASE_DIRECT ? ROLE_UPSTREAM : ROLE_PROXY;
+}
+
+/* Whether way i may read its source now (the client waits while the proxy hands over). */
+static int relay_reading(const struct relay_pair *pair, int i) {
+  return !pair->way[i].closed && !(i == 0 && pair->phase == PHASE_HANDING_OVER);
+}
+
 static void relay_close(struct relay_pair *pair) {
+  for (int role = 0; role < 3; role++)
+    if (pair->fds[role] >= 0) close(pair->fds[role]);
   for (int i = 0; i < 2; i++) {
-    close(pair->fds[i]);
     close(pair->way[i].pipe[0]);
     close(pair->way[i].pipe[1]);
   }
   memset(pair, 0, sizeof *pair);
-  pair->fds[0] = pair->fds[1] = -1;
+  pair->fds[0] = pair->fds[1] = pair->fds[2] = -1;
+}
+
+/*
+ * Reads the proxy's first bytes with recvmsg, which keeps an attached upstream socket (splice drops
+ * it), into the empty pipe (at most RELAY_HANDOVER_WINDOW bytes: one atomic pipe write).
+ * Returns the byte count, 0 at EOF, -1 with errno.
+ */
+static ssize_t relay_receive(struct relay_pair *pair) {
+  char data[RELAY_HANDOVER_WINDOW];
+  union {
+    struct cmsghdr header;
+    char space[CMSG_SPACE(sizeof(int))];
+  } control;
+  struct iovec vector = {.iov_base = data, .iov_len = RELAY_HANDOVER_WINDOW - pair->from_proxy};
+  struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof control};
+  ssize_t count = recvmsg(pair->fds[ROLE_PROXY], &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (count <= 0) return count;
+  for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+    if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+    size_t fd_count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t k = 0; k < fd_count; k++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(header) + k * sizeof(int), sizeof fd);
+      if (k == 0 && pair->phase == PHASE_PROXIED && pair->fds[ROLE_UPSTREAM] < 0) {
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        pair->fds[ROLE_UPSTREAM] = fd;
+      } else {
+        close(fd);
+      }
+    }
+  }
+  /* A truncated control message may have lost an fd: the stream's order can no longer be kept. */
+  if (message.msg_flags & MSG_CTRUNC) {
+    errno = EPROTO;
+    return -1;
+  }
+  if (write(pair->way[1].pipe[1], data, (size_t)count) != count) {
+    errno = EPIPE;
+    return -1;
+  }
+  pair->from_proxy += (size_t)count;
+  if (pair->fds[ROLE_UPSTREAM] >= 0) pair->phase = PHASE_HANDING_OVER;
+  return count;
 }
 
 /*
@@ -452,12 +528,18 @@ static void relay_close(struct relay_pair *pair) {
  */
 static int relay_move(struct relay_pair *pair, int i) {
   struct relay_direction *way = &pair->way[i];
-  int from = pair->fds[i], to = pair->fds[1 - i];
   for (int round = 0; round < RELAY_ROUNDS; round++) {
+    int from = pair->fds[relay_source(pair, i)], to_role = relay_destination(pair, i);
     int progressed = 0;
-    if (!way->closed) {
-      /* The pipe's own capacity limits this; TCP fills a pipe slot with less than a page. */
-      ssize_t count = splice(from, NULL, way->pipe[1], NULL, RELAY_PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (relay_reading(pair, i)) {
+      ssize_t count;
+      if (i == 1 && pair->phase == PHASE_PROXIED && pair->from_proxy < RELAY_HANDOVER_WINDOW) {
+        /* Only into an empty pipe, so the write cannot fall short. */
+        count = way->pending == 0 ? relay_receive(pair) : (errno = EAGAIN, -1);
+      } else {
+        /* The pipe's own capacity limits this; TCP fills a pipe slot with less than a page. */
+        count = splice(from, NULL, way->pipe[1], NULL, RELAY_PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      }
       if (count > 0) {
         way->pending += (size_t)count;
         progressed = 1;
@@ -466,13 +548,14 @@ static int relay_move(struct relay_pair *pair, int i) {
       }
     }
     if (way->pending > 0) {
-      ssize_t count = splice(way->pipe[0], NULL, to, NULL, way->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      ssize_t count =
+          splice(way->pipe[0], NULL, pair->fds[to_role], NULL, way->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (count > 0) {
         way->pending -= (size_t)count;
-        pair->full[1 - i] = 0;
+        pair->full[to_role] = 0;
         progressed = 1;
       } else if (count < 0 && errno == EAGAIN) {
-        pair->full[1 - i] = 1;
+        pair->full[to_role] = 1;
         break;
       } else if (count == 0 || errno != EINTR) {
         return -1;
@@ -480,23 +563,50 @@ static int relay_move(struct relay_pair *pair, int i) {
     }
     if (!progressed) break;
   }
+  int to_role = relay_destination(pair, i);
   /* Out of rounds with bytes still in the pipe: a POLLOUT wake-up (at once) brings it back. */
-  if (way->pending > 0) pair->full[1 - i] = 1;
-  if (way->closed && way->pending == 0 && !way->shut) {
-    shutdown(to, SHUT_WR);
+  if (way->pending > 0) pair->full[to_role] = 1;
+  if (!relay_reading(pair, i) && way->pending == 0 && !way->shut) {
+    shutdown(pair->fds[to_role], SHUT_WR);
     way->shut = 1;
   }
   return 0;
 }
 
+/* While handing over: the proxy's EOF says it wrote upstream all it held of the client's bytes. */
+static int relay_await_proxy(struct relay_pair *pair) {
+  if (pair->phase != PHASE_HANDING_OVER || !pair->way[0].shut) return 0;
+  char byte;
+  ssize_t count = read(pair->fds[ROLE_PROXY], &byte, 1);
+  if (count < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+  if (count != 0) return -1; /* the proxy sent more after the handover, or failed: order is lost */
+  close(pair->fds[ROLE_PROXY]);
+  pair->fds[ROLE_PROXY] = -1;
+  pair->full[ROLE_PROXY] = 0;
+  pair->phase = PHASE_DIRECT;
+  pair->way[0].shut = 0; /* now towards upstream: shut again if the client already finished */
+  return 1;
+}
+
 static void relay_step(struct relay_pair *pair) {
-  for (int i = 0; i < 2; i++) {
-    if (relay_move(pair, i) < 0) {
+  for (int again = 1; again;) {
+    again = 0;
+    int phase = pair->phase;
+    for (int i = 0; i < 2; i++) {
+      if (relay_move(pair, i) < 0) {
+        relay_close(pair);
+        return;
+      }
+    }
+    int awaited = relay_await_proxy(pair);
+    if (awaited < 0) {
       relay_close(pair);
       return;
     }
+    /* A phase change gives each direction a new source or destination to try at once. */
+    again = awaited || phase != pair->phase;
   }
-  if (pair->way[0].shut && pair->way[1].shut) relay_close(pair);
+  if (pair->way[0].shut && pair->way[1].shut && pair->phase != PHASE_HANDING_OVER) relay_close(pair);
 }
 
 static int relay_connect(const char *socket_path) {
@@ -505,7 +615,9 @@ static int relay_connect(const char *socket_path) {
   if (fd < 0) return -1;
   struct sockaddr_un address = {.sun_family = AF_UNIX};
   strncpy(address.sun_path, socket_path, sizeof address.sun_path - 1);
-  if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+  static const char marker = 0;
+  if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0 ||
+      send(fd, &marker, 1, MSG_NOSIGNAL) != 1) {
     close(fd);
     return -1;
   }
@@ -513,9 +625,9 @@ static int relay_connect(const char *socket_path) {
 }
 
 /* A pair with its two pipes, or -1 (nothing allocated) when the system is out of fds. */
-static int relay_open(struct relay_pair *pair, int client, int upstream) {
+static int relay_open(struct relay_pair *pair, int client, int proxy) {
   memset(pair, 0, sizeof *pair);
-  pair->fds[0] = pair->fds[1] = -1;
+  pair->fds[0] = pair->fds[1] = pair->fds[2] = -1;
   for (int i = 0; i < 2; i++) pair->way[i].pipe[0] = pair->way[i].pipe[1] = -1;
   for (int i = 0; i < 2; i++) {
     if (pipe2(pair->way[i].pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -529,49 +641,59 @@ static int relay_open(struct relay_pair *pair, int client, int upstream) {
     /* A larger pipe means fewer syscalls per byte; the default (64 KiB) still works if refused. */
     fcntl(pair->way[i].pipe[1], F_SETPIPE_SZ, RELAY_PIPE_BYTES);
   }
-  pair->fds[0] = client;
-  pair->fds[1] = upstream;
+  pair->fds[ROLE_CLIENT] = client;
+  pair->fds[ROLE_PROXY] = proxy;
   return 0;
+}
+
+/* The poll events for one role of a pair. */
+static short relay_events(const struct relay_pair *pair, int role) {
+  short events = pair->full[role] ? POLLOUT : 0;
+  for (int i = 0; i < 2; i++) {
+    /* While the destination is full, the pipe holds what was read: read no more until it drains. */
+    if (relay_source(pair, i) == role && relay_reading(pair, i) && !pair->full[relay_destination(pair, i)])
+      events |= POLLIN;
+  }
+  if (role == ROLE_PROXY && pair->phase == PHASE_HANDING_OVER && pair->way[0].shut) events |= POLLIN;
+  return events;
 }
 
 __attribute__((noreturn)) static void relay_loop(int listener, int payload, const char *socket_path) {
   static struct relay_pair pairs[RELAY_MAX_PAIRS];
-  struct pollfd polled[2 + 2 * RELAY_MAX_PAIRS];
-  for (size_t i = 0; i < RELAY_MAX_PAIRS; i++) pairs[i].fds[0] = pairs[i].fds[1] = -1;
+  struct pollfd polled[2 + 3 * RELAY_MAX_PAIRS];
+  const size_t payload_entry = 1 + 3 * RELAY_MAX_PAIRS;
+  for (size_t i = 0; i < RELAY_MAX_PAIRS; i++) pairs[i].fds[0] = pairs[i].fds[1] = pairs[i].fds[2] = -1;
   for (;;) {
     size_t free_slot = RELAY_MAX_PAIRS;
     polled[0] = (struct pollfd){.fd = -1};
     for (size_t i = 0; i < RELAY_MAX_PAIRS; i++) {
       struct relay_pair *pair = &pairs[i];
-      for (int side = 0; side < 2; side++) {
-        struct pollfd *entry = &polled[1 + 2 * i + (size_t)side];
-        *entry = (struct pollfd){.fd = pair->fds[side]};
-        if (pair->fds[0] < 0) continue;
-        const struct relay_direction *in = &pair->way[side];
-        /* While the destination is full, the pipe holds what was read: read no more until it drains. */
-        if (!in->closed && !pair->full[1 - side]) entry->events |= POLLIN;
-        if (pair->full[side]) entry->events |= POLLOUT;
+      for (int role = 0; role < 3; role++) {
+        struct pollfd *entry = &polled[1 + 3 * i + (size_t)role];
+        *entry = (struct pollfd){.fd = pair->fds[role]};
+        if (pair->fds[ROLE_CLIENT] < 0 || pair->fds[role] < 0) continue;
+        entry->events = relay_events(pair, role);
         /* Nothing to wait for on this side: a hung-up peer would otherwise wake poll forever. */
         if (!entry->events) entry->fd = -1;
       }
-      if (pair->fds[0] < 0 && free_slot == RELAY_MAX_PAIRS) free_slot = i;
+      if (pair->fds[ROLE_CLIENT] < 0 && free_slot == RELAY_MAX_PAIRS) free_slot = i;
     }
     /* With every slot busy, new connections wait in the listen backlog. */
     if (free_slot < RELAY_MAX_PAIRS) polled[0] = (struct pollfd){.fd = listener, .events = POLLIN};
-    polled[1 + 2 * RELAY_MAX_PAIRS] = (struct pollfd){.fd = payload, .events = POLLIN};
-    if (poll(polled, 2 + 2 * RELAY_MAX_PAIRS, -1) < 0) {
+    polled[payload_entry] = (struct pollfd){.fd = payload, .events = POLLIN};
+    if (poll(polled, payload_entry + 1, -1) < 0) {
       if (errno == EINTR) continue;
       _exit(1);
     }
-    if (polled[1 + 2 * RELAY_MAX_PAIRS].revents) _exit(0); /* the payload is gone */
+    if (polled[payload_entry].revents) _exit(0); /* the payload is gone */
     if (polled[0].revents & POLLIN) {
       int accepted = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (accepted >= 0) {
-        int upstream = relay_connect(socket_path);
+        int proxy = relay_connect(socket_path);
         /* Pipes exist only while a connection does: an idle relay stays small. */
-        if (upstream < 0 || relay_open(&pairs[free_slot], accepted, upstream) < 0) {
+        if (proxy < 0 || relay_open(&pairs[free_slot], accepted, proxy) < 0) {
           close(accepted); /* the client sees a reset at once instead of a hang */
-          if (upstream >= 0) close(upstream);
+          if (proxy >= 0) close(proxy);
         } else {
           int on = 1;
           setsockopt(accepted, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
@@ -579,8 +701,9 @@ __attribute__((noreturn)) static void relay_loop(int listener, int payload, cons
       }
     }
     for (size_t i = 0; i < RELAY_MAX_PAIRS; i++) {
-      const struct pollfd *polled_pair = &polled[1 + 2 * i];
-      if (pairs[i].fds[0] >= 0 && (polled_pair[0].revents || polled_pair[1].revents)) relay_step(&pairs[i]);
+      const struct pollfd *entries = &polled[1 + 3 * i];
+      if (pairs[i].fds[ROLE_CLIENT] >= 0 && (entries[0].revents || entries[1].revents || entries[2].revents))
+        relay_step(&pairs[i]);
     }
   }
 }

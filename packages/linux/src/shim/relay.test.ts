@@ -1,4 +1,6 @@
-import { chmodSync, existsSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,11 +22,19 @@ const isRoot = process.getuid?.() === 0;
 let base: string;
 let socketPath: string;
 let echo: Server;
+const markers: number[] = [];
 
 beforeAll(async () => {
   base = mkdtempSync('/tmp/bulkhead-relay-test-');
   socketPath = join(base, 'egress.sock');
-  echo = createServer((socket) => socket.pipe(socket));
+  // Like the egress proxy, it drops the marker byte the relay opens each connection with.
+  echo = createServer((socket) => {
+    socket.once('data', (first) => {
+      markers.push(first[0]!);
+      if (first.length > 1) socket.write(first.subarray(1));
+      socket.pipe(socket);
+    });
+  });
   await new Promise<void>((resolve) => echo.listen(socketPath, resolve));
   // The unprivileged test user must reach the socket, as a sandbox's uid reaches the proxy's.
   chmodSync(base, 0o755);
@@ -38,13 +48,13 @@ afterAll(() => {
 
 const RELAY_PORT = 3128;
 
-function relayPlan() {
+function relayPlan(proxySocketPath = socketPath) {
   const capabilities = testCapabilities({ read: ['/proc'], workdir: base });
-  return planShim({ capabilities, workdir: base, relay: { port: RELAY_PORT, socketPath } });
+  return planShim({ capabilities, workdir: base, relay: { port: RELAY_PORT, socketPath: proxySocketPath } });
 }
 
-async function runInEmptyNetwork(command: string[], options: RunOptions = {}) {
-  const plan = relayPlan();
+async function runInEmptyNetwork(command: string[], options: RunOptions = {}, proxySocketPath = socketPath) {
+  const plan = relayPlan(proxySocketPath);
   const privileged = isRoot && options.uid === undefined;
   // unshare keeps fds 3 and up open across its exec, so the plan pipes reach the shim.
   return runShimRaw(plan.args, plan.fds, plan.statusFd, command, {
@@ -80,6 +90,84 @@ print(exchange(${RELAY_PORT + 1}, b'other port'))`),
     );
     expect(result.error).toBeUndefined();
     expect(result.stdout).toBe(`b'ping'\n${1 << 20}\nEACCES\n`);
+    // Each connection to the proxy opened with the marker that offers it the handover.
+    expect(markers.slice(-2)).toEqual([0, 0]);
+  });
+
+  it('takes an upstream socket the proxy passes (SCM_RIGHTS) and splices client and upstream directly, in order', async () => {
+    // The upstream greets first and echoes: its greeting must reach the client after the proxy's
+    // reply, and the client's early bytes (sent before the reply) before its later ones.
+    const upstream = createServer({ allowHalfOpen: true }, (socket) => {
+      socket.write('upstream-hello;');
+      socket.pipe(socket);
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const upstreamPort = (upstream.address() as { port: number }).port;
+    const proxySocket = join(base, 'handover.sock');
+    const forwardedFile = join(base, 'forwarded');
+    // A stand-in for the egress proxy: one connection, the handover exactly as the shim describes it.
+    const proxy = spawn('/usr/bin/python3', [
+      '-c',
+      `
+import os, socket, sys
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); server.listen(1)
+print('ready', flush=True)
+connection, _ = server.accept()
+received = b''
+while b'\\n' not in received:
+    received += connection.recv(4096)
+assert received[0] == 0, received
+early = received.split(b'\\n', 1)[1]
+up = socket.create_connection(('127.0.0.1', int(sys.argv[2])))
+socket.send_fds(connection, [b'granted\\n'], [up.fileno()])
+forwarded = len(early)
+up.sendall(early)
+while True:
+    chunk = connection.recv(65536)
+    if not chunk: break
+    forwarded += len(chunk)
+    up.sendall(chunk)
+up.close(); connection.close()
+open(sys.argv[3], 'w').write(str(forwarded))
+`,
+      proxySocket,
+      String(upstreamPort),
+      forwardedFile,
+    ]);
+    const proxyExited = once(proxy, 'exit');
+    try {
+      await new Promise((resolve) => proxy.stdout.once('data', resolve));
+      const result = await runInEmptyNetwork(
+        python(`
+import socket
+connection = socket.create_connection(('127.0.0.1', ${RELAY_PORT}), timeout=10)
+connection.sendall(b'open\\nearly;')
+received = b''
+while b'early;' not in received:
+    received += connection.recv(65536)
+connection.sendall(b'late;' + b'y' * (1 << 20))
+connection.shutdown(socket.SHUT_WR)
+while True:
+    chunk = connection.recv(65536)
+    if not chunk: break
+    received += chunk
+print(received[:38])
+print(len(received))`),
+        {},
+        proxySocket,
+      );
+      expect(result.error).toBeUndefined();
+      expect(result.stdout).toBe(
+        `b'granted\\nupstream-hello;early;late;yyyy'\n${'granted\n'.length + 'upstream-hello;early;late;'.length + (1 << 20)}\n`,
+      );
+      await proxyExited;
+      // Only what the client sent before the reply went through the proxy.
+      expect(Number(readFileSync(forwardedFile, 'utf8'))).toBeLessThan(64);
+    } finally {
+      proxy.kill();
+      upstream.close();
+    }
   });
 
   it('closes a client at once when the proxy socket is not there, instead of hanging it', async () => {
