@@ -1,9 +1,21 @@
-import { type ConversionConfig, toJsonSchema } from '@valibot/to-json-schema';
+import { createRequire } from 'node:module';
+import type { ConversionConfig } from '@valibot/to-json-schema';
 import { PolicySchema } from './policy.js';
 import { ManifestSchema } from './schema.js';
 
 /** Where the published schema can be found, for `$schema` in manifests. */
 export const MANIFEST_SCHEMA_ID = 'https://unpkg.com/@bulkhead/manifest/dist/manifest.schema.json';
+
+/**
+ * The converter, loaded when a schema is asked for (`bulkhead manifest schema`), not by every
+ * `bulkhead run`. Its CommonJS build is self-contained, so it reads the same schema objects.
+ */
+function toJsonSchema(...parameters: Parameters<typeof import('@valibot/to-json-schema').toJsonSchema>) {
+  const converter = createRequire(import.meta.url)(
+    '@valibot/to-json-schema',
+  ) as typeof import('@valibot/to-json-schema');
+  return converter.toJsonSchema(...parameters);
+}
 
 const conversion: ConversionConfig = {
   errorMode: 'ignore',

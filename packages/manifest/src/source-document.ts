@@ -1,10 +1,10 @@
 import { createRequire } from 'node:module';
 import { BulkheadError, type BulkheadErrorCode } from '@bulkhead/core';
-import { closest, distance } from 'fastest-levenshtein';
 import * as v from 'valibot';
 import type { Node } from 'yaml';
 import { knownKeys } from './schema.js';
 
+const require = createRequire(import.meta.url);
 let yamlModule: typeof import('yaml') | undefined;
 
 /**
@@ -14,7 +14,7 @@ let yamlModule: typeof import('yaml') | undefined;
  * module an import would give).
  */
 function yaml(): typeof import('yaml') {
-  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  yamlModule ??= require('yaml') as typeof import('yaml');
   return yamlModule;
 }
 
@@ -258,6 +258,8 @@ export function suggest(input: string, candidates: readonly string[]): string | 
   const lower = input.toLowerCase();
   const exact = candidates.find((candidate) => candidate.toLowerCase() === lower);
   if (exact) return exact;
+  // Loaded only when there is a typo to suggest a fix for (a CommonJS module, like yaml above).
+  const { closest, distance } = require('fastest-levenshtein') as typeof import('fastest-levenshtein');
   const best = closest(lower, candidates as string[]);
   return distance(lower, best.toLowerCase()) <= Math.max(2, Math.floor(input.length / 3)) ? best : undefined;
 }
