@@ -1,4 +1,4 @@
-// Runs after tsup (which empties dist/): ships the shim's source beside the binary, so an installed
+// Runs after tsup (which keeps dist/native): ships the shim's source beside the binary, so an installed
 // package can rebuild it on demand, then compiles it through the same code path tiers use.
 import { copyFileSync, mkdirSync } from 'node:fs';
 
