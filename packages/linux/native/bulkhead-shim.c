@@ -126,7 +126,8 @@ struct net_port_attr {
 #define PLAN_MAX_BYTES (4 * 1024 * 1024)
 #define SECCOMP_MAX_BYTES (BPF_MAXINSNS * sizeof(struct sock_filter))
 #define RELAY_MAX_PAIRS 128
-#define RELAY_PIPE_BYTES (256 * 1024)
+#define RELAY_PIPE_BYTES (1024 * 1024) /* a bulk transfer's pipe; others keep the default */
+#define RELAY_GROW_AFTER (1024 * 1024)
 #define RELAY_ROUNDS 16
 #define RELAY_HANDOVER_WINDOW 1024
 
@@ -444,6 +445,7 @@ struct relay_direction {
   size_t pending; /* bytes in the pipe, not yet written to the destination */
   int closed;     /* the source said EOF (or failed) */
   int shut;       /* the destination's write side is shut */
+  size_t moved;   /* bytes read so far, until the pipe is grown */
 };
 
 struct relay_pair {
@@ -543,6 +545,13 @@ static int relay_move(struct relay_pair *pair, int i) {
       if (count > 0) {
         way->pending += (size_t)count;
         progressed = 1;
+        /*
+         * A bulk transfer gets a larger pipe: fewer syscalls per byte. Only then, since pipe pages
+         * count against a per-user limit (pipe-user-pages-soft) shared with the payload's own pipes;
+         * a refusal keeps the default size, which still works.
+         */
+        if (way->moved < RELAY_GROW_AFTER && (way->moved += (size_t)count) >= RELAY_GROW_AFTER)
+          fcntl(way->pipe[1], F_SETPIPE_SZ, RELAY_PIPE_BYTES);
       } else if (count == 0 || (errno != EINTR && errno != EAGAIN)) {
         way->closed = 1;
       }
@@ -638,8 +647,6 @@ static int relay_open(struct relay_pair *pair, int client, int proxy) {
       pair->way[0].pipe[0] = pair->way[0].pipe[1] = -1;
       return -1;
     }
-    /* A larger pipe means fewer syscalls per byte; the default (64 KiB) still works if refused. */
-    fcntl(pair->way[i].pipe[1], F_SETPIPE_SZ, RELAY_PIPE_BYTES);
   }
   pair->fds[ROLE_CLIENT] = client;
   pair->fds[ROLE_PROXY] = proxy;
