@@ -18,6 +18,7 @@ path, request, early, late = sys.argv[1], sys.argv[2].encode('latin1').decode('u
 connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 connection.connect(path)
 connection.sendall(b'\\0' + request + early)
+if len(sys.argv) > 5: connection.shutdown(socket.SHUT_WR)  # finished sending before the reply
 reply, fds = b'', []
 while not fds:
     data, fds, _, _ = socket.recv_fds(connection, 1024, 1)
@@ -40,9 +41,17 @@ while True:
 print(repr(received))
 `;
 
-function runStandIn(socketPath: string, request: string, early: string, late: string) {
+function runStandIn(socketPath: string, request: string, early: string, late: string, halfClose = false) {
   return new Promise<string>((resolve, reject) => {
-    const child = spawn('/usr/bin/python3', ['-c', RELAY_STAND_IN, socketPath, request, early, late]);
+    const child = spawn('/usr/bin/python3', [
+      '-c',
+      RELAY_STAND_IN,
+      socketPath,
+      request,
+      early,
+      late,
+      ...(halfClose ? ['half-close'] : []),
+    ]);
     let output = '';
     let errors = '';
     child.stdout.on('data', (chunk) => {
@@ -99,6 +108,28 @@ describe('handing an allowed tunnel over to the relay', () => {
       expect(output).toBe(
         "b'HTTP/1.1 200 Connection Established\\r\\n\\r\\n'\nfds 1\nproxy sent after the reply 0\nb'hello\\nearly;late;'\n",
       );
+    } finally {
+      await channel.close();
+    }
+  });
+
+  it('lets go of the tunnel of a client that finished sending before the reply', async () => {
+    const channel = await proxy.openChannel({
+      sandboxId: 'handover-half-closed',
+      allow: [
+        { host: 'echo.test', port: echo.port },
+        { host: '127.0.0.1', port: echo.port },
+      ],
+    });
+    try {
+      const output = await runStandIn(
+        channel.socketPath,
+        `CONNECT echo.test:${echo.port} HTTP/1.1\\r\\n\\r\\n`,
+        'only;',
+        '',
+        true,
+      );
+      expect(output).toContain("fds 1\nproxy sent after the reply 0\nb'hello\\nonly;'\n");
     } finally {
       await channel.close();
     }

@@ -125,10 +125,14 @@ export function handUpstreamOver(
   };
   for (const chunk of early) forward(chunk);
   client.on('data', forward);
-  client.once('end', () => {
-    ended = true;
-    finish();
-  });
+  // A client that finished sending before the reply (its end already came) is ended already.
+  if (client.readableEnded) ended = true;
+  else
+    client.once('end', () => {
+      ended = true;
+      finish();
+    });
+  finish();
   client.once('close', () => upstream.destroy());
   client.resume();
   return true;
