@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
@@ -80,35 +81,24 @@ def exchange(port, payload):
         return errno.errorcode[error.errno]
 `;
 
-describe('the egress relay', () => {
-  it('splices 127.0.0.1:<port> inside an empty network namespace to the host unix socket', async () => {
-    const result = await runInEmptyNetwork(
-      python(`${CLIENT}
-print(exchange(${RELAY_PORT}, b'ping'))
-print(len(exchange(${RELAY_PORT}, b'x' * (1 << 20))))
-print(exchange(${RELAY_PORT + 1}, b'other port'))`),
-    );
-    expect(result.error).toBeUndefined();
-    expect(result.stdout).toBe(`b'ping'\n${1 << 20}\nEACCES\n`);
-    // Each connection to the proxy opened with the marker that offers it the handover.
-    expect(markers.slice(-2)).toEqual([0, 0]);
+/**
+ * Runs `client` in an empty network namespace whose relay reaches a stand-in for the egress proxy
+ * (Python, one connection) that hands the upstream over exactly as the shim describes it. The
+ * upstream greets first, then echoes. Returns the client's output and how many bytes went through
+ * the stand-in.
+ */
+async function throughHandover(client: string): Promise<{ stdout: string; forwarded: number }> {
+  const upstream = createServer({ allowHalfOpen: true }, (socket) => {
+    socket.write('upstream-hello;');
+    socket.pipe(socket);
   });
-
-  it('takes an upstream socket the proxy passes (SCM_RIGHTS) and splices client and upstream directly, in order', async () => {
-    // The upstream greets first and echoes: its greeting must reach the client after the proxy's
-    // reply, and the client's early bytes (sent before the reply) before its later ones.
-    const upstream = createServer({ allowHalfOpen: true }, (socket) => {
-      socket.write('upstream-hello;');
-      socket.pipe(socket);
-    });
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    const upstreamPort = (upstream.address() as { port: number }).port;
-    const proxySocket = join(base, 'handover.sock');
-    const forwardedFile = join(base, 'forwarded');
-    // A stand-in for the egress proxy: one connection, the handover exactly as the shim describes it.
-    const proxy = spawn('/usr/bin/python3', [
-      '-c',
-      `
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const upstreamPort = (upstream.address() as { port: number }).port;
+  const proxySocket = join(base, `handover-${randomUUID()}.sock`);
+  const forwardedFile = `${proxySocket}.forwarded`;
+  const proxy = spawn('/usr/bin/python3', [
+    '-c',
+    `
 import os, socket, sys
 server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 server.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); server.listen(1)
@@ -131,15 +121,41 @@ while True:
 up.close(); connection.close()
 open(sys.argv[3], 'w').write(str(forwarded))
 `,
-      proxySocket,
-      String(upstreamPort),
-      forwardedFile,
-    ]);
-    const proxyExited = once(proxy, 'exit');
-    try {
-      await new Promise((resolve) => proxy.stdout.once('data', resolve));
-      const result = await runInEmptyNetwork(
-        python(`
+    proxySocket,
+    String(upstreamPort),
+    forwardedFile,
+  ]);
+  const proxyExited = once(proxy, 'exit');
+  try {
+    await new Promise((resolve) => proxy.stdout.once('data', resolve));
+    const result = await runInEmptyNetwork(python(client), {}, proxySocket);
+    expect(result.error).toBeUndefined();
+    await proxyExited;
+    return { stdout: result.stdout, forwarded: Number(readFileSync(forwardedFile, 'utf8')) };
+  } finally {
+    proxy.kill();
+    upstream.close();
+  }
+}
+
+describe('the egress relay', () => {
+  it('splices 127.0.0.1:<port> inside an empty network namespace to the host unix socket', async () => {
+    const result = await runInEmptyNetwork(
+      python(`${CLIENT}
+print(exchange(${RELAY_PORT}, b'ping'))
+print(len(exchange(${RELAY_PORT}, b'x' * (1 << 20))))
+print(exchange(${RELAY_PORT + 1}, b'other port'))`),
+    );
+    expect(result.error).toBeUndefined();
+    expect(result.stdout).toBe(`b'ping'\n${1 << 20}\nEACCES\n`);
+    // Each connection to the proxy opened with the marker that offers it the handover.
+    expect(markers.slice(-2)).toEqual([0, 0]);
+  });
+
+  it('takes an upstream socket the proxy passes (SCM_RIGHTS) and splices client and upstream directly, in order', async () => {
+    // The upstream's greeting must reach the client after the proxy's reply, and the client's early
+    // bytes (sent before the reply) upstream before its later ones.
+    const { stdout, forwarded } = await throughHandover(`
 import socket
 connection = socket.create_connection(('127.0.0.1', ${RELAY_PORT}), timeout=10)
 connection.sendall(b'open\\nearly;')
@@ -153,21 +169,28 @@ while True:
     if not chunk: break
     received += chunk
 print(received[:38])
-print(len(received))`),
-        {},
-        proxySocket,
-      );
-      expect(result.error).toBeUndefined();
-      expect(result.stdout).toBe(
-        `b'granted\\nupstream-hello;early;late;yyyy'\n${'granted\n'.length + 'upstream-hello;early;late;'.length + (1 << 20)}\n`,
-      );
-      await proxyExited;
-      // Only what the client sent before the reply went through the proxy.
-      expect(Number(readFileSync(forwardedFile, 'utf8'))).toBeLessThan(64);
-    } finally {
-      proxy.kill();
-      upstream.close();
-    }
+print(len(received))`);
+    expect(stdout).toBe(
+      `b'granted\\nupstream-hello;early;late;yyyy'\n${'granted\n'.length + 'upstream-hello;early;late;'.length + (1 << 20)}\n`,
+    );
+    // Only what the client sent before the reply went through the proxy.
+    expect(forwarded).toBeLessThan(64);
+  });
+
+  it('hands over for a client that finished sending before the reply, and ends the upstream for it', async () => {
+    const { stdout } = await throughHandover(`
+import socket
+connection = socket.create_connection(('127.0.0.1', ${RELAY_PORT}), timeout=10)
+connection.sendall(b'open\\nonly;')
+connection.shutdown(socket.SHUT_WR)
+received = b''
+while True:
+    chunk = connection.recv(65536)
+    if not chunk: break
+    received += chunk
+print(received)`);
+    // The upstream echoes until its client ends: the relay passed the client's end on.
+    expect(stdout).toBe("b'granted\\nupstream-hello;only;'\n");
   });
 
   it('closes a client at once when the proxy socket is not there, instead of hanging it', async () => {
