@@ -129,4 +129,39 @@ describe.skipIf(unavailable !== undefined)('bulkhead run on the process tier', (
     expect(result.stderr).toContain("cannot enforce 'devices.clipboard'");
     expect(result.stderr).toMatch(/^fix: /m);
   });
+
+  it('refuses an unknown --display mode before running anything', async () => {
+    const result = await run(['--display', 'shared', '--', 'sh', '-c', 'echo ran']);
+    expect(result.status).toBe(125);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain("--display takes none, private or host, not 'shared'");
+  });
+
+  it('does not give a display on the process tier: --display private there is refused as unenforceable', async () => {
+    const result = await run(['--tier', 'process', '--display', 'private', '--', 'sh', '-c', 'echo ran']);
+    expect(result.status).toBe(125);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain("cannot enforce 'devices.display'");
+  });
+});
+
+const hasXvfb = existsSync('/usr/bin/Xvfb') && existsSync('/usr/bin/xdpyinfo');
+
+// The ladder climbs to the session tier for a display; Xvfb and xdpyinfo come from setup (xvfb, x11-utils).
+describe.skipIf(unavailable !== undefined || !hasXvfb)('bulkhead run --display', () => {
+  it('gives the sandbox a headless display of its own through the session tier', async () => {
+    const result = await run([
+      '--display',
+      'private',
+      '--json',
+      '--',
+      'sh',
+      '-c',
+      'xdpyinfo | grep -c "^screen #"',
+    ]);
+    expect(result.stderr).not.toContain('fix:');
+    expect(result.status).toBe(0);
+    expect(result.stdout.trim()).toBe('1');
+    expect(result.stderr).toContain('"tier":"session"');
+  }, 60_000);
 });

@@ -35,6 +35,8 @@ export interface RunCommandOptions {
   timeout?: string;
   /** False with `--no-spawn`. */
   spawn: boolean;
+  /** `--display none|private|host`: a display for the session tier's sandbox. */
+  display?: string;
   interactive?: boolean;
   json?: boolean;
   verbose?: boolean;
@@ -91,6 +93,10 @@ export function registerRunCommand(program: Command, context: CommandContext): v
     .option('--timeout <duration>', 'wall-clock limit of the whole sandbox, e.g. 30s, 5m')
     .option('--no-spawn', 'forbid creating processes')
     .option(
+      '--display <mode>',
+      "give the sandbox a display (session tier): 'private' = its own headless X server and clipboard, 'host' = your display (warned), 'none' = no display",
+    )
+    .option(
       '-i, --interactive',
       'forward what you type to the command (the terminal itself is never handed over)',
     )
@@ -129,6 +135,25 @@ function overridesFrom(io: CliIo, options: RunCommandOptions): ManifestOverrides
     ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
     ...(options.spawn === false ? { spawn: false } : {}),
   } as ManifestOverrides;
+}
+
+const DISPLAY_MODES = ['none', 'private', 'host'] as const;
+type DisplayMode = (typeof DISPLAY_MODES)[number];
+
+/**
+ * The session tier's display mode: the flag's, or `private` when the manifest asks for a display
+ * without saying whose (a display of its own is the one that gives nothing of the user's away).
+ */
+function displayMode(flag: string | undefined, manifestWantsDisplay: boolean): DisplayMode | undefined {
+  if (flag === undefined) return manifestWantsDisplay ? 'private' : undefined;
+  if (!(DISPLAY_MODES as readonly string[]).includes(flag)) {
+    throw new BulkheadError(
+      'INVALID_ARGUMENT',
+      `--display takes none, private or host, not '${flag}'. Fix: --display private for a headless display of the sandbox's own.`,
+      { fix: '--display private' },
+    );
+  }
+  return flag as DisplayMode;
 }
 
 /**
@@ -192,6 +217,10 @@ async function prepare(
   }
 
   let { capabilities } = compiled;
+  const display = displayMode(options.display, capabilities.devices.display);
+  if (display !== undefined) {
+    capabilities = { ...capabilities, devices: { ...capabilities.devices, display: display !== 'none' } };
+  }
   if (resolve) {
     if (capabilities.network.mode === 'allowlist') {
       // The person who mapped a name to a loopback address meant it: that address, on the ports its
@@ -217,6 +246,7 @@ async function prepare(
         probeCache: { directory: probeCacheDirectory(io.env) },
         ...(resolve ? { egress: { resolver: resolve.resolver } } : {}),
       },
+      ...(display === undefined ? {} : { session: { display } }),
     },
   });
   if (named !== undefined && named !== 'none') {
