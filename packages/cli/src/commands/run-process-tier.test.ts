@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { capturedIo } from '../captured-io.js';
 import { isInformationalNote } from '../enforcement-notes.js';
 import { main } from '../main.js';
-import { processTierUnavailable } from '../process-tier-status.js';
+import { processTierUnavailable, skipReasonOffCi } from '../process-tier-status.js';
 
 const unavailable = await processTierUnavailable();
 if (unavailable) console.warn(`skipping the process-tier runs of bulkhead run: ${unavailable}`);
@@ -145,10 +145,14 @@ describe.skipIf(unavailable !== undefined)('bulkhead run on the process tier', (
   });
 });
 
-const hasXvfb = existsSync('/usr/bin/Xvfb') && existsSync('/usr/bin/xdpyinfo');
-
 // The ladder climbs to the session tier for a display; Xvfb and xdpyinfo come from setup (xvfb, x11-utils).
-describe.skipIf(unavailable !== undefined || !hasXvfb)('bulkhead run --display', () => {
+const noDisplayTools = skipReasonOffCi(
+  existsSync('/usr/bin/Xvfb') && existsSync('/usr/bin/xdpyinfo')
+    ? undefined
+    : 'Xvfb or xdpyinfo is not installed',
+);
+
+describe.skipIf(unavailable !== undefined || noDisplayTools !== undefined)('bulkhead run --display', () => {
   it('gives the sandbox a headless display of its own through the session tier', async () => {
     const result = await run([
       '--display',
