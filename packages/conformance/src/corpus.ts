@@ -40,3 +40,9 @@ export type {
   RecordingServer,
 } from './host-fixtures.js';
 export { findProcessesByMarker, newMounts, readMounts } from './host-inspection.js';
+export {
+  failedTests,
+  type RunVitestAsUserOptions,
+  runVitestAsUser,
+  type VitestJsonReport,
+} from './run-vitest-as-user.js';

@@ -1,15 +1,15 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { chown, mkdir, mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { failedTests, runVitestAsUser as runVitestAs } from '@bulkhead/conformance/corpus';
 import { ownerProcessAlive, readCgroupLayout } from '@bulkhead/linux';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const isRoot = process.getuid?.() === 0;
 const packageDirectory = dirname(dirname(fileURLToPath(import.meta.url)));
-const vitest = join(packageDirectory, '..', '..', 'node_modules', 'vitest', 'vitest.mjs');
 
 /** Pids of the processes running as `uid` (the throwaway account's own, started by this test). */
 function processesOfUid(uid: number): number[] {
@@ -23,13 +23,6 @@ function processesOfUid(uid: number): number[] {
       }
     })
     .map(Number);
-}
-
-interface JsonReport {
-  numPassedTests: number;
-  numFailedTests: number;
-  numPendingTests: number;
-  testResults: { assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[];
 }
 
 // Making a throwaway account and delegating cgroups to it takes root. An unprivileged caller running
@@ -92,55 +85,8 @@ describe.skipIf(!isRoot)('the process tier as an unprivileged user', () => {
     }
   }
 
-  function runVitestAsUser(files: string[], environment: Record<string, string> = {}): Promise<JsonReport> {
-    const output = join(home, `report-${Math.random().toString(36).slice(2)}.json`);
-    const variables = Object.entries({
-      HOME: home,
-      PATH: '/usr/local/bin:/usr/bin:/bin',
-      ...environment,
-    }).map(([name, value]) => `${name}=${value}`);
-    return new Promise((resolve, reject) => {
-      execFile(
-        'runuser',
-        [
-          '-u',
-          user,
-          '--',
-          'env',
-          '-i',
-          ...variables,
-          process.execPath,
-          vitest,
-          'run',
-          '--configLoader',
-          'runner',
-          '--reporter=json',
-          `--outputFile=${output}`,
-          ...files,
-        ],
-        { cwd: packageDirectory, timeout: 540_000, maxBuffer: 64 * 1024 * 1024 },
-        (error, _stdout, stderr) => {
-          readFile(output, 'utf8').then(
-            (text) => resolve(JSON.parse(text) as JsonReport),
-            () =>
-              reject(
-                new Error(
-                  `vitest as ${user} wrote no report (${error?.message ?? 'no error'}): ${stderr.slice(-3000)}`,
-                ),
-              ),
-          );
-        },
-      );
-    });
-  }
-
-  function failures(report: JsonReport): string[] {
-    return report.testResults.flatMap((file) =>
-      file.assertionResults
-        .filter((test) => test.status === 'failed')
-        .map((test) => `${test.fullName}: ${test.failureMessages.join(' ').slice(0, 500)}`),
-    );
-  }
+  const runVitestAsUser = (files: string[], environment: Record<string, string> = {}) =>
+    runVitestAs({ user, home, packageDirectory, files, environment });
 
   it('passes the conformance suite in both modes, with a delegated cgroup subtree', async () => {
     await delegate();
@@ -148,7 +94,7 @@ describe.skipIf(!isRoot)('the process tier as an unprivileged user', () => {
       'src/conformance-namespace.test.ts',
       'src/conformance-shim-only.test.ts',
     ]);
-    expect(failures(report)).toEqual([]);
+    expect(failedTests(report)).toEqual([]);
     expect(report.numPassedTests).toBeGreaterThanOrEqual(100);
   }, 600_000);
 
@@ -157,7 +103,7 @@ describe.skipIf(!isRoot)('the process tier as an unprivileged user', () => {
     const report = await runVitestAsUser(['src/unprivileged-harness.test.ts'], {
       BULKHEAD_UNPRIVILEGED_HARNESS: 'no-cgroups',
     });
-    expect(failures(report)).toEqual([]);
+    expect(failedTests(report)).toEqual([]);
     expect(report.numPassedTests).toBe(4);
   }, 300_000);
 
@@ -169,7 +115,7 @@ describe.skipIf(!isRoot)('the process tier as an unprivileged user', () => {
       '-t',
       'over CONNECT|a name off the list|no other way out',
     ]);
-    expect(failures(report)).toEqual([]);
+    expect(failedTests(report)).toEqual([]);
     expect(report.numPassedTests).toBe(3);
   }, 300_000);
 });

@@ -1,26 +1,20 @@
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { failedTests, runVitestAsUser } from '@bulkhead/conformance/corpus';
 import { readCgroupLayout } from '@bulkhead/linux';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callerIsRoot } from './test-support.js';
 
 const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
 const viteNode = fileURLToPath(new URL('../../../node_modules/.bin/vite-node', import.meta.url));
-const vitest = fileURLToPath(new URL('../../../node_modules/vitest/vitest.mjs', import.meta.url));
 const driver = fileURLToPath(new URL('./fixtures/subordinate-driver.ts', import.meta.url));
 // Below 2^31: bubblewrap reads ids as a signed int.
 const SUBORDINATE_FIRST = 1_700_000_000;
 const SUBORDINATE_COUNT = 65_536;
-
-interface JsonReport {
-  numPassedTests: number;
-  numPendingTests: number;
-  testResults: { assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[];
-}
 
 function liveProcessesOf(first: number, count: number): number[] {
   return readdirSync('/proc')
@@ -73,41 +67,8 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
     }
   }
 
-  function vitestAsUser(files: string[]): Promise<JsonReport> {
-    const output = join(home, `report-${Math.random().toString(36).slice(2)}.json`);
-    return new Promise((resolve, reject) => {
-      execFile(
-        'runuser',
-        [
-          '-u',
-          name,
-          '--',
-          'env',
-          '-i',
-          `HOME=${home}`,
-          'PATH=/usr/bin:/bin',
-          process.execPath,
-          vitest,
-          'run',
-          '--configLoader',
-          'runner',
-          '--reporter=json',
-          `--outputFile=${output}`,
-          ...files,
-        ],
-        { cwd: packageDirectory, timeout: 540_000, maxBuffer: 64 * 1024 * 1024 },
-        (error, _stdout, stderr) => {
-          readFile(output, 'utf8').then(
-            (text) => resolve(JSON.parse(text) as JsonReport),
-            () =>
-              reject(
-                new Error(`vitest as ${name} wrote no report (${error?.message}): ${stderr.slice(-3000)}`),
-              ),
-          );
-        },
-      );
-    });
-  }
+  const vitestAsUser = (files: string[]) =>
+    runVitestAsUser({ user: name, home, packageDirectory, files, environment: { PATH: '/usr/bin:/bin' } });
 
   beforeAll(async () => {
     execFileSync('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', name]);
@@ -208,12 +169,7 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
 
   it('passes the conformance suite as that caller', async () => {
     const report = await vitestAsUser(['src/conformance.test.ts']);
-    const failed = report.testResults.flatMap((file) =>
-      file.assertionResults
-        .filter((test) => test.status === 'failed')
-        .map((test) => `${test.fullName}: ${test.failureMessages.join(' ').slice(0, 1500)}`),
-    );
-    expect(failed).toEqual([]);
+    expect(failedTests(report, 1500)).toEqual([]);
     expect(report.numPassedTests).toBeGreaterThanOrEqual(50);
   }, 600_000);
 });
