@@ -32,3 +32,14 @@ export function capturedIo(options: { cwd: string; input?: string; env?: CliIo['
     errors: stderr.text,
   };
 }
+
+/** Runs the CLI in-process on a captured `CliIo`: the exit status and everything it printed. */
+export async function runCaptured(
+  argv: string[],
+  options: { cwd: string; input?: string },
+): Promise<{ status: number; stdout: string; stderr: string }> {
+  const { main } = await import('./main.js');
+  const io = capturedIo(options);
+  const status = await main(argv, io);
+  return { status, stdout: io.output(), stderr: io.errors() };
+}

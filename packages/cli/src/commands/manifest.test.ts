@@ -2,8 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { capturedIo } from '../captured-io.js';
-import { main } from '../main.js';
+import { runCaptured } from '../captured-io.js';
 import { KNOWN_TIERS } from '../tiers.js';
 
 let directory: string;
@@ -16,11 +15,7 @@ afterEach(async () => {
   await rm(directory, { recursive: true, force: true });
 });
 
-async function bulkhead(...argv: string[]) {
-  const io = capturedIo({ cwd: directory });
-  const status = await main(argv, io);
-  return { status, stdout: io.output(), stderr: io.errors() };
-}
+const bulkhead = (...argv: string[]) => runCaptured(argv, { cwd: directory });
 
 const GOOD = `version: 1
 filesystem:

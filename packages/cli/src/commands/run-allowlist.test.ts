@@ -8,7 +8,7 @@ import {
   demoRegistryHandler,
   runGitHttpBackend,
 } from '../../../egress/src/test-support/real-servers.js';
-import { capturedIo } from '../captured-io.js';
+import { capturedIo, runCaptured } from '../captured-io.js';
 import { main } from '../main.js';
 import { processTierUnavailable } from '../process-tier-status.js';
 
@@ -53,11 +53,7 @@ afterAll(async () => {
   if (directory) await rm(directory, { recursive: true, force: true });
 });
 
-async function bulkhead(argv: string[]) {
-  const io = capturedIo({ cwd: directory });
-  const status = await main(['run', ...argv], io);
-  return { status, stdout: io.output(), stderr: io.errors() };
-}
+const bulkhead = (argv: string[]) => runCaptured(['run', ...argv], { cwd: directory });
 
 const PYTHON_URLLIB =
   'import ssl, sys, urllib.request\n' +

@@ -3,9 +3,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { capturedIo } from '../captured-io.js';
+import { runCaptured } from '../captured-io.js';
 import { isInformationalNote } from '../enforcement-notes.js';
-import { main } from '../main.js';
 import { processTierUnavailable, skipReasonOffCi } from '../process-tier-status.js';
 
 const unavailable = await processTierUnavailable();
@@ -21,11 +20,8 @@ afterEach(async () => {
   await rm(directory, { recursive: true, force: true });
 });
 
-async function run(argv: string[], input?: string) {
-  const io = capturedIo({ cwd: directory, ...(input === undefined ? {} : { input }) });
-  const status = await main(['run', ...argv], io);
-  return { status, stdout: io.output(), stderr: io.errors() };
-}
+const run = (argv: string[], input?: string) =>
+  runCaptured(['run', ...argv], { cwd: directory, ...(input === undefined ? {} : { input }) });
 
 // The runs a user makes every day, on the real process tier, chosen by the ladder (no --tier).
 describe.skipIf(unavailable !== undefined)('bulkhead run on the process tier', () => {

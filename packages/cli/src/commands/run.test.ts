@@ -2,8 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { capturedIo } from '../captured-io.js';
-import { main } from '../main.js';
+import { runCaptured } from '../captured-io.js';
 
 let directory: string;
 
@@ -15,11 +14,8 @@ afterEach(async () => {
   await rm(directory, { recursive: true, force: true });
 });
 
-async function run(argv: string[], input?: string) {
-  const io = capturedIo({ cwd: directory, ...(input === undefined ? {} : { input }) });
-  const status = await main(['run', ...argv], io);
-  return { status, stdout: io.output(), stderr: io.errors() };
-}
+const run = (argv: string[], input?: string) =>
+  runCaptured(['run', ...argv], { cwd: directory, ...(input === undefined ? {} : { input }) });
 
 /** The `--json` line: the last line of stderr. */
 function jsonLine(stderr: string): Record<string, unknown> {
