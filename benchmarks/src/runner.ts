@@ -61,12 +61,42 @@ async function collect(stream: Readable): Promise<string> {
 }
 
 /** Runs a command to completion through whichever API the subject has. */
-export async function runToCompletion(session: SubjectSession, command: string[]): Promise<RunOutcome> {
+export async function runToCompletion(
+  session: SubjectSession,
+  command: string[],
+  /** Kill the payload and fail once this much time has passed: a hung payload must not outlive its caller. */
+  deadlineMs?: number,
+): Promise<RunOutcome> {
   if (session.run) return session.run(command);
   const handle = await startOrThrow(session, command);
   handle.stdin?.end();
-  const [stdout, exitCode] = await Promise.all([collect(handle.stdout), handle.exited]);
-  return { exitCode, stdout };
+  let timer: NodeJS.Timeout | undefined;
+  const deadline =
+    deadlineMs === undefined
+      ? new Promise<never>(() => {})
+      : new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            void handle
+              .kill()
+              .finally(() =>
+                reject(
+                  new BulkheadError(
+                    'BENCHMARK_PAYLOAD_FAILED',
+                    `${command.join(' ')} did not exit within ${deadlineMs} ms; it was killed`,
+                  ),
+                ),
+              );
+          }, deadlineMs);
+        });
+  try {
+    const [stdout, exitCode] = await Promise.race([
+      Promise.all([collect(handle.stdout), handle.exited]),
+      deadline,
+    ]);
+    return { exitCode, stdout };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export function startOrThrow(session: SubjectSession, command: string[]): Promise<SubjectHandle> {
