@@ -145,6 +145,21 @@ describe('buildBubblewrapArguments', () => {
     ]);
   });
 
+  it('binds a device node from another host path at its sandbox path, writable for the shim too', () => {
+    const { args, extraReadPaths, extraWritePaths } = build({
+      devices: [{ hostPath: '/var/tmp/nodes/snd/pcmC0D0p', sandboxPath: '/dev/snd/pcmC0D0p' }],
+    });
+    expect(groups(args, '--dev-bind', 2)).toEqual([['/var/tmp/nodes/snd/pcmC0D0p', '/dev/snd/pcmC0D0p']]);
+    // After the tier's own /dev, or the node would be hidden under it.
+    expect(args.indexOf('--dev-bind')).toBeGreaterThan(args.indexOf('--dev'));
+    expect(extraReadPaths).toContain('/dev/snd/pcmC0D0p');
+    expect(extraWritePaths).toContain('/dev/snd/pcmC0D0p');
+    expect(extraWritePaths).not.toContain('/var/tmp/nodes/snd/pcmC0D0p');
+    expect(() => build({ devices: [{ hostPath: '/dev/snd/x', sandboxPath: '--bind' }] })).toThrow(
+      /absolute, normalised/,
+    );
+  });
+
   it('clears the environment and sets exactly the capabilities plus PATH, HOME, TMPDIR and LANG', () => {
     const { args, environment } = build();
     expect(args).toContain('--clearenv');

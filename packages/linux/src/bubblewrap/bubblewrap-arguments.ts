@@ -5,6 +5,12 @@ import { BulkheadError } from '@bulkhead/core';
 /** What a path is on the host, as the caller found it (`lstat`); `missing` when it does not exist. */
 export type HostPathKind = 'directory' | 'file' | 'symlink' | 'other' | 'missing';
 
+/** A host path bound at another path in the sandbox. */
+export interface BubblewrapBind {
+  hostPath: string;
+  sandboxPath: string;
+}
+
 export interface BubblewrapArgumentsOptions {
   capabilities: Capabilities;
   /** argv run inside the sandbox (the shim and its arguments, then the payload). */
@@ -23,8 +29,11 @@ export interface BubblewrapArgumentsOptions {
   shim?: { hostPath: string; sandboxPath: string };
   /** An empty host file nobody may open, bound over denied files. */
   deniedFile: string;
-  /** Device nodes to pass through (GPUs), host path = sandbox path. */
-  devices?: string[];
+  /**
+   * Device nodes to pass through (GPUs; the session tier's sound and video nodes): a path is bound
+   * at itself, a `BubblewrapBind` at its `sandboxPath`.
+   */
+  devices?: readonly (string | BubblewrapBind)[];
   /** bwrap writes `{"child-pid": N}` here once the sandbox's first process exists. */
   infoFd?: number;
   /** bwrap's sandbox process waits, namespaces and mounts ready, until a byte arrives here. */
@@ -39,7 +48,7 @@ export interface BubblewrapArgumentsOptions {
    */
   hiddenDirectories?: readonly string[];
   /** More of the tier's own files bound read-only (an egress socket), host path = `hostPath`. */
-  binds?: readonly { hostPath: string; sandboxPath: string }[];
+  binds?: readonly BubblewrapBind[];
 }
 
 export interface BubblewrapArguments {
@@ -257,9 +266,13 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
     }
   }
 
-  for (const device of options.devices ?? []) {
-    assertSafePath(device, 'device');
-    args.push('--dev-bind', device, device);
+  const devices = (options.devices ?? []).map((device) =>
+    typeof device === 'string' ? { hostPath: device, sandboxPath: device } : device,
+  );
+  for (const device of devices) {
+    assertSafePath(device.hostPath, 'device');
+    assertSafePath(device.sandboxPath, 'device target');
+    args.push('--dev-bind', device.hostPath, device.sandboxPath);
   }
   if (options.shim) args.push('--ro-bind', options.shim.hostPath, options.shim.sandboxPath);
   for (const bind of options.binds ?? []) {
@@ -302,7 +315,7 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
       '/proc',
       '/dev',
       ...(options.shim ? [options.shim.sandboxPath] : []),
-      ...(options.devices ?? []),
+      ...devices.map((device) => device.sandboxPath),
     ],
     extraWritePaths: [
       ...(privateTemporary ? ['/tmp'] : [home]),
@@ -312,7 +325,7 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
       '/dev/full',
       '/dev/tty',
       '/dev/pts',
-      ...(options.devices ?? []),
+      ...devices.map((device) => device.sandboxPath),
     ],
     warnings,
   };
