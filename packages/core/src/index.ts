@@ -9,3 +9,4 @@ export * from './none-provider.js';
 export * from './provider.js';
 export * from './registry.js';
 export * from './tracing.js';
+export * from './warm-pool.js';

@@ -6,6 +6,7 @@ import {
   type Capabilities,
   type CapabilityKey,
   createChildProcessSandbox,
+  createWarmPool,
   type Enforcement,
   type EnforcementMechanism,
   type IsolationProvider,
@@ -31,7 +32,6 @@ import {
   type VmmBackend,
   type VmmProbe,
 } from './vmm-backend.js';
-import { createWarmPool } from './warm-pool.js';
 
 export interface MicrovmProviderOptions {
   /**
