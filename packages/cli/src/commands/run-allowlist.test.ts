@@ -1,4 +1,4 @@
-import { chmod, copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,14 +124,16 @@ describe.skipIf(unavailable !== undefined)('bulkhead run with an allow-list on t
     expect(result.stdout).toContain('python=1');
     expect(result.stderr).toMatch(/CONNECT tunnel failed, response 403/);
     expect(result.stderr).toMatch(/Tunnel connection failed: 403/);
-    // The CLI says each refusal as it happens, with the rule and the fix.
-    const said = result.stderr.split('\n').filter((line) => line.startsWith('bulkhead: violation: '));
+    // The CLI says each refusal as it happens, with the rule, the host:port and the fix.
+    const said = result.stderr.split('\n').filter((line) => line.startsWith('bulkhead: violation'));
     expect(said).toHaveLength(4);
     for (const line of said) {
       expect(line).toMatch(
-        /CONNECT to (api|git|registry)\.test:\d+ refused: no allow rule matches .*the allow list is elsewhere\.test:\d+.*Fix: add/,
+        /^bulkhead: violation \(rule default-deny\): CONNECT to (api|git|registry)\.test:\d+ refused: no allow rule matches .*the allow list is elsewhere\.test:\d+.*Fix: add/,
       );
     }
+    // An allow-list's refusals are named by the proxy: the no-network line is not said.
+    expect(result.stderr).not.toContain('this sandbox has no network');
     const json = lastJson(result.stderr);
     expect(json.violations).toEqual([
       expect.objectContaining({ kind: 'network', host: 'api.test', port: api.port, protocol: 'connect' }),
@@ -168,6 +170,87 @@ describe.skipIf(unavailable !== undefined)('bulkhead run with an allow-list on t
     expect(result.stdout).toMatch(/git=128\n/);
     expect(result.stdout).not.toMatch(/npm=0|python=0/);
   }, 60_000);
+
+  describe('a failed run without any network says which rule refused it', () => {
+    const NO_NETWORK = 'bulkhead: this sandbox has no network (network: none, from ';
+    const curlAndPython = (port: number) => [
+      '--',
+      'sh',
+      '-c',
+      `curl -sS -m 10 --cacert ca.pem https://api.test:${port}/\n` +
+        `/usr/bin/python3 -c '${PYTHON_URLLIB}' https://127.0.0.1:${port}/`,
+    ];
+
+    it("names --net none in one line after the payload's own errors, and keeps the exit status", async () => {
+      const result = await bulkhead(['--tier', 'process', '--net', 'none', ...curlAndPython(api.port)]);
+      // Python's urllib is the last command: its status (1) is the run's.
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/Could not resolve host: api\.test/);
+      expect(result.stderr).toMatch(/urllib\.error\.URLError/);
+      const lines = result.stderr.trimEnd().split('\n');
+      expect(lines.at(-1)).toBe(
+        `${NO_NETWORK}--net none): every connection and DNS lookup is refused. Allow endpoints with --net HOST:PORT,... or network.allow in the manifest.`,
+      );
+      expect(lines.filter((line) => line.startsWith(NO_NETWORK))).toHaveLength(1);
+    }, 60_000);
+
+    it("names the manifest's path when the manifest says network: none", async () => {
+      const manifest = join(directory, 'offline.yaml');
+      await writeFile(manifest, 'version: 1\nnetwork:\n  internet: false\n  allow: []\n');
+      const result = await bulkhead(['-m', 'offline.yaml', ...curlAndPython(api.port)]);
+      expect(result.status).toBe(1);
+      expect(result.stderr.trimEnd().split('\n').at(-1)).toContain(
+        `${NO_NETWORK}the manifest ${manifest}): every connection and DNS lookup is refused.`,
+      );
+    }, 60_000);
+
+    it('says the network was defaulted when the manifest sets none', async () => {
+      const manifest = join(directory, 'bare.yaml');
+      await writeFile(manifest, 'version: 1\n');
+      const result = await bulkhead(['-m', 'bare.yaml', '--', 'sh', '-c', 'exit 2']);
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain(
+        `${NO_NETWORK}the default, as the manifest ${manifest} sets no network): every connection`,
+      );
+    });
+
+    it('names the built-in default manifest when no manifest and no --net were given', async () => {
+      const result = await bulkhead(['--', 'curl', '-sS', '-m', '10', `http://127.0.0.1:${api.port}/`]);
+      // In its own network namespace nothing listens on that loopback port: refused at once (7).
+      expect(result.status).toBe(7);
+      expect(result.stderr).toMatch(/Failed to connect to 127\.0\.0\.1/);
+      expect(result.stderr.trimEnd().split('\n').at(-1)).toContain(
+        `${NO_NETWORK}the built-in default manifest):`,
+      );
+    }, 60_000);
+
+    it('puts it in the JSON line, not in a line of its own, with --json', async () => {
+      const result = await bulkhead(['--net', 'none', '--json', ...curlAndPython(api.port)]);
+      expect(result.status).toBe(1);
+      expect(result.stderr).not.toContain(NO_NETWORK);
+      expect(lastJson(result.stderr)).toMatchObject({
+        exitStatus: 1,
+        noNetwork: {
+          from: '--net none',
+          message: expect.stringMatching(/^this sandbox has no network \(network: none, from --net none\)/),
+        },
+      });
+    }, 60_000);
+
+    it('says nothing when the run succeeds', async () => {
+      const result = await bulkhead(['--net', 'none', '--json', '--', 'sh', '-c', 'echo offline']);
+      expect(result.status).toBe(0);
+      expect(result.stdout).toBe('offline\n');
+      expect(result.stderr).not.toContain('no network');
+      expect(lastJson(result.stderr)).not.toHaveProperty('noNetwork');
+    });
+
+    it('says nothing with --tier none, whose command had the host network', async () => {
+      const result = await bulkhead(['--tier', 'none', '--net', 'none', '--', 'sh', '-c', 'exit 3']);
+      expect(result.status).toBe(3);
+      expect(result.stderr).not.toContain('no network');
+    });
+  });
 
   it('documents --resolve in run --help', async () => {
     const io = capturedIo({ cwd: directory });

@@ -19,6 +19,7 @@ import {
   describeManifestSource,
   findManifest,
   type ManifestOverrides,
+  type ManifestSource,
 } from '../manifest-input.js';
 import { assertSomeTierInstalled, KNOWN_TIERS, loadTiersForLaunch, tierNotInstalledError } from '../tiers.js';
 
@@ -196,11 +197,43 @@ function unknownTierError(named: string): BulkheadError {
   );
 }
 
+/**
+ * Where a run's network setting came from, in the words the user would look for: the flag, the
+ * manifest's file, or a default.
+ */
+export function networkOrigin(
+  options: Pick<RunCommandOptions, 'net'>,
+  source: ManifestSource,
+  defaulted: readonly string[],
+): string {
+  if (options.net !== undefined) return `--net ${options.net}`;
+  if (source.origin === 'default') return 'the built-in default manifest';
+  const setsNetwork = !defaulted.includes('network.internet') || !defaulted.includes('network.allow');
+  return setsNetwork
+    ? `the manifest ${source.path}`
+    : `the default, as the manifest ${source.path} sets no network`;
+}
+
+/**
+ * The line said after a failed run whose sandbox had no network at all: the kernel refuses such a
+ * connection (no route, no resolver) without naming any rule, so the payload's own error ("Could not
+ * resolve host") would not say why. An allow-list's refusals are named by the proxy instead.
+ */
+export function noNetworkNotice(origin: string): string {
+  return `this sandbox has no network (network: none, from ${origin}): every connection and DNS lookup is refused. Allow endpoints with --net HOST:PORT,... or network.allow in the manifest.`;
+}
+
+interface PreparedRun {
+  launchOptions: LaunchOptions;
+  /** Where the network setting came from (see networkOrigin). */
+  networkOrigin: string;
+}
+
 async function prepare(
   context: CommandContext,
   command: string[],
   options: RunCommandOptions,
-): Promise<LaunchOptions> {
+): Promise<PreparedRun> {
   const { io } = context;
   const named = options.tier;
   if (named !== undefined && named !== 'none' && !KNOWN_TIERS.some((known) => known.tier === named)) {
@@ -263,11 +296,14 @@ async function prepare(
         ? { tier: compiled.minimumTier }
         : { minimumTier: compiled.minimumTier };
   return {
-    command,
-    capabilities,
-    providers: registry,
-    manifestDigest: compiled.digest,
-    ...tierChoice,
+    launchOptions: {
+      command,
+      capabilities,
+      providers: registry,
+      manifestDigest: compiled.digest,
+      ...tierChoice,
+    },
+    networkOrigin: networkOrigin(options, source, compiled.defaulted),
   };
 }
 
@@ -331,9 +367,26 @@ function relay(from: Readable, to: Writable, onBroken: () => void): Promise<void
   });
 }
 
+/**
+ * One line per refusal, naming the rule that refused it and what was refused. The egress proxy's
+ * messages name the host and port already; a violation whose message does not gets them added.
+ */
+export function describeViolation(violation: Violation): string {
+  const rule = violation.rule ? ` (rule ${violation.rule})` : '';
+  const endpoint =
+    violation.host === undefined
+      ? undefined
+      : violation.port === undefined
+        ? violation.host
+        : `${violation.host.includes(':') ? `[${violation.host}]` : violation.host}:${violation.port}`;
+  const target =
+    endpoint !== undefined && !violation.message.includes(violation.host ?? '') ? ` [${endpoint}]` : '';
+  return `violation${rule}: ${violation.message}${target}`;
+}
+
 function sayViolation(io: CliIo, violation: Violation): void {
   const colors = colorsFor(io.stderr, io.env);
-  writeLine(io.stderr, `${colors.bold('bulkhead:')} ${colors.red('violation:')} ${violation.message}`);
+  writeLine(io.stderr, `${colors.bold('bulkhead:')} ${colors.red(describeViolation(violation))}`);
 }
 
 function printOutcome(
@@ -412,12 +465,13 @@ async function runSandboxed(
     return status;
   };
 
-  let launchOptions: LaunchOptions;
+  let prepared: PreparedRun;
   try {
-    launchOptions = await prepare(context, command, options);
+    prepared = await prepare(context, command, options);
   } catch (error) {
     return refuse(error);
   }
+  const { launchOptions } = prepared;
   if (options.tier === 'none') {
     printWarning(
       io,
@@ -495,6 +549,19 @@ async function runSandboxed(
     );
   }
   printOutcome(io, result, options, sandbox.tier, saidViolations);
+  // Said only when the run failed on its own (not when the user interrupted it or stopped reading),
+  // and never for --tier none, whose command had the host's network whatever the manifest said.
+  const noNetwork =
+    status !== EXIT_STATUS.ok &&
+    !interrupted &&
+    !outputClosed &&
+    sandbox.tier !== 'none' &&
+    launchOptions.capabilities.network.mode === 'none'
+      ? { from: prepared.networkOrigin, message: noNetworkNotice(prepared.networkOrigin) }
+      : undefined;
+  // With --json the JSON line carries it, so that stderr's last line stays the one to parse.
+  if (noNetwork && !options.json)
+    writeLine(io.stderr, `${colorsFor(io.stderr, io.env).bold('bulkhead:')} ${noNetwork.message}`);
   if (options.json) {
     writeLine(
       io.stderr,
@@ -505,6 +572,7 @@ async function runSandboxed(
         command,
         exitStatus: status,
         ...result,
+        ...(noNetwork ? { noNetwork } : {}),
       }),
     );
   }
