@@ -1,4 +1,3 @@
-import { readdir } from 'node:fs/promises';
 import {
   CAPABILITY_KEYS,
   type CapabilityKey,
@@ -7,6 +6,7 @@ import {
   type ProbeReport,
 } from '@bulkhead/core';
 import { findExecutable, probeBubblewrap } from '@bulkhead/linux';
+import { callerRuntimeDirectory, deviceEnforcement } from './device-grants.js';
 import { callerSubordinateRange, transientRangeConflict } from './host-accounts.js';
 import type { IdRange } from './identity-pool.js';
 import { probeSubordinateSwitch } from './subordinate-account.js';
@@ -39,10 +39,6 @@ function refused(reason: string, fix?: string): Enforcement {
   return fix === undefined ? { enforced: false, reason } : { enforced: false, reason, fix };
 }
 
-async function deviceNodes(folder: string, pattern: RegExp): Promise<string[]> {
-  return (await readdir(folder).catch(() => [] as string[])).filter((name) => pattern.test(name));
-}
-
 /**
  * What the session tier can do here: the process tier's answer (namespace mode is required: the pid
  * namespace hides sandboxes from each other), plus how each sandbox gets its own account and display.
@@ -52,6 +48,8 @@ export async function probeSessionTier(options: {
   display: DisplayMode;
   transientIds?: IdRange;
   bubblewrapPath: string;
+  /** Where the host's device nodes are (/dev). */
+  deviceDirectory: string;
 }): Promise<SessionTierHost> {
   const callerUid = process.getuid?.() ?? -1;
   const root = callerUid === 0;
@@ -137,19 +135,14 @@ export async function probeSessionTier(options: {
     'input devices (/dev/input, /dev/uinput) would let a sandbox read or inject keystrokes of the person at the desktop',
     'use display: private, whose X server takes synthetic input (xdotool) without any device',
   );
-  const sound = await deviceNodes('/dev/snd', /./);
-  enforcement['devices.audio'] = refused(
-    sound.length === 0
-      ? 'this host has no sound devices (/dev/snd is empty or absent)'
-      : 'granting sound devices and the PulseAudio/PipeWire socket is not implemented by the session tier yet',
-    'ask for devices.audio: false',
-  );
-  const cameras = await deviceNodes('/dev', /^video\d+$/);
-  enforcement['devices.webcam'] = refused(
-    cameras.length === 0
-      ? 'this host has no video capture devices (/dev/video*)'
-      : 'granting video capture devices is not implemented by the session tier yet',
-    'ask for devices.webcam: false',
+  // Any uid but the owner's stands for the sandbox's, which is not known before a launch.
+  Object.assign(
+    enforcement,
+    await deviceEnforcement({
+      deviceDirectory: options.deviceDirectory,
+      callerRuntimeDirectory: callerRuntimeDirectory(),
+      idMappedSockets: root,
+    }),
   );
   for (const key of CAPABILITY_KEYS) enforcement[key] ??= refused('not enforced by the session tier');
 

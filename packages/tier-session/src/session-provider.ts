@@ -14,9 +14,10 @@ import {
   TIER_STRENGTH,
   UnenforceableCapabilityError,
 } from '@bulkhead/core';
-import { runtimeDirectory, withSandboxIdentity } from '@bulkhead/linux';
+import { runtimeDirectory, withSandboxGrants, withSandboxIdentity } from '@bulkhead/linux';
 import { createProcessProvider } from '@bulkhead/tier-process';
 import { desktopDenies } from './desktop-paths.js';
+import { callerRuntimeDirectory, grantDevices } from './device-grants.js';
 import { findAccount } from './host-accounts.js';
 import {
   type IdentityLease,
@@ -63,6 +64,12 @@ export interface SessionProviderOptions {
   auditLog?: string | false;
   /** The bubblewrap executable; default `bwrap` on PATH. */
   bubblewrapPath?: string;
+  /**
+   * Where the host's device nodes are, default `/dev`: the sound (`snd/*`) and video (`video*`,
+   * `media*`) nodes `devices.audio` and `devices.webcam` grant are looked up here and appear at
+   * /dev in the sandbox. A seam for tests, which make real nodes in a folder of their own.
+   */
+  deviceDirectory?: string;
 }
 
 type Cleanup = () => Promise<unknown> | unknown;
@@ -106,19 +113,22 @@ function refuseClipboardWithoutDisplay(capabilities: Capabilities): void {
  * The session tier: the process tier plus an account boundary. Each sandbox runs under its own
  * transient uid/gid (or the account `identity.name` names), switched to before any namespace is made,
  * with a private HOME, /tmp, /dev/shm and XDG_RUNTIME_DIR, no controlling terminal, no desktop
- * sockets or input/sound/video devices, and, when asked, a display of its own. Every sandbox's
+ * sockets or input devices, and, when asked, a display of its own, the host's sound devices and
+ * sound server socket, or its cameras. Every sandbox's
  * identity and result are appended to an audit log and set on its trace span.
  */
 export function createSessionProvider(options: SessionProviderOptions = {}): IsolationProvider {
   const display = options.display ?? 'none';
   const bubblewrapPath = options.bubblewrapPath ?? 'bwrap';
   const auditLog = options.auditLog === undefined ? defaultAuditLogPath() : options.auditLog;
+  const deviceDirectory = options.deviceDirectory ?? '/dev';
   let host: Promise<SessionTierHost> | undefined;
   const probeHost = () => {
     host ??= probeSessionTier({
       createInner: (path) => createProcessProvider({ mode: 'namespace', bubblewrapPath: path }),
       display,
       bubblewrapPath,
+      deviceDirectory,
       ...(options.transientIds === undefined ? {} : { transientIds: options.transientIds }),
     });
     return host;
@@ -141,7 +151,12 @@ export function createSessionProvider(options: SessionProviderOptions = {}): Iso
           { code: 'BULKHEAD_HOST_DISPLAY' },
         );
       }
-      return launchSession(spec, resolved, { display, auditLog, privateDisplay: options.privateDisplay });
+      return launchSession(spec, resolved, {
+        display,
+        auditLog,
+        privateDisplay: options.privateDisplay,
+        deviceDirectory,
+      });
     },
   };
 }
@@ -209,6 +224,7 @@ async function launchSession(
     display: DisplayMode;
     auditLog: string | false;
     privateDisplay: SessionProviderOptions['privateDisplay'];
+    deviceDirectory: string;
   },
 ): Promise<Sandbox> {
   if (!host.inner || !host.switching) {
@@ -229,6 +245,7 @@ async function launchSession(
   let lease: IdentityLease;
   let privateDisplay: PrivateDisplay | undefined;
   let inner: Sandbox;
+  let deviceEnforcement: Awaited<ReturnType<typeof grantDevices>>['enforcement'] = {};
   const warnings: string[] = [];
   let record: IdentityRecord;
   try {
@@ -336,11 +353,26 @@ async function launchSession(
       }
     }
 
+    // Sound and video: only when asked, checked for this sandbox's uid, else the launch fails here.
+    const devices = await grantDevices(capabilities, {
+      deviceDirectory: settings.deviceDirectory,
+      callerRuntimeDirectory: callerRuntimeDirectory(),
+      ids: { uid: lease.uid, gid: lease.gid },
+      idMappedSockets: !subordinate,
+      sandboxId: id,
+      sandboxRuntimeFolder: runtimeFolder,
+    });
+    cleanups.push(devices.release);
+    deviceEnforcement = devices.enforcement;
+    Object.assign(environment, devices.environment);
+    warnings.push(...devices.warnings);
+
     const grants = [...read, ...writeGrants];
     const deny = [
       ...capabilities.filesystem.deny,
       ...(await desktopDenies(grants, [
         ...read.filter((path) => !capabilities.filesystem.read.includes(path)),
+        ...devices.keep,
       ])),
     ];
     const { identity: _identity, ...rest } = capabilities;
@@ -375,7 +407,10 @@ async function launchSession(
       // A subordinate uid is switched to by the bubblewrap stand-in the process tier was created with.
       inner = await withSandboxIdentity(
         { uid: lease.uid, gid: lease.gid, switchFromRoot: !subordinate },
-        () => processTier.launch({ ...spec, id, capabilities: innerCapabilities }),
+        () =>
+          withSandboxGrants({ devices: devices.devices, binds: devices.binds }, () =>
+            processTier.launch({ ...spec, id, capabilities: innerCapabilities }),
+          ),
       );
     } catch (error) {
       if (settings.auditLog) {
@@ -418,6 +453,7 @@ async function launchSession(
           ...result.enforcement,
           identity: identityMechanisms,
           'devices.deny': [...(result.enforcement['devices.deny'] ?? []), 'uid-switch'],
+          ...deviceEnforcement,
           ...(privateDisplay
             ? { 'devices.display': ['private-x-server', 'mount-namespace'] }
             : capabilities.devices.display
