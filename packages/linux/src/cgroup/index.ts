@@ -18,6 +18,8 @@ export {
   type CgroupLimits,
   type CgroupStatistics,
   createSandboxCgroup,
+  type PreparedSandboxCgroup,
+  prepareSandboxCgroup,
   reapStaleCgroups,
   type SandboxCgroup,
   sandboxCgroupName,

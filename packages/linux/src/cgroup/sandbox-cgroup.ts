@@ -142,6 +142,27 @@ interface Directory {
 }
 
 /**
+ * The cgroups of one sandbox, made but not yet limited: a process can be placed in them ahead of the
+ * launch (the placement is what can wait on the kernel, see above), and the launch applies its limits
+ * with `limit()` before that process runs anything of the payload.
+ */
+export interface PreparedSandboxCgroup {
+  /** Directories made, one per hierarchy. */
+  readonly directories: string[];
+  /** Moves a process (with its threads) into every cgroup of the sandbox. */
+  addProcess(pid: number): Promise<void>;
+  /**
+   * Writes the limits and hands out the sandbox's cgroup (once). Throws `CGROUP_SETUP_FAILED` when the
+   * kernel refuses a limit; the directories stay until `remove()`.
+   */
+  limit(limits: CgroupLimits): SandboxCgroup;
+  /** Kills what is in it and removes every directory. Idempotent. */
+  remove(): Promise<void>;
+  /** The same, synchronously, for process exit: waits at most about 100 ms for the kernel. */
+  removeSync(): void;
+}
+
+/**
  * Makes the cgroups of one sandbox and applies the limits. Throws `CGROUP_SETUP_FAILED` (after
  * removing what it made) when the kernel refuses a limit.
  */
@@ -149,10 +170,42 @@ export async function createSandboxCgroup(options: {
   sandboxId: string;
   limits: CgroupLimits;
 }): Promise<SandboxCgroup> {
+  const { limits } = options;
+  const prepared = await prepareCgroup(sandboxCgroupName(options.sandboxId), {
+    memory: limits.memoryBytes !== undefined && Number.isFinite(limits.memoryBytes),
+    processes: limits.maxProcesses !== undefined && Number.isFinite(limits.maxProcesses),
+    cpus: limits.cpus !== undefined,
+  });
+  try {
+    return prepared.limit(limits);
+  } catch (error) {
+    prepared.removeSync();
+    throw error;
+  }
+}
+
+/**
+ * Makes every cgroup a sandbox could need (memory, processes, CPU bandwidth and time, the killer), with
+ * no limit yet, named like a sandbox's (owner pid first), so that a crashed owner's are reaped alike.
+ */
+export async function prepareSandboxCgroup(options: { name: string }): Promise<PreparedSandboxCgroup> {
+  return prepareCgroup(sandboxCgroupName(options.name), { memory: true, processes: true, cpus: true });
+}
+
+function setupFailed(directories: Directory[], error: unknown): BulkheadError {
+  return new BulkheadError(
+    'CGROUP_SETUP_FAILED',
+    `Could not set up the sandbox's cgroups (${(error as Error).message}). The limits cannot be enforced, so nothing was started. Fix: check that ${directories.map((directory) => directory.feature.base.directory).join(', ')} are writable cgroup directories.`,
+    { cause: error },
+  );
+}
+
+async function prepareCgroup(
+  name: string,
+  wanted: { memory: boolean; processes: boolean; cpus: boolean },
+): Promise<PreparedSandboxCgroup> {
   const support = await probeCgroupSupport();
   await reapStaleCgroupsOnce(support);
-  const { limits } = options;
-  const name = sandboxCgroupName(options.sandboxId);
   const byDirectory = new Map<string, Directory>();
   const directoryOf = (feature: CgroupFeature | undefined): Directory | undefined => {
     if (!feature) return undefined;
@@ -164,21 +217,14 @@ export async function createSandboxCgroup(options: {
     }
     return directory;
   };
-  const memory =
-    limits.memoryBytes !== undefined && Number.isFinite(limits.memoryBytes)
-      ? directoryOf(support.memory)
-      : undefined;
-  const processes =
-    limits.maxProcesses !== undefined && Number.isFinite(limits.maxProcesses)
-      ? directoryOf(support.processes)
-      : undefined;
-  const cpus = limits.cpus !== undefined ? directoryOf(support.cpus) : undefined;
+  const memory = wanted.memory ? directoryOf(support.memory) : undefined;
+  const processes = wanted.processes ? directoryOf(support.processes) : undefined;
+  const cpus = wanted.cpus ? directoryOf(support.cpus) : undefined;
   // Peak memory and OOM come from the memory controller even without a cap.
   const memoryAccounting = memory ?? directoryOf(support.memory);
   const cpuTime = directoryOf(support.cpuTime);
   const killer = directoryOf(support.kill);
   const directories = [...byDirectory.values()];
-  const warnings: string[] = [];
 
   const made: string[] = [];
   // cgroup.procs of each directory, opened now (close-on-exec, like every fd Node opens): placing a
@@ -187,7 +233,14 @@ export async function createSandboxCgroup(options: {
   const closeProcsFds = () => {
     for (const fd of procsFds.splice(0)) closeSync(fd);
   };
-  const removeMade = () => {
+  try {
+    for (const directory of directories) {
+      mkdirSync(directory.path);
+      made.push(directory.path);
+    }
+    for (const directory of directories)
+      procsFds.push(openSync(posix.join(directory.path, 'cgroup.procs'), 'w'));
+  } catch (error) {
     closeProcsFds();
     for (const path of made.reverse()) {
       try {
@@ -196,70 +249,14 @@ export async function createSandboxCgroup(options: {
         // Best effort: the reaper removes it once this process is gone.
       }
     }
-  };
-  try {
-    for (const directory of directories) {
-      mkdirSync(directory.path);
-      made.push(directory.path);
-    }
-    if (memory && limits.memoryBytes !== undefined) {
-      const bytes = String(Math.max(4096, Math.floor(limits.memoryBytes)));
-      if (memory.feature.mechanism === 'cgroup-v2') {
-        writeFileSync(posix.join(memory.path, 'memory.max'), bytes);
-        // Without this, the payload could page out past the cap: the cap would not be real.
-        try {
-          writeFileSync(posix.join(memory.path, 'memory.swap.max'), '0');
-        } catch {
-          warnings.push('Swap is not capped (no memory.swap.max): the memory cap counts RAM only.');
-        }
-      } else {
-        writeFileSync(posix.join(memory.path, 'memory.limit_in_bytes'), bytes);
-        const swapFile = posix.join(memory.path, 'memory.memsw.limit_in_bytes');
-        const base = memory.feature.base.directory;
-        let hasSwapAccounting = swapAccounting.get(base);
-        if (hasSwapAccounting === undefined) {
-          hasSwapAccounting = existsSync(swapFile);
-          swapAccounting.set(base, hasSwapAccounting);
-        }
-        if (hasSwapAccounting) writeFileSync(swapFile, bytes);
-        else if (hostHasSwap()) {
-          warnings.push(
-            'Swap is not capped (cgroup v1 without swap accounting; boot with swapaccount=1): the memory cap counts RAM only.',
-          );
-        }
-      }
-    }
-    if (processes && limits.maxProcesses !== undefined) {
-      writeFileSync(
-        posix.join(processes.path, 'pids.max'),
-        String(Math.max(1, Math.floor(limits.maxProcesses))),
-      );
-    }
-    if (cpus && limits.cpus !== undefined) {
-      const period = 100_000;
-      const quota = Math.max(1000, Math.round(limits.cpus * period));
-      if (cpus.feature.mechanism === 'cgroup-v2')
-        writeFileSync(posix.join(cpus.path, 'cpu.max'), `${quota} ${period}`);
-      else {
-        writeFileSync(posix.join(cpus.path, 'cpu.cfs_period_us'), String(period));
-        writeFileSync(posix.join(cpus.path, 'cpu.cfs_quota_us'), String(quota));
-      }
-    }
-    for (const directory of directories)
-      procsFds.push(openSync(posix.join(directory.path, 'cgroup.procs'), 'w'));
-  } catch (error) {
-    removeMade();
-    throw new BulkheadError(
-      'CGROUP_SETUP_FAILED',
-      `Could not set up the sandbox's cgroups (${(error as Error).message}). The limits cannot be enforced, so nothing was started. Fix: check that ${directories.map((directory) => directory.feature.base.directory).join(', ')} are writable cgroup directories.`,
-      { cause: error },
-    );
+    throw setupFailed(directories, error);
   }
 
   const membership = killer ?? processes ?? memoryAccounting ?? directories[0];
   const processes_ = async () =>
     membership ? parsePids(readText(posix.join(membership.path, 'cgroup.procs'))) : [];
   let removed = false;
+  let limited = false;
 
   const freezer = killer?.feature.mechanism === 'cgroup-v1' ? killer.path : undefined;
   const freezerState = async (state: 'FROZEN' | 'THAWED') => {
@@ -309,64 +306,157 @@ export async function createSandboxCgroup(options: {
     }
   };
 
+  const addProcess = async (pid: number) => {
+    if (removed) throw new BulkheadError('INTERNAL_ERROR', 'The sandbox cgroup was removed already.');
+    const text = Buffer.from(String(pid));
+    // Together rather than in turn: each hierarchy's migration waits on the same kernel lock.
+    await Promise.all(procsFds.map((fd) => writeToFd(fd, text)));
+  };
+
+  const remove = async () => {
+    if (removed) return;
+    await kill();
+    removed = true;
+    closeProcsFds();
+    await removeDirectories(directories.map((directory) => directory.path));
+  };
+
+  const removeSync = () => {
+    if (removed) return;
+    removed = true;
+    closeProcsFds();
+    for (const pid of parsePids(membership ? readText(posix.join(membership.path, 'cgroup.procs')) : ''))
+      signalProcess(pid, 'SIGKILL');
+    const deadline = performance.now() + 100;
+    for (const directory of directories) {
+      for (;;) {
+        try {
+          rmdirSync(directory.path);
+          break;
+        } catch (error) {
+          // The kernel frees a cgroup a moment after its last process exited; the reaper gets the rest.
+          if ((error as NodeJS.ErrnoException).code !== 'EBUSY' || performance.now() > deadline) break;
+        }
+      }
+    }
+  };
+
+  const limit = (limits: CgroupLimits): SandboxCgroup => {
+    if (limited || removed)
+      throw new BulkheadError('INTERNAL_ERROR', 'The sandbox cgroup was handed out or removed already.');
+    limited = true;
+    const warnings: string[] = [];
+    const capMemory =
+      memory && limits.memoryBytes !== undefined && Number.isFinite(limits.memoryBytes) ? memory : undefined;
+    const capProcesses =
+      processes && limits.maxProcesses !== undefined && Number.isFinite(limits.maxProcesses)
+        ? processes
+        : undefined;
+    const capCpus = cpus && limits.cpus !== undefined ? cpus : undefined;
+    try {
+      if (capMemory && limits.memoryBytes !== undefined) {
+        const bytes = String(Math.max(4096, Math.floor(limits.memoryBytes)));
+        if (capMemory.feature.mechanism === 'cgroup-v2') {
+          writeFileSync(posix.join(capMemory.path, 'memory.max'), bytes);
+          // Without this, the payload could page out past the cap: the cap would not be real.
+          try {
+            writeFileSync(posix.join(capMemory.path, 'memory.swap.max'), '0');
+          } catch {
+            warnings.push('Swap is not capped (no memory.swap.max): the memory cap counts RAM only.');
+          }
+        } else {
+          writeFileSync(posix.join(capMemory.path, 'memory.limit_in_bytes'), bytes);
+          const swapFile = posix.join(capMemory.path, 'memory.memsw.limit_in_bytes');
+          const base = capMemory.feature.base.directory;
+          let hasSwapAccounting = swapAccounting.get(base);
+          if (hasSwapAccounting === undefined) {
+            hasSwapAccounting = existsSync(swapFile);
+            swapAccounting.set(base, hasSwapAccounting);
+          }
+          if (hasSwapAccounting) writeFileSync(swapFile, bytes);
+          else if (hostHasSwap()) {
+            warnings.push(
+              'Swap is not capped (cgroup v1 without swap accounting; boot with swapaccount=1): the memory cap counts RAM only.',
+            );
+          }
+        }
+      }
+      if (capProcesses && limits.maxProcesses !== undefined) {
+        writeFileSync(
+          posix.join(capProcesses.path, 'pids.max'),
+          String(Math.max(1, Math.floor(limits.maxProcesses))),
+        );
+      }
+      if (capCpus && limits.cpus !== undefined) {
+        const period = 100_000;
+        const quota = Math.max(1000, Math.round(limits.cpus * period));
+        if (capCpus.feature.mechanism === 'cgroup-v2')
+          writeFileSync(posix.join(capCpus.path, 'cpu.max'), `${quota} ${period}`);
+        else {
+          writeFileSync(posix.join(capCpus.path, 'cpu.cfs_period_us'), String(period));
+          writeFileSync(posix.join(capCpus.path, 'cpu.cfs_quota_us'), String(quota));
+        }
+      }
+    } catch (error) {
+      throw setupFailed(directories, error);
+    }
+    return {
+      enforcement: {
+        ...(capMemory ? { memory: capMemory.feature.mechanism } : {}),
+        ...(capProcesses ? { processes: capProcesses.feature.mechanism } : {}),
+        ...(capCpus ? { cpus: capCpus.feature.mechanism } : {}),
+        ...(killer ? { kill: killer.feature.mechanism } : {}),
+      },
+      warnings,
+      directories: directories.map((directory) => directory.path),
+      addProcess,
+      processes: processes_,
+      async signal(signal, exclude = []) {
+        for (const pid of await processes_()) if (!exclude.includes(pid)) signalProcess(pid, signal);
+      },
+      kill,
+      async statistics() {
+        const result: CgroupStatistics = { oomKilled: false, processLimitHits: 0 };
+        if (memoryAccounting) {
+          if (memoryAccounting.feature.mechanism === 'cgroup-v2') {
+            const peak = readText(posix.join(memoryAccounting.path, 'memory.peak'));
+            if (peak) result.peakMemoryBytes = Number(peak.trim());
+            result.oomKilled =
+              (keyedNumber(readText(posix.join(memoryAccounting.path, 'memory.events')), 'oom_kill') ?? 0) >
+              0;
+          } else {
+            const peak = readText(posix.join(memoryAccounting.path, 'memory.max_usage_in_bytes'));
+            if (peak) result.peakMemoryBytes = Number(peak.trim());
+            result.oomKilled =
+              (keyedNumber(readText(posix.join(memoryAccounting.path, 'memory.oom_control')), 'oom_kill') ??
+                0) > 0;
+          }
+        }
+        if (cpuTime) {
+          if (cpuTime.feature.mechanism === 'cgroup-v2') {
+            const usage = keyedNumber(readText(posix.join(cpuTime.path, 'cpu.stat')), 'usage_usec');
+            if (usage !== undefined) result.cpuMs = usage / 1000;
+          } else {
+            const usage = readText(posix.join(cpuTime.path, 'cpuacct.usage'));
+            if (usage) result.cpuMs = Number(usage.trim()) / 1e6;
+          }
+        }
+        if (capProcesses) {
+          result.processLimitHits =
+            keyedNumber(readText(posix.join(capProcesses.path, 'pids.events')), 'max') ?? 0;
+        }
+        return result;
+      },
+      remove,
+    };
+  };
+
   return {
-    enforcement: {
-      ...(memory ? { memory: memory.feature.mechanism } : {}),
-      ...(processes ? { processes: processes.feature.mechanism } : {}),
-      ...(cpus ? { cpus: cpus.feature.mechanism } : {}),
-      ...(killer ? { kill: killer.feature.mechanism } : {}),
-    },
-    warnings,
     directories: directories.map((directory) => directory.path),
-    async addProcess(pid) {
-      if (removed) throw new BulkheadError('INTERNAL_ERROR', 'The sandbox cgroup was removed already.');
-      const text = Buffer.from(String(pid));
-      // Together rather than in turn: each hierarchy's migration waits on the same kernel lock.
-      await Promise.all(procsFds.map((fd) => writeToFd(fd, text)));
-    },
-    processes: processes_,
-    async signal(signal, exclude = []) {
-      for (const pid of await processes_()) if (!exclude.includes(pid)) signalProcess(pid, signal);
-    },
-    kill,
-    async statistics() {
-      const result: CgroupStatistics = { oomKilled: false, processLimitHits: 0 };
-      if (memoryAccounting) {
-        if (memoryAccounting.feature.mechanism === 'cgroup-v2') {
-          const peak = readText(posix.join(memoryAccounting.path, 'memory.peak'));
-          if (peak) result.peakMemoryBytes = Number(peak.trim());
-          result.oomKilled =
-            (keyedNumber(readText(posix.join(memoryAccounting.path, 'memory.events')), 'oom_kill') ?? 0) > 0;
-        } else {
-          const peak = readText(posix.join(memoryAccounting.path, 'memory.max_usage_in_bytes'));
-          if (peak) result.peakMemoryBytes = Number(peak.trim());
-          result.oomKilled =
-            (keyedNumber(readText(posix.join(memoryAccounting.path, 'memory.oom_control')), 'oom_kill') ??
-              0) > 0;
-        }
-      }
-      if (cpuTime) {
-        if (cpuTime.feature.mechanism === 'cgroup-v2') {
-          const usage = keyedNumber(readText(posix.join(cpuTime.path, 'cpu.stat')), 'usage_usec');
-          if (usage !== undefined) result.cpuMs = usage / 1000;
-        } else {
-          const usage = readText(posix.join(cpuTime.path, 'cpuacct.usage'));
-          if (usage) result.cpuMs = Number(usage.trim()) / 1e6;
-        }
-      }
-      if (processes) {
-        result.processLimitHits =
-          keyedNumber(readText(posix.join(processes.path, 'pids.events')), 'max') ?? 0;
-      }
-      return result;
-    },
-    async remove() {
-      if (removed) return;
-      await kill();
-      removed = true;
-      closeProcsFds();
-      await removeDirectories(directories.map((directory) => directory.path));
-    },
+    addProcess,
+    limit,
+    remove,
+    removeSync,
   };
 }
 
