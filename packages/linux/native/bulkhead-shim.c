@@ -2,6 +2,7 @@
  * bulkhead-shim: applies a confinement plan decided by @bulkhead/linux, then execs the payload.
  *
  *   bulkhead-shim [--config-fd N] [--status-fd N] -- PROGRAM [ARGS...]
+ *   bulkhead-shim --config-fd N [--status-fd N]       (the program comes in the plan's argument lines)
  *
  * The TypeScript side decides everything; this program only applies, in this order:
  *   1. read and close the plan fd (and the seccomp fd it names);
@@ -47,6 +48,10 @@
  *                                                     (0: the parent the shim started with, for a pid
  *                                                     namespace where the caller's pid means nothing),
  *                                                     so a parent that died before the prctl counts too
+ *   argument <hex>                                    the next word of the program to run (its bytes in
+ *                                                     hexadecimal, so it may hold spaces and newlines),
+ *                                                     for a shim started before its payload was known;
+ *                                                     then the command line names no program
  *
  * On a rule a path does not accept (a directory right on a file), the shim keeps the rights that
  * apply to files. Anything malformed is refused.
@@ -169,6 +174,8 @@ struct plan {
   size_t keep_count;
   int has_parent;
   pid_t parent;
+  char **command;
+  size_t command_count;
 };
 
 static int status_fd = -1;
@@ -321,6 +328,30 @@ static uint64_t expect_number(char **cursor, uint64_t maximum, size_t line_numbe
   return value;
 }
 
+static int hex_digit(char digit) {
+  if (digit >= '0' && digit <= '9') return digit - '0';
+  if (digit >= 'a' && digit <= 'f') return digit - 'a' + 10;
+  if (digit >= 'A' && digit <= 'F') return digit - 'A' + 10;
+  return -1;
+}
+
+/* Decodes hexadecimal text in place (the bytes are never longer than their digits). */
+static char *expect_hex_word(char **cursor, size_t line_number) {
+  char *text = next_field(cursor);
+  expect_end(cursor, line_number);
+  size_t length = text ? strlen(text) : 0;
+  if (!text || length % 2) malformed(line_number, "expected an even number of hexadecimal digits");
+  for (size_t i = 0; i < length / 2; i++) {
+    int high = hex_digit(text[2 * i]);
+    int low = hex_digit(text[2 * i + 1]);
+    if (high < 0 || low < 0) malformed(line_number, "expected hexadecimal digits");
+    if (!high && !low) malformed(line_number, "an argument cannot hold a NUL byte");
+    text[i] = (char)(high * 16 + low);
+  }
+  text[length / 2] = '\0';
+  return text;
+}
+
 static void parse_plan(char *text, size_t size, struct plan *plan) {
   if (memchr(text, '\0', size)) fail(EXIT_SHIM_FAILED, "plan", EINVAL, "the plan holds a NUL byte");
   if (size == 0 || text[size - 1] != '\n') fail(EXIT_SHIM_FAILED, "plan", EINVAL, "the plan must end with a newline");
@@ -407,6 +438,12 @@ static void parse_plan(char *text, size_t size, struct plan *plan) {
       if (!name || !*name || strchr(name, '=')) malformed(line_number, "expected a variable name without '='");
       plan->keep_environment = grow(plan->keep_environment, plan->keep_count, sizeof *plan->keep_environment);
       plan->keep_environment[plan->keep_count++] = name;
+    } else if (!strcmp(directive, "argument")) {
+      /* One more slot than words: the list handed to execvp ends with NULL. */
+      plan->command = grow(plan->command, plan->command_count, sizeof *plan->command);
+      plan->command[plan->command_count++] = expect_hex_word(&cursor, line_number);
+      plan->command = grow(plan->command, plan->command_count, sizeof *plan->command);
+      plan->command[plan->command_count] = NULL;
     } else if (!strcmp(directive, "parent")) {
       if (plan->has_parent) malformed(line_number, "more than one parent line");
       plan->has_parent = 1;
@@ -903,9 +940,9 @@ int main(int argc, char **argv) {
     status_fd = -1;
     fail(EXIT_SHIM_FAILED, "usage", error, "the status fd is not open: %s", strerror(error));
   }
-  if (index >= argc - 1) fail(EXIT_SHIM_FAILED, "usage", EINVAL, "no program after '--'");
   if (config_fd >= 0 && config_fd == status_fd) fail(EXIT_SHIM_FAILED, "usage", EINVAL, "the config and status fds must differ");
-  char **command = &argv[index + 1];
+  char **command = index < argc - 1 ? &argv[index + 1] : NULL;
+  if (!command && config_fd < 0) fail(EXIT_SHIM_FAILED, "usage", EINVAL, "no program after '--'");
 
   struct plan plan;
   memset(&plan, 0, sizeof plan);
@@ -929,6 +966,10 @@ int main(int argc, char **argv) {
       filter = read_all(plan.seccomp_fd, SECCOMP_MAX_BYTES, &filter_size, "seccomp");
     }
   }
+  if (command && plan.command_count)
+    fail(EXIT_SHIM_FAILED, "usage", EINVAL, "the program is named twice: after '--' and in the plan");
+  if (plan.command_count) command = plan.command;
+  if (!command) fail(EXIT_SHIM_FAILED, "usage", EINVAL, "no program: neither after '--' nor in the plan");
 
   if (plan.has_relay) start_relay(&plan);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)

@@ -72,6 +72,11 @@ export interface ShimPlanOptions {
    * view (bubblewrap's, in a pid namespace). Linux sends the signal when the spawning thread exits.
    */
   parentPid?: number;
+  /**
+   * The program and its arguments, carried in the plan rather than after `--`: for a shim started
+   * before its payload was known (a prepared launcher). Then run it with `plan.args` alone.
+   */
+  command?: readonly string[];
 }
 
 export interface ShimPlan {
@@ -207,6 +212,19 @@ export function planShim(options: ShimPlanOptions): ShimPlan {
   lines.push(`seccomp-fd ${seccompFd}`);
   if (options.relay) lines.push(`relay ${options.relay.port} ${options.relay.socketPath}`);
   for (const name of environmentNames) lines.push(`env-keep ${name}`);
+  if (options.command !== undefined) {
+    if (
+      options.command.length === 0 ||
+      !options.command[0] ||
+      options.command.some((word) => word.includes('\0'))
+    ) {
+      throw new BulkheadError(
+        'INVALID_LAUNCH_SPEC',
+        'The command is empty or holds a NUL byte, which no program can receive. Fix: pass the program and its arguments.',
+      );
+    }
+    for (const word of options.command) lines.push(`argument ${Buffer.from(word).toString('hex')}`);
+  }
   const fds = [Buffer.from(`${lines.join('\n')}\n`), filter];
   const statusFd = FIRST_PLAN_FD + fds.length;
 

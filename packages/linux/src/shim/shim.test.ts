@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { BulkheadError } from '@bulkhead/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { landlockAbi } from '../landlock/landlock-abi.js';
@@ -146,6 +147,32 @@ describe('the exec shim, alone on the host', () => {
     expect(result.stdout).toBe(`from stdin\n${workspace}\n`);
     expect(result.stderr).toBe('to-stderr\n');
     expect(result.exitCode).toBe(7);
+  });
+
+  it('takes the program from the plan, words with spaces and newlines intact, for a shim started before its payload was known', async () => {
+    const words = ['/bin/sh', '-c', 'printf "%s|" "$@"', 'sh', 'two words', 'line\nbreak'];
+    const planned = planShim({ ...plan(), command: words });
+    const shim = await ensureShim();
+    const child = spawn(shim, planned.args, {
+      stdio: ['pipe', 'pipe', 'pipe', ...planned.fds.map(() => 'pipe' as const), 'pipe'],
+      env: { PATH: '/usr/bin:/bin' },
+    });
+    for (const [index, data] of planned.fds.entries()) (child.stdio[3 + index] as Writable).end(data);
+    child.stdin!.end();
+    let stdout = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      stdout += chunk;
+    });
+    const [exitCode] = await once(child, 'close');
+    expect(exitCode).toBe(0);
+    expect(stdout).toBe('two words|line\nbreak|');
+  });
+
+  it('refuses a program named both after -- and in the plan', async () => {
+    const planned = planShim({ ...plan(), command: ['/bin/true'] });
+    const result = await runShimRaw(planned.args, planned.fds, planned.statusFd, ['/bin/echo', 'ran']);
+    expect(result.stdout).toBe('');
+    expect(result.error?.message).toMatch(/named twice/);
   });
 
   it('refuses reads outside the grants with EACCES', async () => {
