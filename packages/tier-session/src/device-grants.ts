@@ -13,6 +13,8 @@ import { type BubblewrapBind, sandboxCgroupName, stageIdMappedMounts } from '@bu
 /** Where a sound server listens, relative to its user's runtime folder: PulseAudio's, PipeWire's. */
 const SOUND_SOCKETS = ['pulse/native', 'pipewire-0'] as const;
 const PULSE_SOCKET = 'pulse/native';
+/** sun_path's size on Linux, its terminating NUL included. */
+const UNIX_SOCKET_PATH_LIMIT = 108;
 
 /** The ids the sandbox runs under; absent in the probe, which cannot know them: any uid but the owner's. */
 export interface SandboxIds {
@@ -264,6 +266,15 @@ export async function grantDevices(
     }
     for (const socket of sockets) {
       const sandboxPath = posix.join(lookup.sandboxRuntimeFolder, socket.relativePath);
+      if (Buffer.byteLength(sandboxPath) >= UNIX_SOCKET_PATH_LIMIT) {
+        await granted.release();
+        throw new UnenforceableCapabilityError(
+          'session',
+          'devices.audio',
+          `the sound server socket would be at ${sandboxPath} in the sandbox, longer than a unix socket's path may be (${UNIX_SOCKET_PATH_LIMIT - 1} bytes), so no client could connect to it`,
+          'a bug of the session tier, whose session folders are kept short for this: report it with the path',
+        );
+      }
       granted.binds.push({ hostPath: sources[socket.hostPath] ?? socket.hostPath, sandboxPath });
       if (socket.relativePath === PULSE_SOCKET) granted.environment.PULSE_SERVER = `unix:${sandboxPath}`;
     }

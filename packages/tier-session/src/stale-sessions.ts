@@ -22,8 +22,13 @@ interface Leftovers {
 
 const LEFTOVERS_FILE = 'leftovers.json';
 
+/**
+ * The owner pid first (for the reaper), then the start of the sandbox id (for a person reading the
+ * folder), then the random part. Short on purpose: sockets are bound inside (a sound server's at
+ * `runtime/pulse/native`), and a unix socket's path must fit in 108 bytes.
+ */
 export function sessionFolderName(sandboxId: string, random: string): string {
-  return `${process.pid}-${sandboxId.replace(/[^A-Za-z0-9_.-]/g, '_')}-${random}`;
+  return `${process.pid}-${sandboxId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 8)}-${random}`;
 }
 
 /** Notes a display's socket and lock in the session's folder, for the reaper. */

@@ -167,6 +167,17 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
     expect((await stat('/etc/hostname')).uid).toBe(0);
   });
 
+  it("grants the caller's sound server socket when its subordinate uid can reach it, and fails closed saying why when not", () => {
+    const reachable = asUser('audio', folder, '755');
+    expect(reachable.exitCode, String(reachable.stderr ?? reachable.error)).toBe(0);
+    expect(reachable.stdout).toBe('pulse-greeting\n');
+    expect(reachable.audio).toEqual(['mount-namespace']);
+    // A runtime folder private to the caller, as systemd makes it: nothing to bind, and the error says so.
+    const closed = asUser('audio', folder, '700');
+    expect(closed.code).toBe('UNENFORCEABLE_CAPABILITY');
+    expect(closed.error).toMatch(/pulse\/native: a sandbox's uid cannot enter .*runtime-\d+-700/);
+  });
+
   it('passes the conformance suite as that caller', async () => {
     const report = await vitestAsUser(['src/conformance.test.ts']);
     expect(failedTests(report, 1500)).toEqual([]);
