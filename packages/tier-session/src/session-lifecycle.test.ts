@@ -198,7 +198,9 @@ describe.skipIf(!callerIsRoot)('session lifecycle (root caller)', () => {
     // bubblewrap's --die-with-parent ends the sandbox and its X server with their caller.
     await waitFor(async () => (await processesOf(Number(uid))).length === 0);
     const sessions = join(runtimeDirectory(), 'sessions');
-    const folder = (await readdir(sessions)).find((name) => name.includes(sandboxId!));
+    // A session folder is named `<owner pid>-<the sandbox id's first 8 characters>-<random>`.
+    const ofSandbox = (name: string) => name.includes(`-${sandboxId!.slice(0, 8)}-`);
+    const folder = (await readdir(sessions)).find(ofSandbox);
     expect(folder).toBeDefined();
     expect((await lstat(socket)).isSocket()).toBe(true);
 
@@ -207,7 +209,7 @@ describe.skipIf(!callerIsRoot)('session lifecycle (root caller)', () => {
     expect(result.exitCode).toBe(0);
     expect(await lstat(socket).catch(() => 'gone')).toBe('gone');
     expect(await lstat(`/tmp/.X${display!.slice(1)}-lock`).catch(() => 'gone')).toBe('gone');
-    expect((await readdir(sessions)).filter((name) => name.includes(sandboxId!))).toEqual([]);
+    expect((await readdir(sessions)).filter(ofSandbox)).toEqual([]);
     // Lowest first: the crashed caller's id came back as soon as the kernel dropped its lock.
     expect(Number(result.stdout.trim())).toBeLessThanOrEqual(Number(uid));
     expect(transientlyOwned([workspace, '/tmp', '/run/bulkhead'])).toEqual([]);
