@@ -207,6 +207,32 @@ describe.skipIf(!callerIsRoot)('devices.audio and devices.webcam', () => {
     ]);
   });
 
+  // A grant of / itself fails on this host for a reason of its own (bwrap cannot mask /var/run/dbus,
+  // a path through the /var/run link); /dev and /run are the grants that reach devices and sockets.
+  it('with read grants of /dev and /run as well: the granted nodes and sockets, nothing else of the caller', async () => {
+    const greetings = await startSoundServers();
+    await mkdir(join(deviceDirectory, 'snd'), { mode: 0o755 });
+    makeNode('snd/controlC0', 'zero');
+    const { lines } = await probe(
+      sessionCapabilities(workspace, (base) => ({
+        ...withAudio(true)(base),
+        filesystem: { ...base.filesystem, read: [...base.filesystem.read, '/dev', '/run'] },
+      })),
+    );
+    expect(lines).toEqual([
+      'runtime pipewire-0 pulse pulse/native',
+      'pulse-server unix:$XDG_RUNTIME_DIR/pulse/native',
+      `own-pulse ${greetings.pulse}`,
+      `own-pipewire ${greetings.pipewire}`,
+      'caller-pulse refused FileNotFoundError',
+      'caller-secret absent',
+      '/dev/snd/controlC0 rw 00000000',
+      '/dev/snd/pcmC0D0p refused FileNotFoundError',
+      '/dev/video0 refused FileNotFoundError',
+      '/dev/media0 refused FileNotFoundError',
+    ]);
+  });
+
   it('the probe says how each is enforced where the host has them, and why not where it has none', async () => {
     const bare = await testSessionProvider({ deviceDirectory }).probe();
     expect(bare.enforcement['devices.audio']).toMatchObject({ enforced: false });
