@@ -1,19 +1,23 @@
 import { type ChildProcess, type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { capturedIo } from './captured-io.js';
+import type { DoctorReport } from './commands/doctor.js';
+import { main } from './main.js';
 import { processTierUnavailable } from './process-tier-status.js';
 
 /** The built binary, as `npm i -g bulkhead` would install it (vitest.global-setup.ts builds it). */
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
-function start(argv: string[]): ChildProcessWithoutNullStreams {
+function start(argv: string[], env: NodeJS.ProcessEnv = {}): ChildProcessWithoutNullStreams {
   return spawn(process.execPath, [CLI, ...argv], {
     cwd: tmpdir(),
-    env: { ...process.env, NO_COLOR: '1' },
+    env: { ...process.env, NO_COLOR: '1', ...env },
     stdio: 'pipe',
   });
 }
@@ -153,6 +157,67 @@ describe('the bulkhead binary', () => {
       version: string;
     };
     expect(result.stdout.trim()).toBe(version);
+  });
+});
+
+describe('the bulkhead binary, one bundle compiled with a V8 code cache', () => {
+  let cacheHome: string;
+  beforeAll(() => {
+    cacheHome = mkdtempSync(join(tmpdir(), 'bulkhead-cli-cache-'));
+  });
+  afterAll(() => rmSync(cacheHome, { recursive: true, force: true }));
+
+  const cacheFiles = (directory: string) =>
+    existsSync(directory) ? readdirSync(directory).filter((name) => name.startsWith('cli-code-cache-')) : [];
+
+  it('keeps its code cache in $XDG_RUNTIME_DIR/bulkhead, for the caller only, and reuses it', async () => {
+    const env = { XDG_RUNTIME_DIR: cacheHome };
+    expect((await finish(start(['--version'], env))).code).toBe(0);
+    const directory = join(cacheHome, 'bulkhead');
+    const [entry] = cacheFiles(directory);
+    expect(entry).toBeDefined();
+    const path = join(directory, entry ?? '');
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const written = statSync(path).mtimeMs;
+    // A second start takes its code from the file and leaves it as it was.
+    expect((await finish(start(['--version'], env))).code).toBe(0);
+    expect(cacheFiles(directory)).toEqual([entry]);
+    expect(statSync(path).mtimeMs).toBe(written);
+  });
+
+  it('runs the same with a damaged cache, and replaces it', async () => {
+    const env = { XDG_RUNTIME_DIR: cacheHome };
+    await finish(start(['--version'], env));
+    const directory = join(cacheHome, 'bulkhead');
+    const path = join(directory, cacheFiles(directory)[0] ?? '');
+    writeFileSync(path, 'not V8 code');
+    const result = await finish(
+      start(['run', '--tier', 'none', '--', 'sh', '-c', 'echo still; exit 7'], env),
+    );
+    expect(result.code).toBe(7);
+    expect(result.stdout).toBe('still\n');
+    expect(readFileSync(path).toString()).not.toBe('not V8 code');
+  });
+
+  it('runs the same when no cache can be written', async () => {
+    const file = join(cacheHome, 'a-file');
+    writeFileSync(file, '');
+    const result = await finish(
+      start(['run', '--tier', 'none', '--', 'sh', '-c', 'echo fine'], { XDG_RUNTIME_DIR: file }),
+    );
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe('fine\n');
+  });
+
+  it("sees the same tiers as the CLI's own modules: a tier plugin beside the bundled process tier loads", async () => {
+    // The bundle carries @bulkhead/linux; a plugin (the session tier) loads its own copy beside it.
+    const binary = JSON.parse((await finish(start(['doctor', '--json']))).stdout) as DoctorReport;
+    const io = capturedIo({ cwd: tmpdir() });
+    await main(['doctor', '--json'], io);
+    const modules = JSON.parse(io.output()) as DoctorReport;
+    const summary = (report: DoctorReport) =>
+      report.tiers.map(({ tier, installed, available, reason }) => ({ tier, installed, available, reason }));
+    expect(summary(binary)).toEqual(summary(modules));
   });
 });
 

@@ -1,4 +1,9 @@
-import { main } from './main.js';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { cacheDirectory } from './cache-directory.js';
+import type { runBundledCli } from './cli-bundle.js';
+import { compileWithCodeCache } from './code-cache.js';
 
 // The run command says in its own words when a tier gives no isolation; Node's copy of that
 // warning would only repeat it. Every other warning is printed as Node would.
@@ -17,7 +22,29 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-const status = await main(process.argv.slice(2));
+// Everything else is one CommonJS file, compiled with V8's code cache: Node 20 caches no ES module's
+// code, and compiling the CLI, the manifest, the process tier and their libraries afresh is a good part
+// of every start (see cli-bundle.ts).
+const filename = fileURLToPath(new URL('./cli-bundle.cjs', import.meta.url));
+const compiled = compileWithCodeCache({
+  source: readFileSync(filename, 'utf8'),
+  filename,
+  directory: cacheDirectory(process.env),
+});
+const bundle = { exports: {} as { runBundledCli: typeof runBundledCli } };
+compiled.script
+  .runInThisContext()
+  .call(
+    bundle.exports,
+    bundle.exports,
+    createRequire(filename),
+    bundle,
+    filename,
+    fileURLToPath(new URL('.', import.meta.url)),
+  );
+
+const status = await bundle.exports.runBundledCli(process.argv.slice(2), (specifier) => import(specifier));
+compiled.save();
 // Whatever still holds the event loop (a terminal on stdin) must not keep a finished CLI alive; on
 // Linux, writes to pipes and files are synchronous, so nothing written is lost.
 process.exit(status);

@@ -1,5 +1,4 @@
-import { homedir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import {
   BulkheadError,
@@ -10,6 +9,7 @@ import {
   type Violation,
 } from '@bulkhead/core';
 import type { Command } from 'commander';
+import { cacheDirectory } from '../cache-directory.js';
 import { type CommandContext, collect } from '../command-context.js';
 import { isInformationalNote } from '../enforcement-notes.js';
 import { EXIT_STATUS, exitStatusOf, signalExitStatus } from '../exit-status.js';
@@ -175,15 +175,11 @@ async function resolveOptions(options: RunCommandOptions) {
 
 /**
  * Where the process tier keeps its probe of bubblewrap and user namespaces between runs (two bubblewrap
- * runs saved per `bulkhead run`): the per-user runtime folder, cleared at every boot, else the user's
- * cache folder. The tier keys every entry by what the answer depends on and never keeps a weakening one.
+ * runs saved per `bulkhead run`). The tier keys every entry by what the answer depends on and never
+ * keeps a weakening one.
  */
 export function probeCacheDirectory(env: CliIo['env']): string {
-  if (env.XDG_RUNTIME_DIR?.startsWith('/')) return join(env.XDG_RUNTIME_DIR, 'bulkhead');
-  const cache = env.XDG_CACHE_HOME?.startsWith('/')
-    ? env.XDG_CACHE_HOME
-    : join(env.HOME || homedir(), '.cache');
-  return join(cache, 'bulkhead');
+  return cacheDirectory(env);
 }
 
 function unknownTierError(named: string): BulkheadError {

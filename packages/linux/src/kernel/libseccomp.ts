@@ -58,7 +58,9 @@ export function libseccomp(): Libseccomp {
       { fix: 'apt-get install libseccomp2', cause },
     );
   }
-  const argumentComparison = koffi.struct('scmp_arg_cmp', {
+  // Unnamed: koffi's type names are global to the process, and a second copy of this package in it
+  // (the bulkhead binary carries one, a tier plugin may load its own) would clash on the name.
+  const argumentComparison = koffi.struct({
     arg: 'unsigned int',
     op: 'int',
     datum_a: 'uint64_t',

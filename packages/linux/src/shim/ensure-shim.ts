@@ -14,8 +14,16 @@ const SHIM_BINARY = 'bulkhead-shim';
 const COMPILER_FLAGS = ['-O2', '-Wall', '-Wextra', '-Werror'];
 const run = promisify(execFile);
 
+/**
+ * Declared by a bundle that carries this package's code inside another file (the `bulkhead` binary
+ * does, for its start-up time): the folder where it put this package's files (`dist/native/`), since
+ * the bundle's own location is not this package's.
+ */
+declare const __BULKHEAD_LINUX_PACKAGE_ROOT__: string | undefined;
+
 /** The folder of this package, from `src/shim/` in development or `dist/` once built. */
 function packageRoot(): string {
+  if (typeof __BULKHEAD_LINUX_PACKAGE_ROOT__ === 'string') return __BULKHEAD_LINUX_PACKAGE_ROOT__;
   let directory = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const manifest = join(directory, 'package.json');
