@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { compileWithCodeCache } from './code-cache.js';
 
-const SOURCE = 'module.exports = function greet(name) { return `hello ${name}`; };';
+const SOURCE = 'module.exports = function greet(name) { return "hello " + name; };';
 
 let directory: string;
 beforeEach(() => {
