@@ -273,6 +273,8 @@ async function prepare(
     factoryOptions: {
       process: {
         probeCache: { directory: probeCacheDirectory(io.env) },
+        // One launch per CLI process: a sandbox prepared for a next launch would only cost this one.
+        preparedSandboxes: 0,
         ...(resolve ? { egress: { resolver: resolve.resolver } } : {}),
       },
       ...(display === undefined ? {} : { session: { display } }),
