@@ -15,7 +15,12 @@ export interface WarmPool<Item> {
    * An idle item for `key`, or undefined when none is ready (or the pool is off). Either way the pool
    * for `key` is refilled in the background with `boot`; an item is handed out once, never returned.
    */
-  take(key: string, boot: () => Promise<Item>): Promise<Item | undefined>;
+  take(key: string, boot: () => Promise<Item>, options?: { refill?: boolean }): Promise<Item | undefined>;
+  /**
+   * Tops the pool for `key` up to its size: for a caller that took with `refill: false` because the
+   * boot's own work (a spawn, say) would have delayed its launch, and calls this once that is done.
+   */
+  refill(key: string, boot: () => Promise<Item>): void;
   /** Discards every idle item. */
   drain(): Promise<void>;
 }
@@ -51,16 +56,19 @@ export function createWarmPool<Item>(options: WarmPoolOptions<Item>): WarmPool<I
   };
 
   return {
-    async take(key, boot) {
+    async take(key, boot, takeOptions = {}) {
       if (options.size <= 0) return undefined;
       const next = pending.get(key)?.shift();
-      fill(key, boot);
+      if (takeOptions.refill !== false) fill(key, boot);
       const item = next ? await next : undefined;
       if (item === undefined) return undefined;
       waiting.delete(item);
       if (options.usable(item)) return item;
       await options.discard(item);
       return undefined;
+    },
+    refill(key, boot) {
+      if (options.size > 0) fill(key, boot);
     },
     async drain() {
       const all = [...pending.values()].flat();

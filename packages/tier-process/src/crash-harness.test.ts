@@ -15,7 +15,7 @@ describe.skipIf(!report)('a caller that crashes with sandboxes running', () => {
     const launched: Record<string, string> = {};
     for (const mode of ['namespace', 'shim-only'] as const) {
       const sandbox = await createProcessProvider({ mode }).launch({
-        command: ['sh', '-c', 'echo ready; exec sleep 300', marker],
+        command: ['sh', '-c', 'echo ready; sleep 300; :', marker],
         capabilities: capabilitiesFor(workspace),
         id: `${marker}-${mode}`,
       });
@@ -24,7 +24,7 @@ describe.skipIf(!report)('a caller that crashes with sandboxes running', () => {
     }
     // And one on an allow-list: its egress channel and socket link must not outlive the crash either.
     const allowListed = await createProcessProvider({ mode: 'namespace' }).launch({
-      command: ['sh', '-c', 'echo ready; exec sleep 300', marker],
+      command: ['sh', '-c', 'echo ready; sleep 300; :', marker],
       capabilities: capabilitiesFor(workspace, (base) => ({
         ...base,
         network: { mode: 'allowlist', allow: [{ host: '192.0.2.1', port: 443 }] },
@@ -33,6 +33,8 @@ describe.skipIf(!report)('a caller that crashes with sandboxes running', () => {
     });
     allowListed.stdout.resume();
     launched.allowlist = allowListed.id;
+    // The namespace launch prepares the next sandbox in the background: let it be there for the crash.
+    await delay(500);
     await writeFile(report!, JSON.stringify({ pid: process.pid, launched }));
     await delay(600_000);
   }, 700_000);

@@ -32,9 +32,11 @@ it('leaves nothing for good after the caller crashes: its sandboxes die, their c
       await waitFor(() => existsSync(report), 6000),
       'the crashing caller never launched its sandboxes',
     ).toBe(true);
-    const { launched } = JSON.parse(await readFile(report, 'utf8')) as {
+    const { launched, pid } = JSON.parse(await readFile(report, 'utf8')) as {
       launched: Record<'namespace' | 'shim-only' | 'allowlist', string>;
+      pid: number;
     };
+    expect(await leftovers(`${pid}-prepared`), 'the crashing caller prepared no sandbox').not.toEqual([]);
     expect(processesWithMarker(marker).length).toBeGreaterThanOrEqual(3);
 
     // The crash: the caller and its vitest worker die at once, with no chance to dispose.
@@ -53,6 +55,7 @@ it('leaves nothing for good after the caller crashes: its sandboxes die, their c
     expect(await leftovers(launched.namespace)).toEqual([]);
     expect(await leftovers(launched['shim-only'])).toEqual([]);
     expect(await leftovers(launched.allowlist)).toEqual([]);
+    expect(await leftovers(`${pid}-prepared`)).toEqual([]);
   } finally {
     try {
       process.kill(-caller.pid!, 'SIGKILL');

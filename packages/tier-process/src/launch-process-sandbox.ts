@@ -20,7 +20,9 @@ import type { EgressProxy } from '@bulkhead/egress';
 import {
   buildBubblewrapArguments,
   createSandboxCgroup,
+  hasSandboxIdentityOverride,
   ownerProcessAlive,
+  type PreparedSandboxCgroup,
   planShim,
   prepareRuntimeDirectory,
   readShimStatus,
@@ -28,11 +30,13 @@ import {
   type SandboxCgroup,
   SHIM_SANDBOX_PATH,
   sandboxCgroupName,
+  sandboxGrants,
   sandboxIdentity,
   sandboxTierDirectory,
   stageIdMappedMounts,
 } from '@bulkhead/linux';
 import { gpuDeviceNodes, inspectPaths, readableByOthers, stateDirectories } from './host-paths.js';
+import type { PreparedSandboxPool } from './prepared-sandboxes.js';
 import type { ProcessTierHost } from './probe-process-tier.js';
 import {
   EGRESS_RELAY_PORT,
@@ -42,7 +46,7 @@ import {
   openSandboxEgress,
 } from './sandbox-egress.js';
 
-type Cleanup = () => Promise<unknown> | unknown;
+export type Cleanup = () => Promise<unknown> | unknown;
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]),
@@ -72,6 +76,11 @@ function readToEnd(stream: Readable): Promise<Buffer> {
   });
 }
 
+/** A pipe of the child beyond the three Node types (the tier spawns with up to eight). */
+function stdioAt(child: ChildProcess, fd: number): Readable | Writable | null | undefined {
+  return (child.stdio as unknown as (Readable | Writable | null)[])[fd];
+}
+
 function spawned(child: ChildProcess): Promise<void> {
   return new Promise((resolve, reject) => {
     child.once('spawn', resolve);
@@ -79,7 +88,7 @@ function spawned(child: ChildProcess): Promise<void> {
   });
 }
 
-async function runCleanups(cleanups: Cleanup[]): Promise<void> {
+export async function runCleanups(cleanups: Cleanup[]): Promise<void> {
   for (const cleanup of cleanups.reverse()) {
     try {
       await cleanup();
@@ -103,17 +112,23 @@ interface Resources {
   rlimits: { [resource: string]: [number, number] };
 }
 
-/** The sandbox's cgroups, and the per-process rlimit that stands in for a memory cgroup when none is writable. */
-async function prepareResources(spec: LaunchSpec, id: string, host: ProcessTierHost): Promise<Resources> {
+/**
+ * The sandbox's cgroups (made now, or prepared before the launch), and the per-process rlimit that
+ * stands in for a memory cgroup when none is writable.
+ */
+async function prepareResources(
+  spec: LaunchSpec,
+  id: string,
+  host: ProcessTierHost,
+  prepared?: PreparedSandboxCgroup,
+): Promise<Resources> {
   const { resources, process: processes } = spec.capabilities;
-  const cgroup = await createSandboxCgroup({
-    sandboxId: id,
-    limits: {
-      memoryBytes: resources.memoryBytes,
-      maxProcesses: processes.maxProcesses,
-      ...(resources.cpus === undefined ? {} : { cpus: resources.cpus }),
-    },
-  });
+  const limits = {
+    memoryBytes: resources.memoryBytes,
+    maxProcesses: processes.maxProcesses,
+    ...(resources.cpus === undefined ? {} : { cpus: resources.cpus }),
+  };
+  const cgroup = prepared ? prepared.limit(limits) : await createSandboxCgroup({ sandboxId: id, limits });
   const enforcement: Resources['enforcement'] = {};
   const warnings = [...cgroup.warnings];
   const rlimits: Resources['rlimits'] = {};
@@ -185,23 +200,62 @@ async function assertWorkdir(spec: LaunchSpec): Promise<void> {
 }
 
 /** What launches need beyond the spec: the egress proxy, and where its refusals go. */
-interface LaunchContext {
+export interface LaunchContext {
   egressProxy?: () => Promise<EgressProxy>;
   reportViolation: (violation: Violation) => void;
 }
 
-async function startNamespace(
-  spec: LaunchSpec,
+/**
+ * A namespace sandbox half started: bubblewrap made the namespaces and mounts, its sandbox is in the
+ * cgroups, and the shim waits for its plan (which names the program). Opened at the launch, or ahead
+ * of it for a prepared sandbox, and then released by `releaseNamespace()`.
+ */
+export interface OpenedNamespace {
+  child: ChildProcess;
+  bubblewrapPid: number;
+  /** bubblewrap's sandbox process: the init of the pid namespace. */
+  childPid: number;
+  /** The capabilities it was opened for, with the egress proxy's environment. */
+  capabilities: LaunchSpec['capabilities'];
+  extraReadPaths: string[];
+  extraWritePaths: string[];
+  relay?: { port: number; socketPath: string };
+  egressSocket?: string;
+  gpuDevices: string[];
+  warnings: string[];
+  /** The host facts the view was built from; a prepared sandbox is used only while they still hold. */
+  hostView: string;
+  /** Stops holding bubblewrap's messages on stderr (the payload's from then on). */
+  releaseMessages: () => void;
+}
+
+/** The shim's command line in a namespace sandbox: the plan on fd 3, the seccomp filter on 4, status on 5. */
+const NAMESPACE_SHIM_ARGUMENTS = ['--config-fd', '3', '--status-fd', '5'];
+const NAMESPACE_STATUS_FD = 5;
+const NAMESPACE_INFO_FD = 6;
+const NAMESPACE_BLOCK_FD = 7;
+
+/** What a namespace sandbox's view depends on in the host, besides its capabilities. */
+export async function namespaceHostView(capabilities: LaunchSpec['capabilities']) {
+  const [pathKinds, egressDirectories] = await Promise.all([
+    inspectPaths(capabilities),
+    egressSocketDirectories(allGrants(capabilities)),
+  ]);
+  return { pathKinds, egressDirectories, fingerprint: JSON.stringify([pathKinds, egressDirectories]) };
+}
+
+export async function openNamespace(
+  spec: Pick<LaunchSpec, 'capabilities'>,
   id: string,
   host: ProcessTierHost,
-  resources: Resources,
+  placement: Pick<SandboxCgroup, 'addProcess'>,
   cleanups: Cleanup[],
   context: LaunchContext,
-): Promise<StartedChild> {
+): Promise<OpenedNamespace> {
   const identity = sandboxIdentity();
-  const [runtime, pathKinds] = await Promise.all([
+  const [runtime, { pathKinds, egressDirectories, fingerprint }] = await Promise.all([
     prepareRuntimeDirectory(),
-    inspectPaths(spec.capabilities),
+    namespaceHostView(spec.capabilities),
   ]);
   let { capabilities } = spec;
   let egressSocket: string | undefined;
@@ -225,8 +279,11 @@ async function startNamespace(
     // Every inherited proxy variable is replaced: all of them point at the relay.
     capabilities = { ...capabilities, env: egress.environment };
   }
-  const devices =
+  const gpuDevices =
     capabilities.resources.gpus === 'none' ? [] : await gpuDeviceNodes(capabilities.resources.gpus);
+  // A tier built on this one (the session tier's sound and video) adds nodes and binds of its own.
+  const granted = sandboxGrants();
+  const devices = [...gpuDevices, ...granted.devices];
 
   let sources: Record<string, string> = {};
   if (identity.switchFromRoot) {
@@ -250,10 +307,7 @@ async function startNamespace(
   }
 
   // Other sandboxes' staging mounts, folders and egress sockets never show through a broad grant.
-  const hiddenDirectories = stateDirectories([
-    runtime.directory,
-    ...(await egressSocketDirectories(allGrants(capabilities))),
-  ]);
+  const hiddenDirectories = stateDirectories([runtime.directory, ...egressDirectories]);
   const tierDirectory = sandboxTierDirectory({ capabilities, pathKinds, hiddenDirectories });
   const shimPath = posix.join(tierDirectory, posix.basename(SHIM_SANDBOX_PATH));
   const egressSandboxSocket = posix.join(tierDirectory, posix.basename(EGRESS_SANDBOX_SOCKET));
@@ -268,31 +322,24 @@ async function startNamespace(
     devices,
     disableUserNamespaces: host.supportsDisableUserNamespaces,
     hiddenDirectories,
-    ...(egressSocket ? { binds: [{ hostPath: egressSocket, sandboxPath: egressSandboxSocket }] } : {}),
+    binds: [
+      ...(egressSocket ? [{ hostPath: egressSocket, sandboxPath: egressSandboxSocket }] : []),
+      ...granted.binds,
+    ],
   };
   const view = buildBubblewrapArguments({ ...common, command: [] });
-  const plan = planShim({
-    capabilities,
-    extraReadPaths: view.extraReadPaths,
-    extraWritePaths: view.extraWritePaths,
-    workdir: capabilities.workdir,
-    pathView: 'namespace',
-    rlimits: resources.rlimits,
-    ...(egressSocket ? { relay: { port: EGRESS_RELAY_PORT, socketPath: egressSandboxSocket } } : {}),
-  });
-  const infoFd = plan.statusFd + 1;
-  const blockFd = plan.statusFd + 2;
   const bubblewrap = buildBubblewrapArguments({
     ...common,
-    command: [shimPath, ...plan.args, '--', ...spec.command],
-    infoFd,
-    blockFd,
+    // The program comes in the shim's plan, written once the sandbox is released.
+    command: [shimPath, ...NAMESPACE_SHIM_ARGUMENTS],
+    infoFd: NAMESPACE_INFO_FD,
+    blockFd: NAMESPACE_BLOCK_FD,
   });
 
   const child = spawn(host.bubblewrapPath!, bubblewrap.args, {
     cwd: '/',
     env: {},
-    stdio: Array.from({ length: blockFd + 1 }, () => 'pipe' as const),
+    stdio: Array.from({ length: NAMESPACE_BLOCK_FD + 1 }, () => 'pipe' as const),
     ...(identity.switchFromRoot ? { uid: identity.uid, gid: identity.gid } : {}),
   });
   child.once('error', () => {});
@@ -303,7 +350,7 @@ async function startNamespace(
   const holdMessages = () => {};
   child.stderr!.on('readable', holdMessages);
   await spawned(child);
-  const bwrapPid = child.pid!;
+  const bubblewrapPid = child.pid!;
   cleanups.push(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
@@ -321,7 +368,7 @@ async function startNamespace(
       },
     );
   };
-  const info = await readToEnd(child.stdio[infoFd] as Readable);
+  const info = await readToEnd(stdioAt(child, NAMESPACE_INFO_FD) as Readable);
   const childPid = Number(/"child-pid"\s*:\s*(\d+)/.exec(info.toString())?.[1]);
   if (!Number.isInteger(childPid) || childPid <= 0)
     throw await failed('did not start the sandbox', undefined);
@@ -329,19 +376,59 @@ async function startNamespace(
   // starts is born inside the cgroups.
   try {
     // bwrap's own monitor stays outside: it is the supervisor, not the sandbox, and exits with it.
-    await resources.cgroup.addProcess(childPid);
+    await placement.addProcess(childPid);
   } catch (error) {
     // Gone before it was placed: bubblewrap failed while setting up, and said why on stderr.
     throw await failed('stopped before the payload ran', childPid, error);
   }
-  child.stderr!.off('readable', holdMessages);
-  for (const [index, data] of plan.fds.entries()) endPipe(child.stdio[3 + index], data);
-  const status = readToEnd(child.stdio[plan.statusFd] as Readable);
-  endPipe(child.stdio[blockFd], Buffer.from([1]));
+  // From here the shim runs, and waits for its plan.
+  endPipe(stdioAt(child, NAMESPACE_BLOCK_FD), Buffer.from([1]));
+  return {
+    child,
+    bubblewrapPid,
+    childPid,
+    capabilities,
+    extraReadPaths: view.extraReadPaths,
+    extraWritePaths: view.extraWritePaths,
+    ...(egressSocket ? { relay: { port: EGRESS_RELAY_PORT, socketPath: egressSandboxSocket } } : {}),
+    ...(egressSocket ? { egressSocket } : {}),
+    gpuDevices,
+    warnings: bubblewrap.warnings,
+    hostView: fingerprint,
+    releaseMessages: () => child.stderr!.off('readable', holdMessages),
+  };
+}
+
+/** Hands an opened namespace sandbox its plan: from here the payload runs. */
+function releaseNamespace(opened: OpenedNamespace, spec: LaunchSpec, resources: Resources): StartedChild {
+  const { child, childPid } = opened;
+  // The spec's own capabilities (its process and resource settings may differ from a prepared
+  // sandbox's), with the environment the sandbox was opened with.
+  const capabilities = { ...spec.capabilities, env: opened.capabilities.env };
+  const plan = planShim({
+    capabilities,
+    extraReadPaths: opened.extraReadPaths,
+    extraWritePaths: opened.extraWritePaths,
+    workdir: capabilities.workdir,
+    pathView: 'namespace',
+    rlimits: resources.rlimits,
+    ...(opened.relay ? { relay: opened.relay } : {}),
+    command: spec.command,
+  });
+  if (plan.statusFd !== NAMESPACE_STATUS_FD || plan.args.join(' ') !== NAMESPACE_SHIM_ARGUMENTS.join(' ')) {
+    throw new BulkheadError(
+      'INTERNAL_ERROR',
+      `The shim was started with ${NAMESPACE_SHIM_ARGUMENTS.join(' ')}, but its plan needs ${plan.args.join(' ')}.`,
+      { tier: 'process' },
+    );
+  }
+  opened.releaseMessages();
+  for (const [index, data] of plan.fds.entries()) endPipe(stdioAt(child, 3 + index), data);
+  const status = readToEnd(stdioAt(child, plan.statusFd) as Readable);
 
   return {
     child,
-    supervisors: [bwrapPid, childPid],
+    supervisors: [opened.bubblewrapPid, childPid],
     // bwrap's monitor does not wait for its pid-namespace init: reap it if it came to this process.
     afterExit: () => reapAdoptedProcess(childPid),
     enforcement: {
@@ -352,7 +439,7 @@ async function startNamespace(
           ? []
           : [
               'network-namespace',
-              ...(egressSocket ? ['egress-proxy'] : []),
+              ...(opened.egressSocket ? ['egress-proxy'] : []),
               ...(plan.enforcement[`network.${capabilities.network.mode}`] ?? []),
             ],
       'devices.deny': ['mount-namespace'],
@@ -362,9 +449,9 @@ async function startNamespace(
         'pid-namespace',
         ...(resources.cgroup.enforcement.kill ? [resources.cgroup.enforcement.kill] : []),
       ],
-      ...(devices.length > 0 ? { 'resources.gpus': ['device-nodes', 'mount-namespace'] } : {}),
+      ...(opened.gpuDevices.length > 0 ? { 'resources.gpus': ['device-nodes', 'mount-namespace'] } : {}),
     },
-    warnings: [...bubblewrap.warnings, ...plan.warnings],
+    warnings: [...opened.warnings, ...plan.warnings],
     status,
     translateExit: translateBubblewrapExit,
     // Killing the pid namespace's init kills every process in it.
@@ -493,6 +580,14 @@ async function startShimOnly(
     chownSync(home, identity.uid, identity.gid);
     chownSync(temporary, identity.uid, identity.gid);
   }
+  const granted = sandboxGrants();
+  if (granted.devices.length + granted.binds.length > 0) {
+    throw new BulkheadError(
+      'INVALID_LAUNCH_SPEC',
+      'The process tier runs in shim-only mode here, without a mount namespace to bind device nodes or sockets into, so the grants of withSandboxGrants() cannot be given. Fix: make unprivileged user namespaces available to bubblewrap (namespace mode).',
+      { tier: 'process' },
+    );
+  }
   const devices =
     capabilities.resources.gpus === 'none' ? [] : await gpuDeviceNodes(capabilities.resources.gpus);
   // No mount namespace to hide Bulkhead's own folders: Landlock keeps a broad grant out of them.
@@ -584,12 +679,17 @@ async function startShimOnly(
   };
 }
 
+/** A sandbox of this tier: it says whether it was prepared before the launch (see `preparedSandboxes`). */
+export interface ProcessSandbox extends Sandbox {
+  readonly startup: 'cold' | 'warm';
+}
+
 /** Launches one process-tier sandbox in the mode the probe chose. */
 export async function launchProcessSandbox(
   spec: LaunchSpec,
   host: ProcessTierHost,
-  options: { egressProxy?: () => Promise<EgressProxy> } = {},
-): Promise<Sandbox> {
+  options: { egressProxy?: () => Promise<EgressProxy>; preparedSandboxes?: PreparedSandboxPool } = {},
+): Promise<ProcessSandbox> {
   if (!Array.isArray(spec.command) || spec.command.length === 0 || !spec.command[0]) {
     throw new BulkheadError(
       'INVALID_LAUNCH_SPEC',
@@ -607,20 +707,32 @@ export async function launchProcessSandbox(
   };
   let resources: Resources | undefined;
   let started: StartedChild;
+  const pool = options.preparedSandboxes;
+  const shape = pool?.shapeOf(spec, host);
+  const prepared = shape ? await pool?.take(shape, spec) : undefined;
   try {
-    resources = await prepareResources(spec, id, host);
-    cleanups.push(resources.cgroup.remove);
-    started =
-      host.mode === 'namespace'
-        ? await startNamespace(spec, id, host, resources, cleanups, {
-            ...(options.egressProxy ? { egressProxy: options.egressProxy } : {}),
-            reportViolation,
-          })
-        : await startShimOnly(spec, id, host, resources, cleanups);
+    if (prepared) cleanups.push(...prepared.cleanups);
+    resources = await prepareResources(spec, id, host, prepared?.cgroup);
+    if (!prepared) cleanups.push(resources.cgroup.remove);
+    if (host.mode === 'namespace') {
+      const opened =
+        prepared?.opened ??
+        (await openNamespace(spec, id, host, resources.cgroup, cleanups, {
+          ...(options.egressProxy ? { egressProxy: options.egressProxy } : {}),
+          reportViolation,
+        }));
+      started = releaseNamespace(opened, spec, resources);
+    } else {
+      started = await startShimOnly(spec, id, host, resources, cleanups);
+    }
   } catch (error) {
     await runCleanups(cleanups);
     throw error;
   }
+  // Without a prepared sandbox, the next launch should find one. With one, the next is prepared once
+  // this sandbox is gone: preparing holds the kernel's cgroup lock while it waits for an RCU grace
+  // period, and this sandbox's own cgroup removal would wait behind it.
+  if (shape && !prepared) pool?.refill(shape, spec, host);
   const { cgroup } = resources;
   const warnings = [...resources.warnings, ...started.warnings];
   const enforcement = { ...started.enforcement, ...resources.enforcement };
@@ -673,6 +785,7 @@ export async function launchProcessSandbox(
       } finally {
         started.afterExit?.();
         await runCleanups(cleanups);
+        if (shape && prepared) pool?.refill(shape, spec, host);
       }
       return result;
     },
@@ -686,5 +799,5 @@ export async function launchProcessSandbox(
     await sandbox[Symbol.asyncDispose]();
     throw startupError;
   }
-  return sandbox;
+  return Object.assign(sandbox, { startup: prepared ? ('warm' as const) : ('cold' as const) });
 }

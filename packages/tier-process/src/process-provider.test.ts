@@ -236,7 +236,7 @@ describe('process tier, namespace mode, as a root caller', () => {
     const marker = uniqueMarker();
     const provider = createProcessProvider({ mode: 'namespace' });
     const sandbox = await provider.launch({
-      command: ['sh', '-c', 'touch created; echo ready; exec sleep 30', marker],
+      command: ['sh', '-c', 'touch created; echo ready; sleep 30; :', marker],
       capabilities: capabilitiesFor(workspace),
     });
     try {

@@ -1,0 +1,137 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Capabilities, run } from '@bulkhead/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createProcessProvider, type ProcessProvider } from './index.js';
+import { capabilitiesFor, leftovers, makeWorkspace, waitFor } from './test-support.js';
+
+const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
+const viteNode = join(packageDirectory, '..', '..', 'node_modules', '.bin', 'vite-node');
+
+async function launchAndRun(provider: ProcessProvider, capabilities: Capabilities, command: string[]) {
+  const sandbox = await provider.launch({ command, capabilities });
+  sandbox.stdin.end();
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  sandbox.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+  sandbox.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+  const result = await sandbox.exited;
+  await sandbox[Symbol.asyncDispose]();
+  return {
+    startup: sandbox.startup,
+    result,
+    stdout: Buffer.concat(stdout).toString(),
+    stderr: Buffer.concat(stderr).toString(),
+  };
+}
+
+describe('process tier, namespace mode: prepared sandboxes', () => {
+  const providers: ProcessProvider[] = [];
+  const provider = (options: Parameters<typeof createProcessProvider>[0] = {}) => {
+    const made = createProcessProvider({ mode: 'namespace', ...options });
+    providers.push(made);
+    return made;
+  };
+  afterAll(async () => {
+    for (const made of providers) await made.drainPreparedSandboxes();
+  });
+
+  it('starts the next launch of the same view from a prepared sandbox that behaves like a cold one', async () => {
+    const workspace = await makeWorkspace();
+    const tier = provider();
+    const capabilities = capabilitiesFor(workspace, (base) => ({ ...base, env: { GREETING: 'hello' } }));
+    const script = 'echo "$GREETING $(pwd)"; touch made-here; echo "$@"';
+    const first = await launchAndRun(tier, capabilities, ['sh', '-c', script, 'sh', 'one', 'two words']);
+    expect(first.startup).toBe('cold');
+    const second = await launchAndRun(tier, capabilities, ['sh', '-c', script, 'sh', 'three', 'four\nfive']);
+    expect(second.startup).toBe('warm');
+    expect(second.stdout).toBe(`hello ${workspace}\nthree four\nfive\n`);
+    expect(second.result.exitCode).toBe(0);
+    expect((await stat(join(workspace, 'made-here'))).uid).toBe(process.getuid?.());
+    // Its limits are the launch's own, applied before the payload ran: a memory cap and no spawning.
+    const capped = await launchAndRun(
+      tier,
+      { ...capabilities, resources: { ...capabilities.resources, memoryBytes: 64 * 1024 * 1024 } },
+      ['python3', '-c', 'x = bytearray(256 * 1024 * 1024); print("survived")'],
+    );
+    expect(capped.startup).toBe('warm');
+    expect(capped.result.oomKilled).toBe(true);
+    expect(capped.stdout).not.toContain('survived');
+    const noSpawn = await launchAndRun(
+      tier,
+      { ...capabilities, process: { ...capabilities.process, spawn: false } },
+      ['sh', '-c', '/bin/true && echo forked'],
+    );
+    expect(noSpawn.startup).toBe('warm');
+    expect(noSpawn.stdout).not.toContain('forked');
+  }, 60_000);
+
+  it('does not use a prepared sandbox once a denied path appeared since: the new file stays unreadable', async () => {
+    const workspace = await makeWorkspace();
+    const secret = join(workspace, 'secret.txt');
+    const tier = provider();
+    const capabilities = capabilitiesFor(workspace, (base) => ({
+      ...base,
+      filesystem: { ...base.filesystem, deny: [...base.filesystem.deny, secret] },
+    }));
+    const first = await launchAndRun(tier, capabilities, ['true']);
+    expect(first.startup).toBe('cold');
+    // The prepared sandbox's view was made while the denied file did not exist: it has no mask for it.
+    await writeFile(secret, 'the secret\n', { mode: 0o644 });
+    const second = await launchAndRun(tier, capabilities, ['cat', secret]);
+    expect(second.startup).toBe('cold');
+    expect(second.stdout).not.toContain('the secret');
+    expect(second.result.exitCode).not.toBe(0);
+  }, 30_000);
+
+  it('prepares none with preparedSandboxes 0, nor for an allow-list', async () => {
+    const workspace = await makeWorkspace();
+    const none = provider({ preparedSandboxes: 0 });
+    for (let launch = 0; launch < 2; launch++)
+      expect((await launchAndRun(none, capabilitiesFor(workspace), ['true'])).startup).toBe('cold');
+    const allowList = provider();
+    const capabilities = capabilitiesFor(workspace, (base) => ({
+      ...base,
+      network: { mode: 'allowlist', allow: [{ host: '192.0.2.1', port: 443 }] },
+    }));
+    for (let launch = 0; launch < 2; launch++)
+      expect((await launchAndRun(allowList, capabilities, ['true'])).startup).toBe('cold');
+  }, 30_000);
+
+  it('leaves nothing once drained, and nothing after its caller exits', async () => {
+    const workspace = await makeWorkspace();
+    const tier = provider();
+    await launchAndRun(tier, capabilitiesFor(workspace), ['true']);
+    // The refill runs in the background: wait until its cgroups exist, then drain.
+    const owner = `${process.pid}-prepared`;
+    expect(await waitFor(async () => (await leftovers(owner)).length > 0)).toBe(true);
+    for (const made of providers) await made.drainPreparedSandboxes();
+    expect(await leftovers(owner)).toEqual([]);
+
+    // A caller that exits normally with a prepared sandbox waiting.
+    const folder = await mkdtemp(join(tmpdir(), 'bulkhead-prepared-exit-'));
+    const report = join(folder, 'report.json');
+    try {
+      const caller = spawn(
+        viteNode,
+        ['--config', 'vitest.config.ts', 'src/fixtures/prepared-exit-caller.ts', report],
+        { cwd: packageDirectory, stdio: 'ignore' },
+      );
+      const exitCode = await new Promise<number | null>((resolve) => caller.once('exit', resolve));
+      expect(exitCode).toBe(0);
+      const { pid, preparedBeforeExit } = JSON.parse(await readFile(report, 'utf8')) as {
+        pid: number;
+        preparedBeforeExit: number;
+      };
+      expect(preparedBeforeExit).toBeGreaterThan(0);
+      expect(await leftovers(`${pid}-prepared`)).toEqual([]);
+      expect(existsSync(`/proc/${pid}`)).toBe(false);
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
