@@ -53,6 +53,11 @@ export function withSandboxIdentity<T>(identity: SandboxIdentity, launch: () => 
   return identityOverride.run(identity, launch);
 }
 
+/** Whether an enclosing `withSandboxIdentity` chose the identity (a tier built on the process tier). */
+export function hasSandboxIdentityOverride(): boolean {
+  return identityOverride.getStore() !== undefined;
+}
+
 /**
  * The host ids a sandbox runs under: the identity of an enclosing `withSandboxIdentity`, else for a
  * root caller `nobody`, else the caller's own.
