@@ -4,14 +4,14 @@ import type { Duplex } from 'node:stream';
 
 /**
  * The first byte the exec shim's relay sends on each proxy connection (neither HTTP nor SOCKS5
- * starts with it): the peer takes an allowed tunnel's upstream socket over SCM_RIGHTS and splices
+ * starts with it): the peer takes an allowed tunnel's upstream socket over SCM_RIGHTS and relays
  * client and upstream itself, so a bulk transfer no longer passes through this process.
  */
 export const RELAY_MARKER = 0x00;
 
 /**
  * The relay reads the proxy's first bytes with recvmsg (which keeps an attached fd) only this far;
- * after that it splices, which drops attached fds. Must equal the shim's RELAY_HANDOVER_WINDOW.
+ * after that with read(2), which drops attached fds. Must equal the shim's RELAY_HANDOVER_WINDOW.
  */
 export const HANDOVER_WINDOW = 1024;
 

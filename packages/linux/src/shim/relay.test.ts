@@ -139,7 +139,7 @@ open(sys.argv[3], 'w').write(str(forwarded))
 }
 
 describe('the egress relay', () => {
-  it('splices 127.0.0.1:<port> inside an empty network namespace to the host unix socket', async () => {
+  it('relays 127.0.0.1:<port> inside an empty network namespace to the host unix socket', async () => {
     const result = await runInEmptyNetwork(
       python(`${CLIENT}
 print(exchange(${RELAY_PORT}, b'ping'))
@@ -152,7 +152,7 @@ print(exchange(${RELAY_PORT + 1}, b'other port'))`),
     expect(markers.slice(-2)).toEqual([0, 0]);
   });
 
-  it('takes an upstream socket the proxy passes (SCM_RIGHTS) and splices client and upstream directly, in order', async () => {
+  it('takes an upstream socket the proxy passes (SCM_RIGHTS) and relays client and upstream directly, in order', async () => {
     // The upstream's greeting must reach the client after the proxy's reply, and the client's early
     // bytes (sent before the reply) upstream before its later ones.
     const { stdout, forwarded } = await throughHandover(`
@@ -175,6 +175,33 @@ print(len(received))`);
     );
     // Only what the client sent before the reply went through the proxy.
     expect(forwarded).toBeLessThan(64);
+  });
+
+  it('keeps a stream larger than its buffers byte for byte, also while the client reads slowly', async () => {
+    // 6 MiB each way through the handed-over upstream (an echo): more than the relay buffers, so
+    // writes to the slow client come back short or refused and resume at the right byte.
+    const { stdout } = await throughHandover(`
+import hashlib, socket, threading, time
+connection = socket.create_connection(('127.0.0.1', ${RELAY_PORT}), timeout=20)
+connection.sendall(b'open\\n')
+received = b''
+while b'upstream-hello;' not in received:
+    received += connection.recv(65536)
+sent = b''.join(hashlib.sha256(b'%d' % index).digest() for index in range(6 * 32768))
+def send():
+    connection.sendall(sent)
+    connection.shutdown(socket.SHUT_WR)
+sender = threading.Thread(target=send)
+sender.start()
+time.sleep(0.3)
+echoed = bytearray()
+while True:
+    chunk = connection.recv(4096 if len(echoed) < (1 << 20) else 262144)
+    if not chunk: break
+    echoed += chunk
+sender.join()
+print(received == b'granted\\nupstream-hello;', len(echoed), bytes(echoed) == sent)`);
+    expect(stdout).toBe(`True ${6 << 20} True\n`);
   });
 
   it('hands over for a client that finished sending before the reply, and ends the upstream for it', async () => {
