@@ -211,6 +211,7 @@ export interface LaunchContext {
  * of it for a prepared sandbox, and then released by `releaseNamespace()`.
  */
 export interface OpenedNamespace {
+  mode: 'namespace';
   child: ChildProcess;
   bubblewrapPid: number;
   /** bubblewrap's sandbox process: the init of the pid namespace. */
@@ -384,6 +385,7 @@ export async function openNamespace(
   // From here the shim runs, and waits for its plan.
   endPipe(stdioAt(child, NAMESPACE_BLOCK_FD), Buffer.from([1]));
   return {
+    mode: 'namespace',
     child,
     bubblewrapPid,
     childPid,
@@ -553,13 +555,26 @@ export async function reapStaleSandboxFolders(runtimeDirectory: string): Promise
   return removed;
 }
 
-async function startShimOnly(
-  spec: LaunchSpec,
+/**
+ * A shim-only sandbox half started: its private folders made, the shim spawned with its environment
+ * and placed in the cgroups, waiting for its plan (which names the program). Opened at the launch,
+ * or ahead of it for a prepared sandbox, and then released by `releaseShimOnly()`.
+ */
+export interface OpenedShimOnly {
+  mode: 'shim-only';
+  child: ChildProcess;
+  home: string;
+  temporary: string;
+  devices: string[];
+}
+
+export async function openShimOnly(
+  spec: Pick<LaunchSpec, 'capabilities'>,
   id: string,
   host: ProcessTierHost,
-  resources: Resources,
+  placement: Pick<SandboxCgroup, 'addProcess'>,
   cleanups: Cleanup[],
-): Promise<StartedChild> {
+): Promise<OpenedShimOnly> {
   const { capabilities } = spec;
   const identity = sandboxIdentity();
   const runtime = await prepareRuntimeDirectory();
@@ -590,6 +605,43 @@ async function startShimOnly(
   }
   const devices =
     capabilities.resources.gpus === 'none' ? [] : await gpuDeviceNodes(capabilities.resources.gpus);
+  const environment = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: home,
+    TMPDIR: temporary,
+    LANG: 'C.UTF-8',
+    ...capabilities.env,
+  };
+  // The program comes in the shim's plan, written once the sandbox is released.
+  const child = spawn(host.shimPath!, SHIM_ONLY_ARGUMENTS, {
+    cwd: '/',
+    env: environment,
+    stdio: Array.from({ length: SHIM_ONLY_STATUS_FD + 1 }, () => 'pipe' as const),
+    ...(identity.switchFromRoot ? { uid: identity.uid, gid: identity.gid } : {}),
+  });
+  child.once('error', () => {});
+  await spawned(child);
+  cleanups.push(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  // The shim waits for its plan on the config fd: placed in the cgroups first, it cannot fork outside.
+  await placement.addProcess(child.pid!);
+  return { mode: 'shim-only', child, home, temporary, devices };
+}
+
+const SHIM_ONLY_ARGUMENTS = ['--config-fd', '3', '--status-fd', '5'];
+const SHIM_ONLY_STATUS_FD = 5;
+
+/** Hands an opened shim-only sandbox its plan: from here the payload runs. */
+async function releaseShimOnly(
+  opened: OpenedShimOnly,
+  spec: LaunchSpec,
+  resources: Resources,
+): Promise<StartedChild> {
+  const { capabilities } = spec;
+  const { child, home, temporary, devices } = opened;
+  const identity = sandboxIdentity();
+  const runtime = await prepareRuntimeDirectory();
   // No mount namespace to hide Bulkhead's own folders: Landlock keeps a broad grant out of them.
   const hidden = stateDirectories([
     runtime.directory,
@@ -608,29 +660,17 @@ async function startShimOnly(
     workdir: capabilities.workdir,
     pathView: 'host',
     rlimits: resources.rlimits,
+    command: spec.command,
   });
-  const environment = {
-    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: home,
-    TMPDIR: temporary,
-    LANG: 'C.UTF-8',
-    ...capabilities.env,
-  };
-  const child = spawn(host.shimPath!, [...plan.args, '--', ...spec.command], {
-    cwd: '/',
-    env: environment,
-    stdio: Array.from({ length: plan.statusFd + 1 }, () => 'pipe' as const),
-    ...(identity.switchFromRoot ? { uid: identity.uid, gid: identity.gid } : {}),
-  });
-  child.once('error', () => {});
-  await spawned(child);
-  cleanups.push(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  // The shim waits for its plan on the config fd: placed in the cgroups first, it cannot fork outside.
-  await resources.cgroup.addProcess(child.pid!);
-  const status = readToEnd(child.stdio[plan.statusFd] as Readable);
-  for (const [index, data] of plan.fds.entries()) endPipe(child.stdio[3 + index], data);
+  if (plan.statusFd !== SHIM_ONLY_STATUS_FD || plan.args.join(' ') !== SHIM_ONLY_ARGUMENTS.join(' ')) {
+    throw new BulkheadError(
+      'INTERNAL_ERROR',
+      `The shim was started with ${SHIM_ONLY_ARGUMENTS.join(' ')}, but its plan needs ${plan.args.join(' ')}.`,
+      { tier: 'process' },
+    );
+  }
+  const status = readToEnd(stdioAt(child, plan.statusFd) as Readable);
+  for (const [index, data] of plan.fds.entries()) endPipe(stdioAt(child, 3 + index), data);
   // The status fd is close-on-exec: its end means the payload runs (or the shim failed).
   const pid = child.pid!;
   return {
@@ -716,14 +756,19 @@ export async function launchProcessSandbox(
     if (!prepared) cleanups.push(resources.cgroup.remove);
     if (host.mode === 'namespace') {
       const opened =
-        prepared?.opened ??
-        (await openNamespace(spec, id, host, resources.cgroup, cleanups, {
-          ...(options.egressProxy ? { egressProxy: options.egressProxy } : {}),
-          reportViolation,
-        }));
+        prepared?.opened.mode === 'namespace'
+          ? prepared.opened
+          : await openNamespace(spec, id, host, resources.cgroup, cleanups, {
+              ...(options.egressProxy ? { egressProxy: options.egressProxy } : {}),
+              reportViolation,
+            });
       started = releaseNamespace(opened, spec, resources);
     } else {
-      started = await startShimOnly(spec, id, host, resources, cleanups);
+      const opened =
+        prepared?.opened.mode === 'shim-only'
+          ? prepared.opened
+          : await openShimOnly(spec, id, host, resources.cgroup, cleanups);
+      started = await releaseShimOnly(opened, spec, resources);
     }
   } catch (error) {
     await runCleanups(cleanups);

@@ -29,7 +29,7 @@ async function launchAndRun(provider: ProcessProvider, capabilities: Capabilitie
   };
 }
 
-describe('process tier, namespace mode: prepared sandboxes', () => {
+describe('process tier: prepared sandboxes', () => {
   const providers: ProcessProvider[] = [];
   const provider = (options: Parameters<typeof createProcessProvider>[0] = {}) => {
     const made = createProcessProvider({ mode: 'namespace', ...options });
@@ -40,37 +40,50 @@ describe('process tier, namespace mode: prepared sandboxes', () => {
     for (const made of providers) await made.drainPreparedSandboxes();
   });
 
-  it('starts the next launch of the same view from a prepared sandbox that behaves like a cold one', async () => {
-    const workspace = await makeWorkspace();
-    const tier = provider();
-    const capabilities = capabilitiesFor(workspace, (base) => ({ ...base, env: { GREETING: 'hello' } }));
-    const script = 'echo "$GREETING $(pwd)"; touch made-here; echo "$@"';
-    const first = await launchAndRun(tier, capabilities, ['sh', '-c', script, 'sh', 'one', 'two words']);
-    expect(first.startup).toBe('cold');
-    const second = await launchAndRun(tier, capabilities, ['sh', '-c', script, 'sh', 'three', 'four\nfive']);
-    expect(second.startup).toBe('warm');
-    expect(second.stdout).toBe(`hello ${workspace}\nthree four\nfive\n`);
-    expect(second.result.exitCode).toBe(0);
-    expect((await stat(join(workspace, 'made-here'))).uid).toBe(process.getuid?.());
-    // Its limits are the launch's own, applied before the payload ran: a memory cap and no spawning.
-    const capped = await launchAndRun(
-      tier,
-      { ...capabilities, resources: { ...capabilities.resources, memoryBytes: 64 * 1024 * 1024 } },
-      ['python3', '-c', 'x = bytearray(256 * 1024 * 1024); print("survived")'],
-    );
-    expect(capped.startup).toBe('warm');
-    expect(capped.result.oomKilled).toBe(true);
-    expect(capped.stdout).not.toContain('survived');
-    const noSpawn = await launchAndRun(
-      tier,
-      { ...capabilities, process: { ...capabilities.process, spawn: false } },
-      ['sh', '-c', '/bin/true && echo forked'],
-    );
-    expect(noSpawn.startup).toBe('warm');
-    expect(noSpawn.stdout).not.toContain('forked');
-  }, 60_000);
+  it.each(['namespace', 'shim-only'] as const)(
+    '%s mode: starts the next launch of the same view from a prepared sandbox that behaves like a cold one',
+    async (mode) => {
+      const workspace = await makeWorkspace();
+      const tier = provider({ mode });
+      const capabilities = capabilitiesFor(workspace, (base) => ({ ...base, env: { GREETING: 'hello' } }));
+      const script = 'echo "$GREETING $(pwd)"; touch made-here; echo "$@"';
+      const first = await launchAndRun(tier, capabilities, ['sh', '-c', script, 'sh', 'one', 'two words']);
+      expect(first.startup).toBe('cold');
+      const second = await launchAndRun(tier, capabilities, [
+        'sh',
+        '-c',
+        script,
+        'sh',
+        'three',
+        'four\nfive',
+      ]);
+      expect(second.startup).toBe('warm');
+      expect(second.stdout).toBe(`hello ${workspace}\nthree four\nfive\n`);
+      expect(second.result.exitCode).toBe(0);
+      // Shim-only mode has no mount namespace to id-map a root caller's grant: the file is nobody's.
+    const owner = mode === 'shim-only' && process.getuid?.() === 0 ? 65534 : process.getuid?.();
+    expect((await stat(join(workspace, 'made-here'))).uid).toBe(owner);
+      // Its limits are the launch's own, applied before the payload ran: a memory cap and no spawning.
+      const capped = await launchAndRun(
+        tier,
+        { ...capabilities, resources: { ...capabilities.resources, memoryBytes: 64 * 1024 * 1024 } },
+        ['python3', '-c', 'x = bytearray(256 * 1024 * 1024); print("survived")'],
+      );
+      expect(capped.startup).toBe('warm');
+      expect(capped.result.oomKilled).toBe(true);
+      expect(capped.stdout).not.toContain('survived');
+      const noSpawn = await launchAndRun(
+        tier,
+        { ...capabilities, process: { ...capabilities.process, spawn: false } },
+        ['sh', '-c', '/bin/true && echo forked'],
+      );
+      expect(noSpawn.startup).toBe('warm');
+      expect(noSpawn.stdout).not.toContain('forked');
+    },
+    60_000,
+  );
 
-  it('does not use a prepared sandbox once a denied path appeared since: the new file stays unreadable', async () => {
+  it('namespace mode: does not use a prepared sandbox once a denied path appeared since: the new file stays unreadable', async () => {
     const workspace = await makeWorkspace();
     const secret = join(workspace, 'secret.txt');
     const tier = provider();

@@ -12,7 +12,9 @@ import {
   type Cleanup,
   namespaceHostView,
   type OpenedNamespace,
+  type OpenedShimOnly,
   openNamespace,
+  openShimOnly,
   runCleanups,
 } from './launch-process-sandbox.js';
 import type { ProcessTierHost } from './probe-process-tier.js';
@@ -35,7 +37,7 @@ import type { ProcessTierHost } from './probe-process-tier.js';
  */
 
 export interface PreparedSandbox {
-  opened: OpenedNamespace;
+  opened: OpenedNamespace | OpenedShimOnly;
   cgroup: PreparedSandboxCgroup;
   /** What releases it: the launch that takes it runs these at its end. */
   cleanups: Cleanup[];
@@ -68,10 +70,14 @@ async function prepareSandbox(spec: LaunchSpec, host: ProcessTierHost): Promise<
   const cgroup = await prepareSandboxCgroup({ name });
   const cleanups: Cleanup[] = [cgroup.remove];
   try {
-    const opened = await openNamespace({ capabilities: spec.capabilities }, name, host, cgroup, cleanups, {
-      // Allow-lists are never prepared: nothing here can refuse a connection.
-      reportViolation: () => {},
-    });
+    const view = { capabilities: spec.capabilities };
+    const opened =
+      host.mode === 'namespace'
+        ? await openNamespace(view, name, host, cgroup, cleanups, {
+            // Allow-lists are never prepared: nothing here can refuse a connection.
+            reportViolation: () => {},
+          })
+        : await openShimOnly(view, name, host, cgroup, cleanups);
     return { opened, cgroup, cleanups };
   } catch (error) {
     await runCleanups(cleanups);
@@ -93,7 +99,10 @@ export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
     usable: alive,
     discard: (prepared) => runCleanups([...prepared.cleanups]),
     discardSync(prepared) {
-      for (const pid of [prepared.opened.childPid, prepared.opened.bubblewrapPid]) {
+      const { opened } = prepared;
+      const pids = opened.mode === 'namespace' ? [opened.childPid, opened.bubblewrapPid] : [opened.child.pid];
+      for (const pid of pids) {
+        if (pid === undefined) continue;
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
@@ -114,12 +123,12 @@ export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
   return {
     shapeOf(spec, host) {
       const { capabilities } = spec;
-      if (size <= 0 || host.mode !== 'namespace' || capabilities.network.mode === 'allowlist')
-        return undefined;
+      if (size <= 0 || host.mode === undefined || capabilities.network.mode === 'allowlist') return undefined;
       const grants = sandboxGrants();
       if (hasSandboxIdentityOverride() || grants.devices.length > 0 || grants.binds.length > 0)
         return undefined;
       return JSON.stringify({
+        mode: host.mode,
         identity: sandboxIdentity(),
         filesystem: capabilities.filesystem,
         network: capabilities.network.mode,
@@ -135,10 +144,12 @@ export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
       });
       if (!prepared) return undefined;
       // A granted path created, removed or replaced since: the view would not be what this launch asks.
-      if (
-        (await namespaceHostView(spec.capabilities)).fingerprint !== prepared.opened.hostView ||
-        !alive(prepared)
-      ) {
+      // (A shim-only sandbox's Landlock rules are made from the host as it is at the launch.)
+      const { opened } = prepared;
+      const stale =
+        opened.mode === 'namespace' &&
+        (await namespaceHostView(spec.capabilities)).fingerprint !== opened.hostView;
+      if (stale || !alive(prepared)) {
         await runCleanups([...prepared.cleanups]);
         return undefined;
       }
