@@ -146,8 +146,21 @@ describe('planLandlock: grants and denies', () => {
       deny: ['/tmp/x'],
       read: [grant],
     });
-    expect(result.paths.find((rule) => rule.path === '/tmp')?.access).toBe(ALL_FS);
+    expect(result.paths.find((rule) => rule.path === '/tmp')?.access).toBe(result.handledFilesystem);
     expect(result.degraded.join('\n')).toContain("/tmp/x lies inside the tier's own path /tmp");
+  });
+
+  it('in a namespace view, leaves reads to the mount namespace and handles what changes files and execution', () => {
+    const namespace = plan({ pathView: 'namespace', read: [grant] });
+    const reads =
+      LANDLOCK_ACCESS_FS.readFile |
+      LANDLOCK_ACCESS_FS.readDir |
+      LANDLOCK_ACCESS_FS.truncate |
+      LANDLOCK_ACCESS_FS.ioctlDev;
+    expect(namespace.handledFilesystem).toBe(ALL_FS & ~reads);
+    expect(namespace.paths.find((rule) => rule.path === grant)?.access).toBe(LANDLOCK_ACCESS_FS.execute);
+    // Without a mount namespace Landlock is the read boundary: it handles every right.
+    expect(plan({ pathView: 'host', read: [grant] }).handledFilesystem).toBe(ALL_FS);
   });
 });
 

@@ -130,6 +130,13 @@ export function isWithin(path: string, ancestor: string): boolean {
  * Plans a Landlock ruleset. Landlock can only allow, so a deny inside a grant is compiled by
  * replacing the grant with grants on each sibling along the way down to the denied path.
  */
+/** Rights a namespace view leaves to the mount namespace (see `planLandlock`). */
+const NAMESPACE_VIEW_UNHANDLED =
+  LANDLOCK_ACCESS_FS.readFile |
+  LANDLOCK_ACCESS_FS.readDir |
+  LANDLOCK_ACCESS_FS.truncate |
+  LANDLOCK_ACCESS_FS.ioctlDev;
+
 export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   const abi = Math.min(options.abi, LANDLOCK_ABI_KNOWN);
   const degraded: string[] = [];
@@ -159,7 +166,13 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
     };
   }
 
-  const handledFilesystem = filesystemRightsForAbi(abi);
+  // In a namespace view the mount namespace is the read boundary: only the grants exist there, read
+  // grants bound read-only. Landlock then handles what changes files (and execution), not reads: a
+  // handled read, truncate or device-ioctl right makes every open() walk its path to the root, which
+  // cost a syscall-heavy job 20% here (stat+open+read+close: x1.27 with them, x1.08 without).
+  const handledFilesystem = hostView
+    ? filesystemRightsForAbi(abi)
+    : filesystemRightsForAbi(abi) & ~NAMESPACE_VIEW_UNHANDLED;
   if (abi < 2) degraded.push('Landlock ABI 1: files cannot be renamed or linked into another directory');
   if (abi < 3) degraded.push(`Landlock ABI ${abi}: truncate() of files in read-only grants is not refused`);
   if (abi < 5) degraded.push(`Landlock ABI ${abi}: ioctl() on granted device nodes is not filtered`);
