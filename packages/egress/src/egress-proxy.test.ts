@@ -378,6 +378,18 @@ describe('refusals: immediate, explained, and reported as violations', () => {
     expect(second.channel.violations).toHaveLength(1);
     expect(second.channel.violations[0]?.sandboxId).toBe(second.channel.sandboxId);
   });
+
+  it('hands a channel opened ahead of its sandbox to the sandbox that takes it', async () => {
+    const { channel, seen } = await open([`other.test:${echo.port}`]);
+    const taken: Violation[] = [];
+    channel.assign({ sandboxId: 'the-taker', onViolation: (violation) => taken.push(violation) });
+    const refused = await httpConnect(channel.socketPath, `echo.test:${echo.port}`);
+    expect(refused.status).toBe(403);
+    expect(refused.body).toContain('for sandbox the-taker');
+    expect(seen).toEqual([]);
+    expect(taken.map((violation) => violation.sandboxId)).toEqual(['the-taker']);
+    expect(channel.sandboxId).toBe('the-taker');
+  });
 });
 
 describe('SOCKS5', () => {

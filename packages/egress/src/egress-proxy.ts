@@ -65,6 +65,11 @@ export interface EgressChannel {
   readonly socketPath: string;
   /** Every refusal on this channel so far (a live array: hand it to the sandbox result). */
   readonly violations: Violation[];
+  /**
+   * Hands a channel opened ahead of its sandbox (a prepared one, whose id was not known yet) to the
+   * sandbox that takes it: later violations carry this id and go to this callback.
+   */
+  assign(owner: { sandboxId: string; onViolation?: (violation: Violation) => void }): void;
   /** Stops accepting, ends this channel's connections and removes the socket file. */
   close(): Promise<void>;
 }
@@ -97,9 +102,10 @@ const hopByHopHeaders = new Set([
 ]);
 
 interface ChannelState extends EgressChannel {
+  sandboxId: string;
   readonly policy: EgressPolicy;
   readonly sockets: Set<Socket | Duplex>;
-  readonly onViolation?: (violation: Violation) => void;
+  onViolation?: (violation: Violation) => void;
   closed: boolean;
 }
 
@@ -184,6 +190,11 @@ class EgressProxyImplementation implements EgressProxy {
       sockets,
       closed: false,
       ...(options.onViolation ? { onViolation: options.onViolation } : {}),
+      assign: (owner) => {
+        channel.sandboxId = owner.sandboxId;
+        if (owner.onViolation) channel.onViolation = owner.onViolation;
+        else delete channel.onViolation;
+      },
       close: async () => {
         if (channel.closed) return;
         channel.closed = true;
