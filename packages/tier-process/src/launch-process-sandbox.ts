@@ -44,6 +44,7 @@ import {
   egressProxySource,
   egressSocketDirectories,
   openSandboxEgress,
+  type SandboxEgress,
 } from './sandbox-egress.js';
 
 export type Cleanup = () => Promise<unknown> | unknown;
@@ -228,6 +229,8 @@ export interface OpenedNamespace {
   hostView: string;
   /** Stops holding bubblewrap's messages on stderr (the payload's from then on). */
   releaseMessages: () => void;
+  /** An allow-list's egress channel, opened with the sandbox (see `SandboxEgress.assign`). */
+  egress?: SandboxEgress;
 }
 
 /** The shim's command line in a namespace sandbox: the plan on fd 3, the seccomp filter on 4, status on 5. */
@@ -260,6 +263,7 @@ export async function openNamespace(
   ]);
   let { capabilities } = spec;
   let egressSocket: string | undefined;
+  let sandboxEgress: SandboxEgress | undefined;
   if (capabilities.network.mode === 'allowlist') {
     // A root caller's socket links live beside the shim-only folders: a crashed owner's go with them.
     if (identity.switchFromRoot) {
@@ -276,6 +280,7 @@ export async function openNamespace(
       runtimeDirectory: runtime.directory,
     });
     cleanups.push(egress.release);
+    sandboxEgress = egress;
     egressSocket = egress.hostSocketPath;
     // Every inherited proxy variable is replaced: all of them point at the relay.
     capabilities = { ...capabilities, env: egress.environment };
@@ -398,6 +403,7 @@ export async function openNamespace(
     warnings: bubblewrap.warnings,
     hostView: fingerprint,
     releaseMessages: () => child.stderr!.off('readable', holdMessages),
+    ...(sandboxEgress ? { egress: sandboxEgress } : {}),
   };
 }
 
@@ -755,6 +761,7 @@ export async function launchProcessSandbox(
     resources = await prepareResources(spec, id, host, prepared?.cgroup);
     if (!prepared) cleanups.push(resources.cgroup.remove);
     if (host.mode === 'namespace') {
+      if (prepared?.opened.mode === 'namespace') prepared.opened.egress?.assign(id, reportViolation);
       const opened =
         prepared?.opened.mode === 'namespace'
           ? prepared.opened
@@ -777,7 +784,7 @@ export async function launchProcessSandbox(
   // Without a prepared sandbox, the next launch should find one. With one, the next is prepared once
   // this sandbox is gone: preparing holds the kernel's cgroup lock while it waits for an RCU grace
   // period, and this sandbox's own cgroup removal would wait behind it.
-  if (shape && !prepared) pool?.refill(shape, spec, host);
+  if (shape && !prepared) pool?.refill(shape, spec, host, options.egressProxy);
   const { cgroup } = resources;
   const warnings = [...resources.warnings, ...started.warnings];
   const enforcement = { ...started.enforcement, ...resources.enforcement };
@@ -830,7 +837,7 @@ export async function launchProcessSandbox(
       } finally {
         started.afterExit?.();
         await runCleanups(cleanups);
-        if (shape && prepared) pool?.refill(shape, spec, host);
+        if (shape && prepared) pool?.refill(shape, spec, host, options.egressProxy);
       }
       return result;
     },

@@ -61,8 +61,8 @@ describe('process tier: prepared sandboxes', () => {
       expect(second.stdout).toBe(`hello ${workspace}\nthree four\nfive\n`);
       expect(second.result.exitCode).toBe(0);
       // Shim-only mode has no mount namespace to id-map a root caller's grant: the file is nobody's.
-    const owner = mode === 'shim-only' && process.getuid?.() === 0 ? 65534 : process.getuid?.();
-    expect((await stat(join(workspace, 'made-here'))).uid).toBe(owner);
+      const owner = mode === 'shim-only' && process.getuid?.() === 0 ? 65534 : process.getuid?.();
+      expect((await stat(join(workspace, 'made-here'))).uid).toBe(owner);
       // Its limits are the launch's own, applied before the payload ran: a memory cap and no spawning.
       const capped = await launchAndRun(
         tier,
@@ -101,18 +101,34 @@ describe('process tier: prepared sandboxes', () => {
     expect(second.result.exitCode).not.toBe(0);
   }, 30_000);
 
-  it('prepares none with preparedSandboxes 0, nor for an allow-list', async () => {
+  it('namespace mode: prepares allow-listed sandboxes too, each refusal reported as the launch that took it', async () => {
     const workspace = await makeWorkspace();
-    const none = provider({ preparedSandboxes: 0 });
-    for (let launch = 0; launch < 2; launch++)
-      expect((await launchAndRun(none, capabilitiesFor(workspace), ['true'])).startup).toBe('cold');
-    const allowList = provider();
+    const tier = provider();
     const capabilities = capabilitiesFor(workspace, (base) => ({
       ...base,
       network: { mode: 'allowlist', allow: [{ host: '192.0.2.1', port: 443 }] },
     }));
+    const attempt = ['curl', '-sS', '-m', '5', 'https://blocked.test/'];
+    const first = await launchAndRun(tier, capabilities, attempt);
+    expect(first.startup).toBe('cold');
+    const sandbox = await tier.launch({ command: attempt, capabilities, id: 'the-warm-one' });
+    sandbox.stdin.end();
+    sandbox.stdout.resume();
+    sandbox.stderr.resume();
+    const result = await sandbox.exited;
+    await sandbox[Symbol.asyncDispose]();
+    expect(sandbox.startup).toBe('warm');
+    expect(result.exitCode).not.toBe(0);
+    expect(result.violations.map((violation) => [violation.sandboxId, violation.host])).toEqual([
+      ['the-warm-one', 'blocked.test'],
+    ]);
+  }, 30_000);
+
+  it('prepares none with preparedSandboxes 0', async () => {
+    const workspace = await makeWorkspace();
+    const none = provider({ preparedSandboxes: 0 });
     for (let launch = 0; launch < 2; launch++)
-      expect((await launchAndRun(allowList, capabilities, ['true'])).startup).toBe('cold');
+      expect((await launchAndRun(none, capabilitiesFor(workspace), ['true'])).startup).toBe('cold');
   }, 30_000);
 
   it('leaves nothing once drained, and nothing after its caller exits', async () => {

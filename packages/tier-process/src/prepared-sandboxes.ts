@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { createWarmPool, type LaunchSpec } from '@bulkhead/core';
+import type { EgressProxy } from '@bulkhead/egress';
 import {
   hasSandboxIdentityOverride,
   type PreparedSandboxCgroup,
@@ -32,8 +33,9 @@ import type { ProcessTierHost } from './probe-process-tier.js';
  * A prepared sandbox is used once, only for a launch with the same view (grants, network, devices,
  * environment, working directory, identity), and only if the host facts its view was built from
  * (which granted paths exist and what they are) still hold; otherwise it is discarded and the launch
- * opens its own. Allow-lists (one egress channel per sandbox id) and tiers built on this one (an
- * identity per sandbox) never use one.
+ * opens its own. An allow-list's egress channel is opened with the prepared sandbox (the allow-list is
+ * part of the view) and assigned to the launch that takes it. Tiers built on this one (an identity per
+ * sandbox) never use one.
  */
 
 export interface PreparedSandbox {
@@ -49,7 +51,12 @@ export interface PreparedSandboxPool {
   /** A prepared sandbox of this shape whose view still holds, or undefined. */
   take(shape: string, spec: LaunchSpec): Promise<PreparedSandbox | undefined>;
   /** Prepares sandboxes of this shape up to the pool's size, in the background. */
-  refill(shape: string, spec: LaunchSpec, host: ProcessTierHost): void;
+  refill(
+    shape: string,
+    spec: LaunchSpec,
+    host: ProcessTierHost,
+    egressProxy?: () => Promise<EgressProxy>,
+  ): void;
   /** Ends every prepared sandbox. */
   drain(): Promise<void>;
 }
@@ -65,7 +72,11 @@ function setReferenced(prepared: PreparedSandbox, referenced: boolean): void {
   else child.unref();
 }
 
-async function prepareSandbox(spec: LaunchSpec, host: ProcessTierHost): Promise<PreparedSandbox> {
+async function prepareSandbox(
+  spec: LaunchSpec,
+  host: ProcessTierHost,
+  egressProxy?: () => Promise<EgressProxy>,
+): Promise<PreparedSandbox> {
   const name = `prepared-${randomUUID()}`;
   const cgroup = await prepareSandboxCgroup({ name });
   const cleanups: Cleanup[] = [cgroup.remove];
@@ -74,7 +85,8 @@ async function prepareSandbox(spec: LaunchSpec, host: ProcessTierHost): Promise<
     const opened =
       host.mode === 'namespace'
         ? await openNamespace(view, name, host, cgroup, cleanups, {
-            // Allow-lists are never prepared: nothing here can refuse a connection.
+            ...(egressProxy ? { egressProxy } : {}),
+            // Nothing runs in it until a launch takes it and assigns its egress channel.
             reportViolation: () => {},
           })
         : await openShimOnly(view, name, host, cgroup, cleanups);
@@ -123,7 +135,8 @@ export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
   return {
     shapeOf(spec, host) {
       const { capabilities } = spec;
-      if (size <= 0 || host.mode === undefined || capabilities.network.mode === 'allowlist') return undefined;
+      // Shim-only mode refuses allow-lists before anything is prepared.
+      if (size <= 0 || host.mode === undefined) return undefined;
       const grants = sandboxGrants();
       if (hasSandboxIdentityOverride() || grants.devices.length > 0 || grants.binds.length > 0)
         return undefined;
@@ -131,7 +144,7 @@ export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
         mode: host.mode,
         identity: sandboxIdentity(),
         filesystem: capabilities.filesystem,
-        network: capabilities.network.mode,
+        network: capabilities.network,
         env: capabilities.env,
         workdir: capabilities.workdir,
         devices: capabilities.devices,
@@ -156,8 +169,8 @@ export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
       setReferenced(prepared, true);
       return prepared;
     },
-    refill(shape, spec, host) {
-      pool.refill(shape, () => prepareSandbox(spec, host));
+    refill(shape, spec, host, egressProxy) {
+      pool.refill(shape, () => prepareSandbox(spec, host, egressProxy));
     },
     drain: () => pool.drain(),
   };

@@ -40,8 +40,8 @@ export interface ProcessProviderOptions {
    * with the same view then only writes its limits and its program (a process spawn and a cgroup
    * migration, which waits for an RCU grace period, cost 5-15 ms here otherwise). Each is used once,
    * only while the granted paths are as they were, and ends with this process; about 1.5 MiB each.
-   * Default 1; 0 for callers that launch once, such as the CLI. Allow-lists and tiers built on this
-   * one never use them.
+   * Default 1; 0 for callers that launch once, such as the CLI. Tiers built on this one (an identity
+   * per sandbox) never use them.
    */
   preparedSandboxes?: number;
 }

@@ -74,6 +74,8 @@ export interface SandboxEgress {
   hostSocketPath: string;
   /** The payload's environment with every proxy variable pointing at the relay. */
   environment: Record<string, string>;
+  /** Hands the channel of a sandbox prepared ahead of its launch to the sandbox that takes it. */
+  assign(sandboxId: string, onViolation: (violation: Violation) => void): void;
   /** Closes the channel and removes what was made for it. */
   release(): Promise<void>;
 }
@@ -101,8 +103,10 @@ export async function openSandboxEgress(options: {
   });
   socketDirectories.add(posix.dirname(channel.socketPath));
   const environment = (await egress()).withProxyEnvironment(options.environment, EGRESS_PROXY_URL);
+  const assign = (sandboxId: string, onViolation: (violation: Violation) => void) =>
+    channel.assign({ sandboxId, onViolation });
   if (!options.sandboxOwner) {
-    return { hostSocketPath: channel.socketPath, environment, release: () => channel.close() };
+    return { hostSocketPath: channel.socketPath, environment, assign, release: () => channel.close() };
   }
   let folder: string | undefined;
   try {
@@ -115,6 +119,7 @@ export async function openSandboxEgress(options: {
   return {
     hostSocketPath: posix.join(linked, 'egress.sock'),
     environment,
+    assign,
     release: async () => {
       await channel.close();
       await rm(linked, { recursive: true, force: true });
