@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { BenchOptions } from './options.js';
 import { createMeasurementCgroup } from './process-memory.js';
 import type { Progress } from './progress.js';
@@ -50,6 +51,9 @@ interface Tally {
   gaveUp: boolean;
 }
 
+/** The pause before each interleaved sample (see `interleaved`). */
+export const SETTLE_MS = 25;
+
 /**
  * Runs `sample` for every subject in round-robin order (A B C A B C ...), warm-up rounds first and
  * discarded, and keeps each subject's samples and failures.
@@ -78,6 +82,9 @@ async function interleaved(
     if (isWarmup && round >= Math.min(warmup, limits?.warmup ?? warmup)) continue;
     if (!isWarmup && round - warmup >= Math.min(runs, limits?.runs ?? runs)) continue;
     try {
+      // What the previous sample left working in the background (a tier preparing its next sandbox)
+      // must not land in this one: an agent's tool calls are seconds apart, not back to back.
+      await delay(SETTLE_MS);
       const value = await sample(prepared);
       tally.consecutiveFailures = 0;
       if (!isWarmup) tally.samples.push(value);
