@@ -209,6 +209,16 @@ describe('the bulkhead binary, one bundle compiled with a V8 code cache', () => 
     expect(result.stdout).toBe('fine\n');
   });
 
+  it('never hangs on a cache folder the kernel refuses oddly (under /proc)', async () => {
+    // Node's recursive mkdir loops forever on /proc/missing/...: the binary must not use it.
+    const child = start(['--version'], { XDG_RUNTIME_DIR: `/proc/bulkhead-missing-${process.pid}` });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const result = await finish(child);
+    clearTimeout(timer);
+    expect(result.signal).toBeNull();
+    expect(result.code).toBe(0);
+  });
+
   it("sees the same tiers as the CLI's own modules: a tier plugin beside the bundled process tier loads", async () => {
     // The bundle carries @bulkhead/linux; a plugin (the session tier) loads its own copy beside it.
     const binary = JSON.parse((await finish(start(['doctor', '--json']))).stdout) as DoctorReport;

@@ -11,7 +11,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 
 const PREFIX = 'cli-code-cache-';
@@ -59,6 +59,23 @@ function readOwnFile(path: string): Buffer | undefined {
 }
 
 /**
+ * Makes the cache folder, and at most its parent (a new account's `~/.cache`). Never `recursive`:
+ * Node's recursive mkdir loops forever where the kernel answers ENOENT under a folder that exists
+ * (an XDG_RUNTIME_DIR under /proc, say), and a cache is not worth a hang.
+ */
+function makeFolder(directory: string): void {
+  try {
+    mkdirSync(directory, { mode: 0o700 });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT') throw error;
+    mkdirSync(dirname(directory), { mode: 0o700 });
+    mkdirSync(directory, { mode: 0o700 });
+  }
+}
+
+/**
  * Compiles a CommonJS file's `source` as Node would wrap it, with V8's code cache from `directory`
  * when one for this source is there (a cold compile otherwise). Anything wrong with the cache (missing,
  * stale, rejected, unreadable, unwritable) costs only the compile it would have saved.
@@ -83,7 +100,7 @@ export function compileWithCodeCache(options: {
       if (fromCache) return;
       const temporary = `${path}.${process.pid}.tmp`;
       try {
-        mkdirSync(options.directory, { recursive: true, mode: 0o700 });
+        makeFolder(options.directory);
         writeFileSync(temporary, script.createCachedData(), { mode: 0o600, flag: 'wx' });
         renameSync(temporary, path);
         // Entries of earlier versions of the file would only take space.
