@@ -9,6 +9,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -59,6 +60,21 @@ function readOwnFile(path: string): Buffer | undefined {
 }
 
 /**
+ * How many entries stay: one per Node flag set in use (a benchmark with --cpu-prof beside plain runs),
+ * so that alternating ones do not evict each other; older ones, from earlier versions of the file,
+ * would only take space.
+ */
+const KEPT_ENTRIES = 4;
+
+function removeOldEntries(directory: string): void {
+  const entries = readdirSync(directory)
+    .filter((name) => name.startsWith(PREFIX) && name.endsWith('.bin'))
+    .map((name) => ({ path: join(directory, name), modified: statSync(join(directory, name)).mtimeMs }))
+    .sort((left, right) => right.modified - left.modified);
+  for (const entry of entries.slice(KEPT_ENTRIES)) rmSync(entry.path, { force: true });
+}
+
+/**
  * Makes the cache folder, and at most its parent (a new account's `~/.cache`). Never `recursive`:
  * Node's recursive mkdir loops forever where the kernel answers ENOENT under a folder that exists
  * (an XDG_RUNTIME_DIR under /proc, say), and a cache is not worth a hang.
@@ -103,11 +119,7 @@ export function compileWithCodeCache(options: {
         makeFolder(options.directory);
         writeFileSync(temporary, script.createCachedData(), { mode: 0o600, flag: 'wx' });
         renameSync(temporary, path);
-        // Entries of earlier versions of the file would only take space.
-        for (const name of readdirSync(options.directory)) {
-          if (name.startsWith(PREFIX) && name !== `${PREFIX}${key}.bin`)
-            rmSync(join(options.directory, name), { force: true });
-        }
+        removeOldEntries(options.directory);
       } catch {
         try {
           rmSync(temporary, { force: true });
