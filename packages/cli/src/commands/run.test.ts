@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCaptured } from '../captured-io.js';
+import { describeViolation } from './run.js';
 
 let directory: string;
 
@@ -154,5 +155,35 @@ describe('bulkhead run --tier none', () => {
   it('says with --verbose when the built-in default manifest is used', async () => {
     const result = await run(['--tier', 'none', '--verbose', '--', 'true']);
     expect(result.stderr).toContain('built-in default manifest');
+  });
+});
+
+describe('the line a violation is said in', () => {
+  const base = { time: '2026-01-01T00:00:00.000Z', sandboxId: 'id', kind: 'network' };
+
+  it('names the rule, and adds the host:port when the message does not say it', () => {
+    expect(
+      describeViolation({
+        ...base,
+        message: 'refused by the kernel',
+        host: '::1',
+        port: 443,
+        rule: 'deny ::1',
+      }),
+    ).toBe('violation (rule deny ::1): refused by the kernel [[::1]:443]');
+  });
+
+  it("keeps the proxy's message, which names the host and port, as it is", () => {
+    const message =
+      'CONNECT to api.test:443 refused: no allow rule matches api.test:443; the allow list is a.test:443';
+    expect(describeViolation({ ...base, message, host: 'api.test', port: 443, rule: 'default-deny' })).toBe(
+      `violation (rule default-deny): ${message}`,
+    );
+  });
+
+  it('says a violation without a rule or a host plainly', () => {
+    expect(describeViolation({ ...base, kind: 'resource', message: 'a process was killed' })).toBe(
+      'violation: a process was killed',
+    );
   });
 });
