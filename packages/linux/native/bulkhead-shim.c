@@ -139,7 +139,7 @@ struct net_port_attr {
  * buffers did no better.
  */
 #define RELAY_BUFFER_BYTES (4 * 1024 * 1024)
-#define RELAY_ROUNDS 16
+#define RELAY_ROUNDS 4 /* per step and direction: at most 4 buffers (16 MiB) before other connections get a turn */
 #define RELAY_HANDOVER_WINDOW 1024
 
 enum { EXIT_SHIM_FAILED = 125, EXIT_NOT_EXECUTABLE = 126, EXIT_NOT_FOUND = 127 };
