@@ -72,6 +72,15 @@ describe('the process tier’s probe cache', () => {
     expect(answer.bubblewrap.version).not.toBe('from-the-cache');
   });
 
+  it('makes its folder and a missing parent, and only costs a probe where no folder can be made (never hangs)', async () => {
+    const directory = join(root, 'fresh-parent', 'bulkhead');
+    await probeNamespacesCached(bubblewrap, { directory });
+    expect(statSync(cacheFileIn(directory)).mode & 0o777).toBe(0o600);
+    // Node 20's recursive mkdir loops forever here: the kernel answers ENOENT under /proc/self.
+    const answer = await probeNamespacesCached(bubblewrap, { directory: '/proc/self/missing/bulkhead' });
+    expect(answer.userNamespaces.usable).toBe(true);
+  });
+
   it('never keeps an unusable answer, which would hold later runs in the weaker mode', async () => {
     const directory = join(root, 'unusable');
     const failing = join(root, 'failing-bwrap');

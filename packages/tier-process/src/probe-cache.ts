@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { constants, readFileSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { release } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import {
   type BubblewrapFacts,
   findExecutable,
@@ -88,11 +88,30 @@ async function readCached(options: ProbeCacheOptions, key: string): Promise<Name
   }
 }
 
+/**
+ * The cache folder and, if need be, its parent (~/.cache/bulkhead under a fresh ~/.cache). Not with
+ * `recursive: true`: on Node 20 that loops forever where the kernel answers ENOENT under a folder that
+ * exists (a folder under /proc, say), and a launch would hang on a cache that is only an optimisation.
+ */
+async function makeFolder(directory: string): Promise<void> {
+  const make = (path: string) =>
+    mkdir(path, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+  try {
+    await make(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await make(posix.dirname(directory));
+    await make(directory);
+  }
+}
+
 async function writeCached(options: ProbeCacheOptions, key: string, probes: NamespaceProbes): Promise<void> {
   const path = cacheFile(options);
   const temporary = `${path}.${process.pid}.tmp`;
   try {
-    await mkdir(options.directory, { recursive: true, mode: 0o700 });
+    await makeFolder(options.directory);
     const file = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
       await file.writeFile(JSON.stringify({ key, ...probes }));
