@@ -28,6 +28,9 @@ export const NETWORK_TARGETS = {
   proxyMemoryBytes: 10 * 1024 * 1024,
 } as const;
 
+/** How far below the throughput target a ratio only warns (see `networkFindings`). */
+export const THROUGHPUT_NOISE_MARGIN = 0.05;
+
 /** A figure this much worse than the baseline's is a regression. */
 export const REGRESSION_THRESHOLD = 0.25;
 
@@ -184,11 +187,14 @@ export function networkFindings(result: BenchResult): CheckFinding[] {
   if (network.throughput) {
     const { ratio, bare, allowlisted } = network.throughput;
     const within = ratio >= NETWORK_TARGETS.throughputRatio;
+    // Two loopback transfers of tens of milliseconds each on a shared two-core machine: a ratio this
+    // close to the target is within what the machine does to it from one run to the next.
+    const closeMiss = !within && ratio >= NETWORK_TARGETS.throughputRatio - THROUGHPUT_NOISE_MARGIN;
     judge(
       'network:throughput',
       within,
-      bare.summary.noisy || allowlisted.summary.noisy,
-      `download through the proxy at ${(ratio * 100).toFixed(0)}% of direct ${within ? '>=' : '<'} target ${(NETWORK_TARGETS.throughputRatio * 100).toFixed(0)}%`,
+      bare.summary.noisy || allowlisted.summary.noisy || closeMiss,
+      `download through the proxy at ${(ratio * 100).toFixed(0)}% of direct ${within ? '>=' : '<'} target ${(NETWORK_TARGETS.throughputRatio * 100).toFixed(0)}%${closeMiss ? ` (within ${THROUGHPUT_NOISE_MARGIN * 100} points of it)` : ''}`,
     );
   }
   if (network.launch) {

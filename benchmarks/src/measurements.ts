@@ -12,7 +12,7 @@ import type {
   Omission,
   SampleSet,
 } from './result.js';
-import { selfTimedRun, timeToExit, timeToFirstByte } from './runner.js';
+import { SETTLE_MS, selfTimedRun, timeToExit, timeToFirstByte } from './runner.js';
 import { interleave, median, ratio, summarize } from './statistics.js';
 import { describeError, type Subject, type SubjectContext, type SubjectSession } from './subject.js';
 import type { ColdReport, ConcurrencyReport, MemoryReport } from './worker.js';
@@ -50,9 +50,6 @@ interface Tally {
   consecutiveFailures: number;
   gaveUp: boolean;
 }
-
-/** The pause before each interleaved sample (see `interleaved`). */
-export const SETTLE_MS = 25;
 
 /**
  * Runs `sample` for every subject in round-robin order (A B C A B C ...), warm-up rounds first and

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkResult, NETWORK_TARGETS, networkFindings } from './check.js';
+import { checkResult, NETWORK_TARGETS, networkFindings, THROUGHPUT_NOISE_MARGIN } from './check.js';
 import {
   allowlistCapabilities,
   clientCommand,
@@ -133,6 +133,14 @@ describe('network targets in check mode', () => {
       .filter((finding) => finding.level === 'fail')
       .map((finding) => finding.figure);
     expect(failed).toEqual(['network:throughput', 'network:launch-added', 'network:proxy-memory']);
+  });
+
+  it('only warns when the throughput misses by less than the noise margin', () => {
+    const result = measured();
+    result.network.throughput!.ratio = NETWORK_TARGETS.throughputRatio - THROUGHPUT_NOISE_MARGIN / 2;
+    const finding = networkFindings(result).find((candidate) => candidate.figure === 'network:throughput');
+    expect(finding?.level).toBe('warn');
+    expect(finding?.message).toMatch(/within 5 points of it/);
   });
 
   it('only warns when the latency behind a miss is too noisy to trust', () => {

@@ -9,6 +9,7 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Capabilities, IsolationProvider } from '@bulkhead/core';
 import { createStaticResolver, rulesForResolveEntries } from '@bulkhead/egress';
 import { bulkheadSubject, networkReadiness } from './bulkhead-subjects.js';
@@ -16,7 +17,7 @@ import { NETWORK_SUBJECT } from './check.js';
 import type { Bench } from './measurements.js';
 import { isolationProcesses, memoryByName, settledPss } from './process-memory.js';
 import type { NetworkFigure, SampleSet } from './result.js';
-import { firstChunk, runToCompletion, timeToExit, withDeadline } from './runner.js';
+import { firstChunk, runToCompletion, SETTLE_MS, timeToExit, withDeadline } from './runner.js';
 import { median, p95, ratio, summarize } from './statistics.js';
 import { describeError, type SubjectContext, type SubjectHandle, type SubjectSession } from './subject.js';
 import { bareSubject } from './subjects.js';
@@ -194,6 +195,9 @@ async function alternate(
   for (let round = 0; round < warmup + rounds; round++) {
     for (const side of sides) {
       try {
+        // As between launch samples: what the previous side left working in the background (its
+        // next sandbox being prepared) lands in neither figure.
+        await delay(SETTLE_MS);
         const values = await side.sample();
         consecutiveFailures = 0;
         if (round >= warmup) samples.get(side.name)!.push(...values);
@@ -389,7 +393,8 @@ export async function measureNetwork(bench: Bench): Promise<NetworkFigure> {
           ...base,
           rounds: bench.options.runs,
           warmup: bench.options.warmup,
-          downloads: bench.options.quick ? 3 : 5,
+          // A download takes tens of milliseconds: enough of them that one slow one moves no median.
+          downloads: bench.options.quick ? 7 : 9,
           launches: bench.options.runs,
         },
         { deadlineMs: 600_000 },

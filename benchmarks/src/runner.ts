@@ -185,3 +185,10 @@ export async function selfTimedRun(session: SubjectSession, command: string[]): 
   }
   return nanoseconds / 1e6;
 }
+
+/**
+ * The pause before each interleaved or alternating sample: what the previous sample left working in
+ * the background (a tier preparing its next sandbox) must land in no other sample, as between an
+ * agent's tool calls, which are seconds apart.
+ */
+export const SETTLE_MS = 25;
