@@ -62,8 +62,11 @@ const tier = (provider: IsolationProvider) => async () => {
   const result = await run({ providers: [provider], tier: 'process', capabilities, command: ['/bin/true'] });
   if (result.exitCode !== 0) throw new Error(`process tier: exit ${result.exitCode}: ${result.stderr}`);
 };
+// Warm: from the sandbox the tier prepared after the previous launch; cold: without one.
 const namespace = createProcessProvider({ mode: 'namespace' });
 const shimOnly = createProcessProvider({ mode: 'shim-only' });
+const namespaceCold = createProcessProvider({ mode: 'namespace', preparedSandboxes: 0 });
+const shimOnlyCold = createProcessProvider({ mode: 'shim-only', preparedSandboxes: 0 });
 const bubblewrap = (await probeBubblewrap()).path ?? 'bwrap';
 const bubblewrapAlone = () =>
   exited([
@@ -103,7 +106,9 @@ const cgroupCycle = async () => {
 const compared: Record<string, () => Promise<unknown>> = {
   bare,
   'namespace mode': tier(namespace),
+  'namespace mode, cold': tier(namespaceCold),
   'shim-only mode': tier(shimOnly),
+  'shim-only mode, cold': tier(shimOnlyCold),
   'bwrap alone': bubblewrapAlone,
   'shim alone (plan + spawn)': shimAlone,
 };
@@ -128,6 +133,8 @@ const samples: Record<string, number[]> = {};
 for (let index = 0; index < runs; index++) {
   for (const [name, action] of [...Object.entries(compared), ...Object.entries(steps)]) {
     samples[name] ??= [];
+    // Launches seconds apart, as an agent's are: what one left preparing is done before the next.
+    await new Promise((resolve) => setTimeout(resolve, 10));
     samples[name].push(await timed(action));
   }
 }

@@ -233,9 +233,24 @@ export interface OpenedNamespace {
   egress?: SandboxEgress;
 }
 
-/** The shim's command line in a namespace sandbox: the plan on fd 3, the seccomp filter on 4, status on 5. */
-const NAMESPACE_SHIM_ARGUMENTS = ['--config-fd', '3', '--status-fd', '5'];
-const NAMESPACE_STATUS_FD = 5;
+/**
+ * The shim's command line in both modes, before its plan is known: the plan on fd 3, the seccomp
+ * filter on 4, status on 5. The program comes in the plan.
+ */
+const SHIM_ARGUMENTS = ['--config-fd', '3', '--status-fd', '5'];
+const SHIM_STATUS_FD = 5;
+
+/** A shim started with `SHIM_ARGUMENTS` can take this plan (planShim lays its fds out the same way). */
+function assertStartedFor(plan: { args: string[]; statusFd: number }): void {
+  if (plan.statusFd !== SHIM_STATUS_FD || plan.args.join(' ') !== SHIM_ARGUMENTS.join(' ')) {
+    throw new BulkheadError(
+      'INTERNAL_ERROR',
+      `The shim was started with ${SHIM_ARGUMENTS.join(' ')}, but its plan needs ${plan.args.join(' ')}.`,
+      { tier: 'process' },
+    );
+  }
+}
+
 const NAMESPACE_INFO_FD = 6;
 const NAMESPACE_BLOCK_FD = 7;
 
@@ -337,7 +352,7 @@ export async function openNamespace(
   const bubblewrap = buildBubblewrapArguments({
     ...common,
     // The program comes in the shim's plan, written once the sandbox is released.
-    command: [shimPath, ...NAMESPACE_SHIM_ARGUMENTS],
+    command: [shimPath, ...SHIM_ARGUMENTS],
     infoFd: NAMESPACE_INFO_FD,
     blockFd: NAMESPACE_BLOCK_FD,
   });
@@ -423,13 +438,7 @@ function releaseNamespace(opened: OpenedNamespace, spec: LaunchSpec, resources: 
     ...(opened.relay ? { relay: opened.relay } : {}),
     command: spec.command,
   });
-  if (plan.statusFd !== NAMESPACE_STATUS_FD || plan.args.join(' ') !== NAMESPACE_SHIM_ARGUMENTS.join(' ')) {
-    throw new BulkheadError(
-      'INTERNAL_ERROR',
-      `The shim was started with ${NAMESPACE_SHIM_ARGUMENTS.join(' ')}, but its plan needs ${plan.args.join(' ')}.`,
-      { tier: 'process' },
-    );
-  }
+  assertStartedFor(plan);
   opened.releaseMessages();
   for (const [index, data] of plan.fds.entries()) endPipe(stdioAt(child, 3 + index), data);
   const status = readToEnd(stdioAt(child, plan.statusFd) as Readable);
@@ -619,10 +628,10 @@ export async function openShimOnly(
     ...capabilities.env,
   };
   // The program comes in the shim's plan, written once the sandbox is released.
-  const child = spawn(host.shimPath!, SHIM_ONLY_ARGUMENTS, {
+  const child = spawn(host.shimPath!, SHIM_ARGUMENTS, {
     cwd: '/',
     env: environment,
-    stdio: Array.from({ length: SHIM_ONLY_STATUS_FD + 1 }, () => 'pipe' as const),
+    stdio: Array.from({ length: SHIM_STATUS_FD + 1 }, () => 'pipe' as const),
     ...(identity.switchFromRoot ? { uid: identity.uid, gid: identity.gid } : {}),
   });
   child.once('error', () => {});
@@ -634,9 +643,6 @@ export async function openShimOnly(
   await placement.addProcess(child.pid!);
   return { mode: 'shim-only', child, home, temporary, devices };
 }
-
-const SHIM_ONLY_ARGUMENTS = ['--config-fd', '3', '--status-fd', '5'];
-const SHIM_ONLY_STATUS_FD = 5;
 
 /** Hands an opened shim-only sandbox its plan: from here the payload runs. */
 async function releaseShimOnly(
@@ -668,13 +674,7 @@ async function releaseShimOnly(
     rlimits: resources.rlimits,
     command: spec.command,
   });
-  if (plan.statusFd !== SHIM_ONLY_STATUS_FD || plan.args.join(' ') !== SHIM_ONLY_ARGUMENTS.join(' ')) {
-    throw new BulkheadError(
-      'INTERNAL_ERROR',
-      `The shim was started with ${SHIM_ONLY_ARGUMENTS.join(' ')}, but its plan needs ${plan.args.join(' ')}.`,
-      { tier: 'process' },
-    );
-  }
+  assertStartedFor(plan);
   const status = readToEnd(stdioAt(child, plan.statusFd) as Readable);
   for (const [index, data] of plan.fds.entries()) endPipe(stdioAt(child, 3 + index), data);
   // The status fd is close-on-exec: its end means the payload runs (or the shim failed).
