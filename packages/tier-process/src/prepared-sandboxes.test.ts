@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,14 @@ import { fileURLToPath } from 'node:url';
 import { type Capabilities, run } from '@bulkhead/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createProcessProvider, type ProcessProvider } from './index.js';
-import { capabilitiesFor, leftovers, makeWorkspace, waitFor } from './test-support.js';
+import {
+  capabilitiesFor,
+  leftovers,
+  makeWorkspace,
+  processesWithMarker,
+  uniqueMarker,
+  waitFor,
+} from './test-support.js';
 
 const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
 const viteNode = join(packageDirectory, '..', '..', 'node_modules', '.bin', 'vite-node');
@@ -122,6 +129,40 @@ describe('process tier: prepared sandboxes', () => {
     expect(result.violations.map((violation) => [violation.sandboxId, violation.host])).toEqual([
       ['the-warm-one', 'blocked.test'],
     ]);
+  }, 30_000);
+
+  it('namespace mode: a prepared sandbox shares the CPU like a cold one: its own CPU cgroup only with a CPU limit', async () => {
+    const workspace = await makeWorkspace();
+    const tier = provider();
+    const cpuCgroupOf = (pid: number | string) =>
+      readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+        .split('\n')
+        .find((line) => /:cpu(,cpuacct)?:/.test(line));
+    const cgroupInside = async (capabilities: Capabilities) => {
+      const marker = uniqueMarker();
+      const sandbox = await tier.launch({
+        command: ['sh', '-c', 'echo ready; read line; :', marker],
+        capabilities,
+      });
+      await new Promise<void>((resolve) => sandbox.stdout.once('data', () => resolve()));
+      const [pid] = processesWithMarker(marker);
+      const line = cpuCgroupOf(pid!);
+      sandbox.stdin.end();
+      sandbox.stderr.resume();
+      await sandbox.exited;
+      await sandbox[Symbol.asyncDispose]();
+      return { line, startup: sandbox.startup };
+    };
+    const unlimited = capabilitiesFor(workspace);
+    await cgroupInside(unlimited);
+    const warm = await cgroupInside(unlimited);
+    expect(warm.startup).toBe('warm');
+    expect(warm.line).toBe(cpuCgroupOf('self'));
+    const limited = { ...unlimited, resources: { ...unlimited.resources, cpus: 0.5 } };
+    await cgroupInside(limited);
+    const warmLimited = await cgroupInside(limited);
+    expect(warmLimited.startup).toBe('warm');
+    expect(warmLimited.line).not.toBe(cpuCgroupOf('self'));
   }, 30_000);
 
   it('prepares none with preparedSandboxes 0', async () => {

@@ -78,7 +78,7 @@ async function prepareSandbox(
   egressProxy?: () => Promise<EgressProxy>,
 ): Promise<PreparedSandbox> {
   const name = `prepared-${randomUUID()}`;
-  const cgroup = await prepareSandboxCgroup({ name });
+  const cgroup = await prepareSandboxCgroup({ name, cpus: spec.capabilities.resources.cpus !== undefined });
   const cleanups: Cleanup[] = [cgroup.remove];
   try {
     const view = { capabilities: spec.capabilities };
@@ -149,6 +149,8 @@ export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
         workdir: capabilities.workdir,
         devices: capabilities.devices,
         gpus: capabilities.resources.gpus,
+        // Whether it has a CPU bandwidth cgroup at all (see prepareSandboxCgroup).
+        cpuLimited: capabilities.resources.cpus !== undefined,
       });
     },
     async take(shape, spec) {

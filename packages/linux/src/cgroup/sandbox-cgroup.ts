@@ -185,11 +185,21 @@ export async function createSandboxCgroup(options: {
 }
 
 /**
- * Makes every cgroup a sandbox could need (memory, processes, CPU bandwidth and time, the killer), with
- * no limit yet, named like a sandbox's (owner pid first), so that a crashed owner's are reaped alike.
+ * Makes the cgroups a sandbox could need (memory, processes, CPU time, the killer; CPU bandwidth only
+ * with `cpus`), with no limit yet, named like a sandbox's (owner pid first), so that a crashed owner's
+ * are reaped alike. CPU bandwidth is asked for up front because its cgroup is not neutral even without
+ * a limit: the scheduler then shares CPU between the sandbox as a group and its neighbours, where a
+ * sandbox without a CPU limit should compete like any of the caller's processes.
  */
-export async function prepareSandboxCgroup(options: { name: string }): Promise<PreparedSandboxCgroup> {
-  return prepareCgroup(sandboxCgroupName(options.name), { memory: true, processes: true, cpus: true });
+export async function prepareSandboxCgroup(options: {
+  name: string;
+  cpus: boolean;
+}): Promise<PreparedSandboxCgroup> {
+  return prepareCgroup(sandboxCgroupName(options.name), {
+    memory: true,
+    processes: true,
+    cpus: options.cpus,
+  });
 }
 
 function setupFailed(directories: Directory[], error: unknown): BulkheadError {
@@ -353,6 +363,12 @@ async function prepareCgroup(
         ? processes
         : undefined;
     const capCpus = cpus && limits.cpus !== undefined ? cpus : undefined;
+    if (limits.cpus !== undefined && !cpus && support.cpus) {
+      throw new BulkheadError(
+        'INTERNAL_ERROR',
+        'A CPU limit was asked of cgroups prepared without a CPU bandwidth cgroup: it would not be enforced.',
+      );
+    }
     try {
       if (capMemory && limits.memoryBytes !== undefined) {
         const bytes = String(Math.max(4096, Math.floor(limits.memoryBytes)));
