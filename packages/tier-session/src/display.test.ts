@@ -49,7 +49,13 @@ if own:
     token = 'sandbox-clipboard-' + str(os.getpid())
     # Without -quiet, xclip forks into the background once it owns the selection, then returns.
     subprocess.run(['xclip', '-selection', 'clipboard', '-i'], input=token, text=True, timeout=5, check=True)
-    got = subprocess.run(['xclip', '-selection', 'clipboard', '-o'], capture_output=True, text=True, timeout=5).stdout
+    # The forked xclip takes the selection a moment after its parent returned: ask until it has.
+    import time
+    for _ in range(20):
+        got = subprocess.run(['xclip', '-selection', 'clipboard', '-o'], capture_output=True, text=True, timeout=5).stdout
+        if got == token:
+            break
+        time.sleep(0.1)
     print('own-clipboard', 'round-trip' if got == token else 'lost ' + repr(got))
 `;
 

@@ -62,7 +62,14 @@ def attempt(name, action):
     except Exception as error:
         print(name, 'refused', type(error).__name__)
 attempt('read-runtime', lambda: open(os.path.join(runtime, 'secret')).read())
-attempt('list-sessions', lambda: os.listdir(os.path.dirname(os.path.dirname(runtime))))
+def list_sessions():
+    # The folders on the way to this sandbox's own grants exist in its view, with only its own
+    # session in them: the other session's folder must not be there.
+    entries = os.listdir(os.path.dirname(os.path.dirname(runtime)))
+    if os.path.basename(os.path.dirname(runtime)) in entries:
+        return entries
+    raise LookupError('not there')
+attempt('list-sessions', list_sessions)
 for place in ['/tmp/secret', os.path.join(os.environ['HOME'], 'secret'), '/dev/shm/secret']:
     attempt('read-' + place, lambda: open(place).read() if token in open(place).read() else (_ for _ in ()).throw(LookupError()))
 attempt('kill', lambda: os.kill(pid, 9))
