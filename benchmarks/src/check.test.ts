@@ -128,6 +128,38 @@ describe('check mode: regressions against the baseline', () => {
     ).toEqual([]);
   });
 
+  it('judges timings at the baseline machine speed: a machine that ran slower as a whole is no regression', () => {
+    const result = resultFixture();
+    // Everything, the bare spawn included, ran 1.6 times slower: a busy CI machine.
+    result.launch[0]!.exit = samples(2 * 1.6);
+    result.launch[1]!.exit = samples(8 * 1.6 * 1.1);
+    const report = checkResult(result, resultFixture());
+    expect(report.findings.filter((finding) => /regressed/.test(finding.message))).toEqual([]);
+    expect(report.failed).toBe(false);
+  });
+
+  it('still fails a regression beyond the machine slowdown, and says what it would have been', () => {
+    const result = resultFixture();
+    result.launch[0]!.exit = samples(2 * 1.3);
+    result.launch[1]!.exit = samples(20);
+    const report = checkResult(result, resultFixture());
+    const regression = report.findings.find(
+      (finding) => finding.figure === 'launch:process-namespace:exit' && /regressed/.test(finding.message),
+    );
+    expect(regression?.level).toBe('fail');
+    expect(regression?.message).toMatch(/at the baseline machine's speed: this one ran ×1\.30/);
+  });
+
+  it('only warns about a missed absolute target when the machine ran much slower than the baseline', () => {
+    const slow = resultFixture();
+    slow.launch[0]!.exit = samples(2 * 1.5);
+    slow.launch[1]!.exit = samples(250);
+    expect(levelOf(checkResult(slow, resultFixture()), 'launch:process-namespace:exit')).toBe('warn');
+    const usual = resultFixture();
+    usual.launch[1]!.exit = samples(250);
+    expect(levelOf(checkResult(usual, resultFixture()), 'launch:process-namespace:exit')).toBe('fail');
+  });
+
   it('only warns about a regression of a noisy figure', () => {
     const result = resultFixture();
     result.launch[1]!.firstByte = samples(30, true);

@@ -31,6 +31,37 @@ export const NETWORK_TARGETS = {
 /** How far below the throughput target a ratio only warns (see `networkFindings`). */
 export const THROUGHPUT_NOISE_MARGIN = 0.05;
 
+/**
+ * The machine itself ran this much slower than when the baseline was taken (its bare spawn, or a
+ * bare `node` start for whole-process rows): an absolute target missed then only warns.
+ */
+export const SLOW_MACHINE_RATIO = 1.25;
+
+/** The subjects whose speed says how fast the machine ran, per scope. */
+const REFERENCE_BY_SCOPE = { 'in-process': 'bare', 'whole-process': 'node-start' } as const;
+
+function scopeOf(result: BenchResult, subjectId: string): keyof typeof REFERENCE_BY_SCOPE {
+  return result.subjects.find((subject) => subject.id === subjectId)?.scope ?? 'in-process';
+}
+
+/**
+ * How much slower than the baseline's run the machine ran for rows of `scope`: the ratio of the
+ * reference subject's launch medians (1 when either run lacks it). Timings are divided by it before
+ * they are compared with the baseline, so a busy or slower machine does not read as a regression.
+ */
+export function machineSlowdown(
+  result: BenchResult,
+  baseline: BenchResult | undefined,
+  scope: keyof typeof REFERENCE_BY_SCOPE,
+): number {
+  const reference = REFERENCE_BY_SCOPE[scope];
+  const median = (run: BenchResult | undefined) =>
+    run?.launch.find((figure) => figure.subject === reference)?.exit?.summary.median;
+  const now = median(result);
+  const before = median(baseline);
+  return now && before ? now / before : 1;
+}
+
 /** A figure this much worse than the baseline's is a regression. */
 export const REGRESSION_THRESHOLD = 0.25;
 
@@ -228,6 +259,15 @@ export function networkFindings(result: BenchResult): CheckFinding[] {
 export function checkResult(result: BenchResult, baseline?: BenchResult): CheckReport {
   const findings: CheckFinding[] = [];
   const targeted = (figure: { subject: string }) => isTargeted(result, figure.subject);
+  const usableBaseline = baseline?.schemaVersion === RESULT_SCHEMA_VERSION ? baseline : undefined;
+  const slowdown = (subjectId: string) => machineSlowdown(result, usableBaseline, scopeOf(result, subjectId));
+  /** A missed absolute target on a machine that ran much slower than the baseline's only warns. */
+  const slowMachine = (subjectId: string) => {
+    const factor = slowdown(subjectId);
+    return factor >= SLOW_MACHINE_RATIO
+      ? ` (this machine ran ${formatRatio(factor)} slower than the baseline's: not failing)`
+      : undefined;
+  };
 
   for (const figure of result.launch.filter(targeted)) {
     for (const [name, set] of [
@@ -237,10 +277,11 @@ export function checkResult(result: BenchResult, baseline?: BenchResult): CheckR
       if (!set) continue;
       const median = set.summary.median;
       const within = median < MISSION_TARGETS.launchMs;
+      const slow = within ? undefined : slowMachine(figure.subject);
       findings.push({
-        level: within ? 'pass' : set.summary.noisy ? 'warn' : 'fail',
+        level: within ? 'pass' : set.summary.noisy || slow ? 'warn' : 'fail',
         figure: `launch:${figure.subject}:${name}`,
-        message: `${figure.subject} launch (${name}) median ${formatMilliseconds(median)} ${within ? '<' : '>='} target ${formatMilliseconds(MISSION_TARGETS.launchMs)}${!within && set.summary.noisy ? ` (noisy: ${set.summary.spreadReasons.join('; ')})` : ''}`,
+        message: `${figure.subject} launch (${name}) median ${formatMilliseconds(median)} ${within ? '<' : '>='} target ${formatMilliseconds(MISSION_TARGETS.launchMs)}${!within && set.summary.noisy ? ` (noisy: ${set.summary.spreadReasons.join('; ')})` : ''}${slow ?? ''}`,
       });
     }
   }
@@ -249,10 +290,11 @@ export function checkResult(result: BenchResult, baseline?: BenchResult): CheckR
   for (const figure of result.cold.filter(targeted)) {
     const median = figure.firstLaunch.summary.median;
     const within = median < MISSION_TARGETS.launchMs;
+    const slow = within ? undefined : slowMachine(figure.subject);
     findings.push({
-      level: within ? 'pass' : figure.firstLaunch.summary.noisy ? 'warn' : 'fail',
+      level: within ? 'pass' : figure.firstLaunch.summary.noisy || slow ? 'warn' : 'fail',
       figure: `cold:${figure.subject}:first-launch`,
-      message: `${figure.subject} cold first launch median ${formatMilliseconds(median)} ${within ? '<' : '>='} target ${formatMilliseconds(MISSION_TARGETS.launchMs)}`,
+      message: `${figure.subject} cold first launch median ${formatMilliseconds(median)} ${within ? '<' : '>='} target ${formatMilliseconds(MISSION_TARGETS.launchMs)}${slow ?? ''}`,
     });
   }
   for (const figure of result.memory.filter(targeted)) {
@@ -307,15 +349,18 @@ export function checkResult(result: BenchResult, baseline?: BenchResult): CheckR
     for (const metric of comparableMetrics(result)) {
       const previous = before.get(metric.key);
       if (!previous || !(previous.value > 0)) continue;
-      const change = metric.value / previous.value - 1;
-      const absolute = metric.value - previous.value;
+      // Timings as if this machine had run at the baseline's speed.
+      const factor = metric.kind === 'ms' ? slowdown(metric.subject) : 1;
+      const value = metric.value / factor;
+      const change = value / previous.value - 1;
+      const absolute = value - previous.value;
       if (change <= REGRESSION_THRESHOLD || absolute <= NOISE_FLOORS[metric.kind]) continue;
       const ours = isTargeted(result, metric.subject);
       const noisy = metric.noisy || previous.noisy;
       findings.push({
         level: ours && !noisy ? 'fail' : 'warn',
         figure: metric.key,
-        message: `${metric.key} regressed ${(change * 100).toFixed(0)}%: ${show(previous.value, metric.kind)} -> ${show(metric.value, metric.kind)}${noisy ? ' (noisy, not failing)' : ''}${ours ? '' : ' (not held to the targets, not failing)'}`,
+        message: `${metric.key} regressed ${(change * 100).toFixed(0)}%: ${show(previous.value, metric.kind)} -> ${show(metric.value, metric.kind)}${factor !== 1 ? ` (${show(value, metric.kind)} at the baseline machine's speed: this one ran ${formatRatio(factor)})` : ''}${noisy ? ' (noisy, not failing)' : ''}${ours ? '' : ' (not held to the targets, not failing)'}`,
       });
     }
   }
