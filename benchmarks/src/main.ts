@@ -178,6 +178,15 @@ async function main(): Promise<number> {
   return 0;
 }
 
+// A peer's library (sandbox-runtime) answers SIGTERM with a clean-up of its own and no exit, which
+// would leave the run going: stop on Ctrl-C or a kill like any command (exit hooks still clean up).
+for (const [signal, status] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
+  process.on(signal, () => process.exit(status));
+}
+
 try {
   process.exitCode = await main();
 } catch (error) {
