@@ -43,6 +43,16 @@ describe('createWarmPool', () => {
     expect(discarded).toEqual([7]);
   });
 
+  it('adds one exit listener to the process, however many pools it makes', async () => {
+    const before = process.listenerCount('exit');
+    for (let index = 0; index < 20; index++) {
+      const { warm, boot } = pool();
+      warm.refill('shape', boot);
+      await warm.drain();
+    }
+    expect(process.listenerCount('exit') - before).toBeLessThanOrEqual(1);
+  });
+
   it('keeps none with size 0, and drain discards every idle item', async () => {
     const off = pool(0);
     off.warm.refill('shape', off.boot);

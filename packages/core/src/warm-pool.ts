@@ -25,6 +25,13 @@ export interface WarmPool<Item> {
   drain(): Promise<void>;
 }
 
+/**
+ * What every pool of this process discards at exit: one exit listener for them all, however many
+ * pools (providers) a process makes.
+ */
+const atExit = new Set<() => void>();
+let exitListener = false;
+
 /** Booted, idle resources per shape, each handed out once. */
 export function createWarmPool<Item>(options: WarmPoolOptions<Item>): WarmPool<Item> {
   const pending = new Map<string, Promise<Item | undefined>[]>();
@@ -49,9 +56,15 @@ export function createWarmPool<Item>(options: WarmPoolOptions<Item>): WarmPool<I
     }
     if (!exitHook) {
       exitHook = true;
-      process.once('exit', () => {
+      atExit.add(() => {
         for (const item of waiting) options.discardSync(item);
       });
+      if (!exitListener) {
+        exitListener = true;
+        process.once('exit', () => {
+          for (const discard of atExit) discard();
+        });
+      }
     }
   };
 
