@@ -160,7 +160,10 @@ export function comparableMetrics(result: BenchResult): Metric[] {
       subject: NETWORK_SUBJECT,
       value: network.memory.proxyBytes,
       kind: 'bytes',
-      noisy: false,
+      // The difference of two launchers' heaps, each read once at whatever point its garbage
+      // collector had reached: megabytes apart between runs of the same code (3.3 and 5.7 MiB). Its
+      // target (under 10 MiB) still fails; a change against the baseline only warns.
+      noisy: true,
     });
   }
   for (const figure of result.cpu) {
