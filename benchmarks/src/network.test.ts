@@ -1,7 +1,13 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkResult, NETWORK_TARGETS, networkFindings, THROUGHPUT_NOISE_MARGIN } from './check.js';
+import {
+  checkResult,
+  NETWORK_TARGETS,
+  networkFindings,
+  THROUGHPUT_FAILURE_FLOOR,
+  THROUGHPUT_NOISE_MARGIN,
+} from './check.js';
 import {
   allowlistCapabilities,
   clientCommand,
@@ -122,9 +128,9 @@ describe('network targets in check mode', () => {
     ]);
   });
 
-  it('fails throughput under 80% of direct, a launch 5 ms slower and a proxy of 10 MiB', () => {
+  it('fails throughput under the failure floor, a launch 5 ms slower and a proxy of 10 MiB', () => {
     const result = measured();
-    result.network.throughput!.ratio = NETWORK_TARGETS.throughputRatio - 0.1;
+    result.network.throughput!.ratio = THROUGHPUT_FAILURE_FLOOR - 0.1;
     result.network.launch!.addedMs = NETWORK_TARGETS.launchAddedMs;
     result.network.memory!.proxyBytes = NETWORK_TARGETS.proxyMemoryBytes;
     const check = checkResult(result, result);
@@ -133,6 +139,14 @@ describe('network targets in check mode', () => {
       .filter((finding) => finding.level === 'fail')
       .map((finding) => finding.figure);
     expect(failed).toEqual(['network:throughput', 'network:launch-added', 'network:proxy-memory']);
+  });
+
+  it('only warns when the throughput misses its target above the failure floor (issue 4, still open)', () => {
+    const result = measured();
+    result.network.throughput!.ratio = 0.6;
+    const finding = networkFindings(result).find((candidate) => candidate.figure === 'network:throughput');
+    expect(finding?.level).toBe('warn');
+    expect(finding?.message).toMatch(/not met on every run yet/);
   });
 
   it('only warns when the throughput misses by less than the noise margin', () => {
