@@ -172,7 +172,14 @@ export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
       return prepared;
     },
     refill(shape, spec, host, egressProxy) {
-      pool.refill(shape, () => prepareSandbox(spec, host, egressProxy));
+      // Queued now, so that a launch right after this one waits for it rather than starting cold;
+      // begun on a later turn of the event loop, because its spawn blocks this thread for a few
+      // milliseconds, which must not come between a sandbox's result and its caller (measured:
+      // shim-only /bin/true 4.9 -> 3.2 ms).
+      pool.refill(shape, async () => {
+        await new Promise((resolve) => setImmediate(resolve));
+        return prepareSandbox(spec, host, egressProxy);
+      });
     },
     drain: () => pool.drain(),
   };
