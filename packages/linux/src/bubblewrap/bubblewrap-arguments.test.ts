@@ -99,6 +99,81 @@ describe('buildBubblewrapArguments', () => {
     expect(groups(args, '--remount-ro', 1)).toContainEqual(['/work/project/secrets']);
   });
 
+  it('binds the folders between a writable grant and a mask onto themselves, so that none can be renamed away', () => {
+    const project = '/work/project';
+    const options = (sources?: Record<string, string>) =>
+      build({
+        capabilities: capabilities({
+          read: ['/usr', '/etc'],
+          write: [project],
+          deny: [
+            '/etc/ssl/private/key',
+            `${project}/.git/hooks`,
+            `${project}/a/b/secret`,
+            `${project}/a/b/not-yet`,
+            `${project}/vault`,
+            `${project}/vault/inner/file`,
+          ],
+        }),
+        pathKinds: {
+          '/usr': 'directory',
+          '/etc': 'directory',
+          [project]: 'directory',
+          '/etc/ssl/private/key': 'file',
+          [`${project}/.git/hooks`]: 'directory',
+          [`${project}/a/b/secret`]: 'other',
+          [`${project}/a/b/not-yet`]: 'missing',
+          [`${project}/vault`]: 'directory',
+          [`${project}/vault/inner/file`]: 'file',
+        },
+        ...(sources ? { sources } : {}),
+      });
+    const { args } = options();
+    // Not in a read-only grant (nothing there can be renamed), nor inside a denied folder (hidden).
+    expect(groups(args, '--bind', 2)).toEqual([
+      [project, project],
+      [`${project}/.git`, `${project}/.git`],
+      [`${project}/a`, `${project}/a`],
+      [`${project}/a/b`, `${project}/a/b`],
+    ]);
+    // Over the grant, under the masks.
+    const anchor = args.indexOf(`${project}/a/b`);
+    expect(anchor).toBeGreaterThan(args.indexOf(project));
+    const mask = args.findIndex(
+      (argument, index) => argument === '--ro-bind' && args[index + 2] === `${project}/a/b/secret`,
+    );
+    expect(mask).toBeGreaterThan(anchor);
+    // A root caller's grant comes from its id-mapped copy, and so do the folders in it.
+    const staged = options({ [project]: '/run/bulkhead/mounts/1-x/0' });
+    expect(groups(staged.args, '--bind', 2)).toContainEqual([
+      '/run/bulkhead/mounts/1-x/0/a/b',
+      `${project}/a/b`,
+    ]);
+  });
+
+  it('binds those folders in a grant inside the private /tmp too, but none of the tier’s own', () => {
+    const inTemporary = build({
+      capabilities: capabilities({ read: [], write: ['/tmp/work'], deny: ['/tmp/work/a/key'] }),
+      pathKinds: { '/tmp/work': 'directory', '/tmp/work/a/key': 'file' },
+    });
+    expect(groups(inTemporary.args, '--bind', 2)).toEqual([
+      ['/tmp/work', '/tmp/work'],
+      ['/tmp/work/a', '/tmp/work/a'],
+    ]);
+    expect(inTemporary.args.indexOf('/tmp/work/a')).toBeGreaterThan(inTemporary.args.indexOf('/tmp'));
+    // Under a writable root the private /tmp is the tier's: nothing of the host's there to hold.
+    const underRoot = build({
+      capabilities: capabilities({ read: [], write: ['/'], deny: ['/tmp/x/key', '/srv/data/key'] }),
+      pathKinds: { '/': 'directory', '/tmp/x/key': 'file', '/srv/data/key': 'file' },
+      hiddenDirectories: ['/run/bulkhead'],
+    });
+    expect(groups(underRoot.args, '--bind', 2)).toEqual([
+      ['/', '/'],
+      ['/srv', '/srv'],
+      ['/srv/data', '/srv/data'],
+    ]);
+  });
+
   it('lets the most specific grant win: a read-only folder inside a writable one is bound after it', () => {
     const { args } = build({
       capabilities: capabilities({

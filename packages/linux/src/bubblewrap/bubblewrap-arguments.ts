@@ -192,6 +192,11 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
         isInside(path, grant) &&
         !hidden.some((directory) => isInside(path, directory) && isInside(directory, grant)),
     );
+  // What a mask can go over; a missing path or a symlink gets none (see below).
+  const masked = (path: string) => {
+    const kind = options.pathKinds[path] ?? 'missing';
+    return coveredByGrant(path) && (kind === 'directory' || kind === 'file' || kind === 'other');
+  };
 
   // /tmp is private unless the manifest grants /tmp itself: a grant of / shows the host's files,
   // not a TMPDIR the payload cannot write.
@@ -223,6 +228,38 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
     steps.push({ path: home, args: ['--perms', '0700', '--dir', home] });
   } else {
     steps.push({ path: home, args: ['--perms', '0700', '--tmpfs', home] });
+  }
+  // A folder between a writable grant and a masked path in it is bound onto itself: a mount point
+  // cannot be renamed or removed (EBUSY), so the payload cannot move a mask away with its folder and
+  // make a new file at the denied path (`mv .git .git-old; mkdir -p .git/hooks`). The Landlock planner
+  // leaves such grants whole in a namespace view because of this (see `maskedDenies` there).
+  const tierMounts = ['/proc', '/dev', home, tierDirectory, ...(privateTemporary ? ['/tmp'] : []), ...hidden];
+  const anchors = new Map<string, string>();
+  for (const path of denied) {
+    if (!masked(path)) continue;
+    const grant = bound
+      .filter((candidate) => isInside(path, candidate))
+      .reduce<string | undefined>(
+        (inner, candidate) => (inner === undefined || depth(candidate) > depth(inner) ? candidate : inner),
+        undefined,
+      );
+    if (grant === undefined || !writable.has(grant)) continue;
+    for (let folder = posix.dirname(path); folder !== grant; folder = posix.dirname(folder)) {
+      const inert =
+        [...denied].some((other) => isInside(folder, other)) ||
+        // The tier's own mount between the grant and the folder: the folder is not the host's.
+        tierMounts.some((mount) => isInside(folder, mount) && isInside(mount, grant));
+      if (inert) continue;
+      const source = options.sources?.[grant];
+      anchors.set(
+        folder,
+        source === undefined ? folder : source + folder.slice(grant === '/' ? 0 : grant.length),
+      );
+    }
+  }
+  for (const [folder, source] of anchors) {
+    assertSafePath(source, 'mount source');
+    steps.push({ path: folder, args: ['--bind', source, folder] });
   }
   // Sort so that an inner grant lands on top of an outer one (the most specific path wins), and the
   // private /tmp lands on top of a granted root but under grants inside /tmp. Stable for equal depth.

@@ -164,6 +164,86 @@ describe('planLandlock: grants and denies', () => {
   });
 });
 
+describe('planLandlock: denies the mount namespace masks', () => {
+  let crowded: string;
+
+  beforeAll(() => {
+    // A folder as crowded as a busy /tmp, holding what the session tier denies there.
+    crowded = join(root, 'crowded');
+    mkdirSync(join(crowded, '.X11-unix'), { recursive: true });
+    mkdirSync(join(crowded, 'ssh-agent-folder'));
+    for (let index = 0; index < 400; index++) writeFileSync(join(crowded, `entry-${index}`), '');
+    writeFileSync(join(crowded, '.X11-unix', 'X0'), '');
+    writeFileSync(join(crowded, '.X11-unix', 'X1'), '');
+    symlinkSync('/nonexistent-bulkhead-target', join(crowded, 'dangling'));
+  });
+
+  const denied = () => [
+    join(crowded, '.X11-unix', 'X0'),
+    join(crowded, '.X11-unix', 'X1'),
+    join(crowded, 'ssh-agent-folder'),
+    join(crowded, 'entry-7'),
+  ];
+
+  it('in a namespace view, keeps a write grant whole around existing denies: one rule, nothing degraded', () => {
+    const result = plan({ pathView: 'namespace', write: [crowded], deny: denied() });
+    expect(result.paths).toEqual([{ path: crowded, access: result.handledFilesystem, followSymlinks: true }]);
+    expect(result.degraded.join('\n')).not.toContain('split');
+  });
+
+  it('in the host view, still splits the same grant: Landlock is the only boundary there', () => {
+    const result = plan({ pathView: 'host', write: [crowded], deny: denied() });
+    const paths = result.paths.map((rule) => rule.path);
+    // A rule per entry but the denied ones and .X11-unix (399 files and the dangling link), and
+    // one that lets .X11-unix be listed.
+    expect(paths).toHaveLength(401);
+    expect(paths).not.toContain(crowded);
+    for (const path of denied()) expect(paths).not.toContain(path);
+    expect(result.degraded.join('\n')).toContain(`the write grant of ${crowded} was split`);
+  });
+
+  it('in a namespace view, still splits around a deny that does not exist yet: no mask stops its creation', () => {
+    const missing = join(grant, 'b', 'not-yet');
+    const result = plan({ pathView: 'namespace', write: [grant], deny: [join(grant, 'secret'), missing] });
+    const rules = rulesOf(result);
+    expect(rules['/grant']).toBeUndefined();
+    expect(rules['/grant/b']).toBeUndefined();
+    expect(rules['/grant/b/c']).toBe(result.handledFilesystem);
+    expect(result.degraded.join('\n')).toContain(`${missing} does not exist yet`);
+    // The existing deny beside it is masked, so its entry is not granted: only the mask is there.
+    expect(rules['/grant/secret']).toBeUndefined();
+    expect(rules['/grant/a.txt']).toBe(result.handledFilesystem);
+  });
+
+  it('in a namespace view, still splits around a deny written through a symlink, or one that is a symlink', () => {
+    const alias = join(root, 'namespace-alias');
+    symlinkSync(grant, alias);
+    const throughLink = plan({ pathView: 'namespace', write: [grant], deny: [join(alias, 'secret')] });
+    expect(rulesOf(throughLink)['/grant']).toBeUndefined();
+    expect(rulesOf(throughLink)['/grant/a.txt']).toBe(throughLink.handledFilesystem);
+    // A dangling link stays itself (a link to something resolves to it, like any deny).
+    const dangling = join(crowded, 'dangling');
+    const link = plan({ pathView: 'namespace', write: [crowded], deny: [dangling] });
+    const paths = link.paths.map((rule) => rule.path);
+    expect(paths).not.toContain(crowded);
+    expect(paths).not.toContain(dangling);
+    expect(paths).toContain(join(crowded, 'entry-7'));
+  });
+
+  it('in a namespace view, splits a grant written through a symlink, where no mask shows', () => {
+    const alias = join(root, 'crowded-alias');
+    symlinkSync(crowded, alias);
+    const deny = join(crowded, 'entry-7');
+    const result = plan({ pathView: 'namespace', write: [crowded, alias], deny: [deny] });
+    const paths = result.paths.map((rule) => rule.path);
+    // The grant as written keeps its rule; the alias is replaced by its real entries, the deny left out.
+    expect(paths).toContain(crowded);
+    expect(paths).not.toContain(alias);
+    expect(paths).not.toContain(deny);
+    expect(paths).toContain(join(crowded, 'entry-8'));
+  });
+});
+
 describe('planLandlock: network and scopes', () => {
   it('handles TCP bind and connect with network none, allowing only the relay port', () => {
     const result = plan({ network: 'none', relayPort: 3128 });

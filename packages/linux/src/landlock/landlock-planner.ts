@@ -127,9 +127,28 @@ export function isWithin(path: string, ancestor: string): boolean {
 }
 
 /**
- * Plans a Landlock ruleset. Landlock can only allow, so a deny inside a grant is compiled by
- * replacing the grant with grants on each sibling along the way down to the denied path.
+ * The denies a namespace view's mount namespace keeps unreachable by itself: bubblewrap masks each
+ * existing denied path inside a grant with a read-only mount (an empty 0000 file over a file, socket
+ * or other node; a 0000 tmpfs over a folder) and binds the folders between a writable grant and the
+ * mask onto themselves (see `buildBubblewrapArguments`). The payload can neither read, write, remove,
+ * rename nor replace a mount point (EBUSY, EROFS), nor rename a folder on the way to it, nor unmount
+ * anything (no capabilities; seccomp refuses the mount calls). Splitting the grant around such a deny
+ * would add a rule per sibling and keep the payload from creating anything beside it, for nothing.
+ *
+ * Left out, so still split: a deny that does not exist yet (no mask: the payload could create it in a
+ * writable grant), and one written through a symlink or that is one (the mask is not where its real
+ * path is, or not made at all).
  */
+function maskedDenies(written: readonly string[], real: readonly string[]): Set<string> {
+  const masked = new Set<string>();
+  for (const [index, path] of written.entries()) {
+    if (real[index] !== path) continue;
+    const status = lstatSync(path, { throwIfNoEntry: false });
+    if (status && !status.isSymbolicLink()) masked.add(path);
+  }
+  return masked;
+}
+
 /** Rights a namespace view leaves to the mount namespace (see `planLandlock`). */
 const NAMESPACE_VIEW_UNHANDLED =
   LANDLOCK_ACCESS_FS.readFile |
@@ -137,6 +156,11 @@ const NAMESPACE_VIEW_UNHANDLED =
   LANDLOCK_ACCESS_FS.truncate |
   LANDLOCK_ACCESS_FS.ioctlDev;
 
+/**
+ * Plans a Landlock ruleset. Landlock can only allow, so a deny inside a grant is compiled by
+ * replacing the grant with grants on each sibling along the way down to the denied path; in a
+ * namespace view, only the denies the mount namespace does not already mask (see `maskedDenies`).
+ */
 export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   const abi = Math.min(options.abi, LANDLOCK_ABI_KNOWN);
   const degraded: string[] = [];
@@ -194,7 +218,10 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   const readAccess = LANDLOCK_READ_RIGHTS & handledFilesystem;
   for (const path of options.read) grant(normalizeAbsolutePath(path, 'read'), readAccess);
   for (const path of options.write) grant(normalizeAbsolutePath(path, 'write'), handledFilesystem);
-  const denies = [...new Set(options.deny.map((path) => canonicalPath(normalizeAbsolutePath(path, 'deny'))))];
+  const written = options.deny.map((path) => normalizeAbsolutePath(path, 'deny'));
+  const realDenies = written.map(canonicalPath);
+  const denies = [...new Set(realDenies)];
+  const masked = hostView ? new Set<string>() : maskedDenies(written, realDenies);
 
   // The tier's own paths in a namespace view are not the host's: they cannot be listed to be split.
   const fixed = new Map<string, number>();
@@ -267,6 +294,8 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
       for (const [granted, access] of [...rules]) {
         const real = realPath(granted);
         if (!isWithin(deny, real)) continue;
+        // Masked where the payload sees it through this grant: no split (see `maskedDenies`).
+        if (real !== deny && masked.has(deny) && isWithin(deny, granted)) continue;
         rules.delete(granted);
         changed = true;
         if (real !== deny) split(real, deny, access);
