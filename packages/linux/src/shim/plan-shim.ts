@@ -44,7 +44,8 @@ export interface ShimPlanOptions {
   /**
    * `host` (default): Landlock and seccomp are the only boundary (shim-only mode), so anything they
    * cannot enforce is an error. `namespace`: paths are already restricted by a mount namespace and the
-   * network by a network namespace; Landlock still applies as defence in depth.
+   * network by a network namespace; Landlock still applies as defence in depth, and leaves the denied
+   * paths bubblewrap masks inside a grant to their masks rather than splitting the grant around them.
    */
   pathView?: 'host' | 'namespace';
   /** The tier named in errors; defaults to `process`. */
