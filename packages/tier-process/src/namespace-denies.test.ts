@@ -55,6 +55,9 @@ attempt('nested-folder-rename', lambda: os.rename('nested/deeper', 'nested/deepe
 os.mkdir('swap')
 os.symlink('swap', 'swap-link')
 attempt('nested-parent-symlink-swap', lambda: os.rename('swap-link', 'nested'))
+attempt('inner-grant-read', lambda: open('outer/granted/inner/key').read())
+attempt('inner-grant-parent-rename', lambda: os.rename('outer', 'outer-moved'))
+attempt('inner-grant-folder-rename', lambda: os.rename('outer/granted/inner', 'outer/granted/inner-moved'))
 `;
 
 // What the payload may do beside the denied paths: create, write, rename and remove its own files.
@@ -65,6 +68,7 @@ const CREATES = [
   'mv created renamed',
   'rm renamed',
   'echo beside > nested/beside',
+  'echo beside > outer/granted/beside',
   'echo created-ok',
 ].join(' && ');
 
@@ -84,6 +88,9 @@ async function workspaceWithDenies(): Promise<{ workspace: string; capabilities:
   await writeFile(join(workspace, 'vault', 'inner'), 'in the vault');
   await mkdir(join(workspace, 'nested', 'deeper'), { recursive: true });
   await writeFile(join(workspace, 'nested', 'deeper', 'key'), 'the key');
+  // A write grant inside the workspace, with a deny inside it: folders above it must hold too.
+  await mkdir(join(workspace, 'outer', 'granted', 'inner'), { recursive: true });
+  await writeFile(join(workspace, 'outer', 'granted', 'inner', 'key'), 'the inner key');
   const capabilities = capabilitiesFor(workspace, (base) => ({
     ...base,
     filesystem: {
@@ -93,7 +100,9 @@ async function workspaceWithDenies(): Promise<{ workspace: string; capabilities:
         join(workspace, 'secret'),
         join(workspace, 'vault'),
         join(workspace, 'nested', 'deeper', 'key'),
+        join(workspace, 'outer', 'granted', 'inner', 'key'),
       ],
+      write: [...base.filesystem.write, join(workspace, 'outer', 'granted')],
     },
     // No process limit, so that an unprivileged caller without a delegated cgroup runs this too.
     process: { ...base.process, maxProcesses: Number.POSITIVE_INFINITY },
@@ -108,6 +117,7 @@ async function hostContents(workspace: string) {
     vault: await readdir(join(workspace, 'vault')),
     inner: await readFile(join(workspace, 'vault', 'inner'), 'utf8'),
     key: await readFile(join(workspace, 'nested', 'deeper', 'key'), 'utf8'),
+    innerKey: await readFile(join(workspace, 'outer', 'granted', 'inner', 'key'), 'utf8'),
   };
 }
 
@@ -116,6 +126,7 @@ const untouched = {
   vault: ['inner'],
   inner: 'in the vault',
   key: 'the key',
+  innerKey: 'the inner key',
 };
 
 describe('process tier, namespace mode: denied paths inside a write-granted workdir', () => {
@@ -141,6 +152,7 @@ describe('process tier, namespace mode: denied paths inside a write-granted work
     expect(await readFile(join(workspace, 'made-folder', 'file'), 'utf8')).toBe('made\n');
     expect(existsSync(join(workspace, 'renamed'))).toBe(false);
     expect(await readFile(join(workspace, 'nested', 'beside'), 'utf8')).toBe('beside\n');
+    expect(await readFile(join(workspace, 'outer', 'granted', 'beside'), 'utf8')).toBe('beside\n');
     // No grant was split to keep the denies: the sandbox says nothing about one.
     expect(result.warnings.join('\n')).not.toMatch(/split|nothing new can be created/);
     expect(await hostContents(workspace)).toEqual(untouched);
@@ -167,6 +179,7 @@ describe('process tier, namespace mode: denied paths inside a write-granted work
     expect(existsSync(join(workspace, 'secret-linked'))).toBe(false);
     expect(existsSync(join(workspace, 'vault-moved'))).toBe(false);
     expect(existsSync(join(workspace, 'nested-moved'))).toBe(false);
+    expect(existsSync(join(workspace, 'outer-moved'))).toBe(false);
   });
 });
 

@@ -151,6 +151,31 @@ describe('buildBubblewrapArguments', () => {
     ]);
   });
 
+  it('binds the folders up to the outermost writable grant when grants nest', () => {
+    const { args } = build({
+      capabilities: capabilities({
+        read: ['/work/project/docs'],
+        write: ['/work/project', '/work/project/a/b'],
+        deny: ['/work/project/a/b/c/secret', '/work/project/docs/x/key'],
+      }),
+      pathKinds: {
+        '/work/project': 'directory',
+        '/work/project/a/b': 'directory',
+        '/work/project/docs': 'directory',
+        '/work/project/a/b/c/secret': 'file',
+        '/work/project/docs/x/key': 'file',
+      },
+    });
+    // /work/project/a holds the inner grant: renamed, it would take the mask along. Nothing inside
+    // the read-only grant can be renamed, and a grant's own folder is a mount point already.
+    expect(groups(args, '--bind', 2)).toEqual([
+      ['/work/project', '/work/project'],
+      ['/work/project/a', '/work/project/a'],
+      ['/work/project/a/b', '/work/project/a/b'],
+      ['/work/project/a/b/c', '/work/project/a/b/c'],
+    ]);
+  });
+
   it('binds those folders in a grant inside the private /tmp too, but none of the tier’s own', () => {
     const inTemporary = build({
       capabilities: capabilities({ read: [], write: ['/tmp/work'], deny: ['/tmp/work/a/key'] }),

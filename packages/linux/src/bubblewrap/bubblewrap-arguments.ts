@@ -229,23 +229,28 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
   } else {
     steps.push({ path: home, args: ['--perms', '0700', '--tmpfs', home] });
   }
-  // A folder between a writable grant and a masked path in it is bound onto itself: a mount point
-  // cannot be renamed or removed (EBUSY), so the payload cannot move a mask away with its folder and
-  // make a new file at the denied path (`mv .git .git-old; mkdir -p .git/hooks`). The Landlock planner
-  // leaves such grants whole in a namespace view because of this (see `maskedDenies` there).
+  // Every folder on the way to a masked path that a writable grant shows is bound onto itself (a
+  // grant's own folder already is a mount point): a mount point cannot be renamed or removed (EBUSY),
+  // so the payload cannot move a mask away with a folder around it and make a new file at the denied
+  // path (`mv .git .git-old; mkdir -p .git/hooks`). The Landlock planner leaves such grants whole in
+  // a namespace view because of this (see `maskedDenies` there).
   const tierMounts = ['/proc', '/dev', home, tierDirectory, ...(privateTemporary ? ['/tmp'] : []), ...hidden];
+  const innermostGrant = (path: string) =>
+    bound
+      .filter((grant) => isInside(path, grant))
+      .reduce<string | undefined>(
+        (inner, grant) => (inner === undefined || depth(grant) > depth(inner) ? grant : inner),
+        undefined,
+      );
   const anchors = new Map<string, string>();
   for (const path of denied) {
     if (!masked(path)) continue;
-    const grant = bound
-      .filter((candidate) => isInside(path, candidate))
-      .reduce<string | undefined>(
-        (inner, candidate) => (inner === undefined || depth(candidate) > depth(inner) ? candidate : inner),
-        undefined,
-      );
-    if (grant === undefined || !writable.has(grant)) continue;
-    for (let folder = posix.dirname(path); folder !== grant; folder = posix.dirname(folder)) {
+    for (let folder = posix.dirname(path); folder !== '/'; folder = posix.dirname(folder)) {
+      const grant = innermostGrant(folder);
+      if (grant === undefined) break;
       const inert =
+        grant === folder ||
+        !writable.has(grant) ||
         [...denied].some((other) => isInside(folder, other)) ||
         // The tier's own mount between the grant and the folder: the folder is not the host's.
         tierMounts.some((mount) => isInside(folder, mount) && isInside(mount, grant));
