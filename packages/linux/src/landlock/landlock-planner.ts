@@ -129,11 +129,12 @@ export function isWithin(path: string, ancestor: string): boolean {
 /**
  * The denies a namespace view's mount namespace keeps unreachable by itself: bubblewrap masks each
  * existing denied path inside a grant with a read-only mount (an empty 0000 file over a file, socket
- * or other node; a 0000 tmpfs over a folder) and binds the folders between a writable grant and the
- * mask onto themselves (see `buildBubblewrapArguments`). The payload can neither read, write, remove,
- * rename nor replace a mount point (EBUSY, EROFS), nor rename a folder on the way to it, nor unmount
- * anything (no capabilities; seccomp refuses the mount calls). Splitting the grant around such a deny
- * would add a rule per sibling and keep the payload from creating anything beside it, for nothing.
+ * or other node; a 0000 tmpfs over a folder) and binds every folder on the way to it that a writable
+ * grant shows onto itself (see `buildBubblewrapArguments`). The payload can neither read, write,
+ * remove, rename nor replace a mount point (EBUSY, EROFS), so neither the mask nor a folder around
+ * it, and cannot unmount anything (no capabilities; seccomp refuses the mount calls). Splitting the
+ * grant around such a deny would add a rule per sibling and keep the payload from creating anything
+ * beside it, for nothing.
  *
  * Left out, so still split: a deny that does not exist yet (no mask: the payload could create it in a
  * writable grant), and one written through a symlink or that is one (the mask is not where its real
