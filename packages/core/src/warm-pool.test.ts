@@ -53,6 +53,31 @@ describe('createWarmPool', () => {
     expect(process.listenerCount('exit') - before).toBeLessThanOrEqual(1);
   });
 
+  it('keeps items for at most maxKeys keys, discarding those of the least recently filled', async () => {
+    const discarded: string[] = [];
+    const warm = createWarmPool<string>({
+      size: 1,
+      maxKeys: 2,
+      idle: () => {},
+      usable: () => true,
+      discard: async (item) => {
+        discarded.push(item);
+      },
+      discardSync: () => {},
+    });
+    const bootFor = (key: string) => async () => `${key}-item`;
+    warm.refill('first', bootFor('first'));
+    warm.refill('second', bootFor('second'));
+    // Filling `first` again makes `second` the least recent: a third key evicts it, not `first`.
+    warm.refill('first', bootFor('first'));
+    warm.refill('third', bootFor('third'));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(discarded).toEqual(['second-item']);
+    expect(await warm.take('second', bootFor('second'), { refill: false })).toBeUndefined();
+    expect(await warm.take('first', bootFor('first'), { refill: false })).toBe('first-item');
+    expect(await warm.take('third', bootFor('third'), { refill: false })).toBe('third-item');
+  });
+
   it('keeps none with size 0, and drain discards every idle item', async () => {
     const off = pool(0);
     off.warm.refill('shape', off.boot);

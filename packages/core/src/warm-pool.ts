@@ -1,6 +1,12 @@
 export interface WarmPoolOptions<Item> {
   /** Idle items kept per key; 0 disables the pool. */
   size: number;
+  /**
+   * Keys kept at once (default 4): filling another discards the items of the least recently used
+   * key, so that a caller whose launches each differ (a fresh workspace per task) does not collect
+   * items nobody will take.
+   */
+  maxKeys?: number;
   /** Called when an item is booted and waits in the pool (e.g. so it does not keep the process alive). */
   idle(item: Item): void;
   /** Whether an idle item can still be handed out (its VM may have died meanwhile). */
@@ -38,9 +44,24 @@ export function createWarmPool<Item>(options: WarmPoolOptions<Item>): WarmPool<I
   const waiting = new Set<Item>();
   let exitHook = false;
 
+  const maxKeys = Math.max(1, options.maxKeys ?? 4);
+  /** Ends the items of a key nobody asked for lately, once booted (unless taken meanwhile). */
+  const evict = (key: string) => {
+    const list = pending.get(key) ?? [];
+    pending.delete(key);
+    for (const next of list) {
+      void next.then(async (item) => {
+        if (item === undefined || !waiting.delete(item)) return;
+        await options.discard(item);
+      });
+    }
+  };
   const fill = (key: string, boot: () => Promise<Item>) => {
     const list = pending.get(key) ?? [];
+    // Most recently filled last: Map keeps insertion order.
+    pending.delete(key);
     pending.set(key, list);
+    for (const stale of [...pending.keys()].slice(0, Math.max(0, pending.size - maxKeys))) evict(stale);
     while (list.length < options.size) {
       list.push(
         boot().then(

@@ -3,6 +3,7 @@ export type { ProbeCacheOptions } from './probe-cache.js';
 export type { ProcessMode } from './probe-process-tier.js';
 export {
   createProcessProvider,
+  type PreparedProcessSandbox,
   type ProcessProvider,
   type ProcessProviderOptions,
 } from './process-provider.js';

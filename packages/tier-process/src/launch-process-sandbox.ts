@@ -20,7 +20,6 @@ import type { EgressProxy } from '@bulkhead/egress';
 import {
   buildBubblewrapArguments,
   createSandboxCgroup,
-  hasSandboxIdentityOverride,
   ownerProcessAlive,
   type PreparedSandboxCgroup,
   planShim,
@@ -36,7 +35,7 @@ import {
   stageIdMappedMounts,
 } from '@bulkhead/linux';
 import { gpuDeviceNodes, inspectPaths, readableByOthers, stateDirectories } from './host-paths.js';
-import type { PreparedSandboxPool } from './prepared-sandboxes.js';
+import type { PreparedSandbox, PreparedSandboxPool } from './prepared-sandboxes.js';
 import type { ProcessTierHost } from './probe-process-tier.js';
 import {
   EGRESS_RELAY_PORT,
@@ -730,12 +729,8 @@ export interface ProcessSandbox extends Sandbox {
   readonly startup: 'cold' | 'warm';
 }
 
-/** Launches one process-tier sandbox in the mode the probe chose. */
-export async function launchProcessSandbox(
-  spec: LaunchSpec,
-  host: ProcessTierHost,
-  options: { egressProxy?: () => Promise<EgressProxy>; preparedSandboxes?: PreparedSandboxPool } = {},
-): Promise<ProcessSandbox> {
+/** Refuses a launch with nothing to run or a working directory that is not there and granted. */
+export async function assertLaunchable(spec: LaunchSpec): Promise<void> {
   if (!Array.isArray(spec.command) || spec.command.length === 0 || !spec.command[0]) {
     throw new BulkheadError(
       'INVALID_LAUNCH_SPEC',
@@ -744,6 +739,20 @@ export async function launchProcessSandbox(
     );
   }
   await assertWorkdir(spec);
+}
+
+/** Launches one process-tier sandbox in the mode the probe chose. */
+export async function launchProcessSandbox(
+  spec: LaunchSpec,
+  host: ProcessTierHost,
+  options: {
+    egressProxy?: () => Promise<EgressProxy>;
+    preparedSandboxes?: PreparedSandboxPool;
+    /** One the caller prepared and claimed itself (a tier built on this one): the pool is not asked. */
+    prepared?: PreparedSandbox;
+  } = {},
+): Promise<ProcessSandbox> {
+  await assertLaunchable(spec);
   const id = spec.id ?? randomUUID();
   const cleanups: Cleanup[] = [];
   const violations: Violation[] = [];
@@ -754,8 +763,9 @@ export async function launchProcessSandbox(
   let resources: Resources | undefined;
   let started: StartedChild;
   const pool = options.preparedSandboxes;
-  const shape = pool?.shapeOf(spec, host);
-  const prepared = shape ? await pool?.take(shape, spec) : undefined;
+  const given = options.prepared;
+  const shape = given ? undefined : pool?.shapeOf(spec, host);
+  const prepared = given ?? (shape ? await pool?.take(shape, spec, host) : undefined);
   try {
     if (prepared) cleanups.push(...prepared.cleanups);
     resources = await prepareResources(spec, id, host, prepared?.cgroup);

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Capabilities, run } from '@bulkhead/core';
+import type { Capabilities } from '@bulkhead/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createProcessProvider, type ProcessProvider } from './index.js';
 import {

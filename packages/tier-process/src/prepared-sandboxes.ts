@@ -39,6 +39,8 @@ import type { ProcessTierHost } from './probe-process-tier.js';
  */
 
 export interface PreparedSandbox {
+  /** What a launch must ask for to use it (see `preparedView`). */
+  view: string;
   opened: OpenedNamespace | OpenedShimOnly;
   cgroup: PreparedSandboxCgroup;
   /** What releases it: the launch that takes it runs these at its end. */
@@ -49,7 +51,7 @@ export interface PreparedSandboxPool {
   /** The key of the prepared sandboxes a launch could use, or undefined where it must open its own. */
   shapeOf(spec: LaunchSpec, host: ProcessTierHost): string | undefined;
   /** A prepared sandbox of this shape whose view still holds, or undefined. */
-  take(shape: string, spec: LaunchSpec): Promise<PreparedSandbox | undefined>;
+  take(shape: string, spec: LaunchSpec, host: ProcessTierHost): Promise<PreparedSandbox | undefined>;
   /** Prepares sandboxes of this shape up to the pool's size, in the background. */
   refill(
     shape: string,
@@ -61,7 +63,28 @@ export interface PreparedSandboxPool {
   drain(): Promise<void>;
 }
 
-function setReferenced(prepared: PreparedSandbox, referenced: boolean): void {
+/**
+ * Everything a prepared sandbox was opened with that a launch must ask for the same: the mode, the
+ * identity and extra grants of a tier built on this one, grants, network, environment, working
+ * directory, devices, and whether it has a CPU bandwidth cgroup at all (see prepareSandboxCgroup).
+ */
+export function preparedView(capabilities: LaunchSpec['capabilities'], host: ProcessTierHost): string {
+  return JSON.stringify({
+    mode: host.mode,
+    identity: sandboxIdentity(),
+    grants: sandboxGrants(),
+    filesystem: capabilities.filesystem,
+    network: capabilities.network,
+    env: capabilities.env,
+    workdir: capabilities.workdir,
+    devices: capabilities.devices,
+    gpus: capabilities.resources.gpus,
+    cpuLimited: capabilities.resources.cpus !== undefined,
+  });
+}
+
+/** Whether a waiting prepared sandbox keeps the caller's process alive (it must not). */
+export function setReferenced(prepared: PreparedSandbox, referenced: boolean): void {
   const { child } = prepared.opened;
   for (const stream of child.stdio) {
     const socket = stream as Socket | null;
@@ -72,7 +95,7 @@ function setReferenced(prepared: PreparedSandbox, referenced: boolean): void {
   else child.unref();
 }
 
-async function prepareSandbox(
+export async function prepareSandbox(
   spec: LaunchSpec,
   host: ProcessTierHost,
   egressProxy?: () => Promise<EgressProxy>,
@@ -90,7 +113,7 @@ async function prepareSandbox(
             reportViolation: () => {},
           })
         : await openShimOnly(view, name, host, cgroup, cleanups);
-    return { opened, cgroup, cleanups };
+    return { view: preparedView(spec.capabilities, host), opened, cgroup, cleanups };
   } catch (error) {
     await runCleanups(cleanups);
     throw error;
@@ -102,6 +125,58 @@ function alive(prepared: PreparedSandbox): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
 
+/** Ends a prepared sandbox. */
+export function discardPreparedSandbox(prepared: PreparedSandbox): Promise<void> {
+  return runCleanups([...prepared.cleanups]);
+}
+
+/** Ends a prepared sandbox without waiting (at process exit): its processes, its cgroups, what releases synchronously. */
+export function discardPreparedSandboxSync(prepared: PreparedSandbox): void {
+  const { opened } = prepared;
+  const pids = opened.mode === 'namespace' ? [opened.childPid, opened.bubblewrapPid] : [opened.child.pid];
+  for (const pid of pids) {
+    if (pid === undefined) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone.
+    }
+  }
+  prepared.cgroup.removeSync();
+  // What is left (id-mapped staging mounts) releases synchronously; the reaper gets the rest.
+  for (const cleanup of [...prepared.cleanups].reverse()) {
+    try {
+      Promise.resolve(cleanup()).catch(() => {});
+    } catch {
+      // Keep releasing the rest.
+    }
+  }
+}
+
+/**
+ * Takes a prepared sandbox for this launch if it is still alive and its view still holds (no
+ * granted path created, removed or replaced since: the view would not be what the launch asks);
+ * otherwise ends it and answers false. A shim-only sandbox's Landlock rules are made from the host
+ * as it is at the launch.
+ */
+export async function claimPreparedSandbox(
+  prepared: PreparedSandbox,
+  spec: LaunchSpec,
+  host: ProcessTierHost,
+): Promise<boolean> {
+  const { opened } = prepared;
+  const stale =
+    prepared.view !== preparedView(spec.capabilities, host) ||
+    (opened.mode === 'namespace' &&
+      (await namespaceHostView(spec.capabilities)).fingerprint !== opened.hostView);
+  if (stale || !alive(prepared)) {
+    await discardPreparedSandbox(prepared);
+    return false;
+  }
+  setReferenced(prepared, true);
+  return true;
+}
+
 /** Keeps `size` prepared namespace sandboxes per shape (0: none), each used once. */
 export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
   const pool = createWarmPool<PreparedSandbox>({
@@ -109,28 +184,8 @@ export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
     // Waiting, it must not keep the caller's process alive.
     idle: (prepared) => setReferenced(prepared, false),
     usable: alive,
-    discard: (prepared) => runCleanups([...prepared.cleanups]),
-    discardSync(prepared) {
-      const { opened } = prepared;
-      const pids = opened.mode === 'namespace' ? [opened.childPid, opened.bubblewrapPid] : [opened.child.pid];
-      for (const pid of pids) {
-        if (pid === undefined) continue;
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // Gone.
-        }
-      }
-      prepared.cgroup.removeSync();
-      // What is left (id-mapped staging mounts) releases synchronously; the reaper gets the rest.
-      for (const cleanup of [...prepared.cleanups].reverse()) {
-        try {
-          Promise.resolve(cleanup()).catch(() => {});
-        } catch {
-          // Keep releasing the rest.
-        }
-      }
-    },
+    discard: discardPreparedSandbox,
+    discardSync: discardPreparedSandboxSync,
   });
   return {
     shapeOf(spec, host) {
@@ -140,36 +195,14 @@ export function createPreparedSandboxPool(size: number): PreparedSandboxPool {
       const grants = sandboxGrants();
       if (hasSandboxIdentityOverride() || grants.devices.length > 0 || grants.binds.length > 0)
         return undefined;
-      return JSON.stringify({
-        mode: host.mode,
-        identity: sandboxIdentity(),
-        filesystem: capabilities.filesystem,
-        network: capabilities.network,
-        env: capabilities.env,
-        workdir: capabilities.workdir,
-        devices: capabilities.devices,
-        gpus: capabilities.resources.gpus,
-        // Whether it has a CPU bandwidth cgroup at all (see prepareSandboxCgroup).
-        cpuLimited: capabilities.resources.cpus !== undefined,
-      });
+      return preparedView(capabilities, host);
     },
-    async take(shape, spec) {
+    async take(shape, spec, host) {
       const prepared = await pool.take(shape, () => Promise.reject(new Error('not refilled here')), {
         refill: false,
       });
       if (!prepared) return undefined;
-      // A granted path created, removed or replaced since: the view would not be what this launch asks.
-      // (A shim-only sandbox's Landlock rules are made from the host as it is at the launch.)
-      const { opened } = prepared;
-      const stale =
-        opened.mode === 'namespace' &&
-        (await namespaceHostView(spec.capabilities)).fingerprint !== opened.hostView;
-      if (stale || !alive(prepared)) {
-        await runCleanups([...prepared.cleanups]);
-        return undefined;
-      }
-      setReferenced(prepared, true);
-      return prepared;
+      return (await claimPreparedSandbox(prepared, spec, host)) ? prepared : undefined;
     },
     refill(shape, spec, host, egressProxy) {
       // Queued now, so that a launch right after this one waits for it rather than starting cold;

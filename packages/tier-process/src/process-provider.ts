@@ -1,12 +1,21 @@
 import {
   assertEnforceable,
+  BulkheadError,
   type IsolationProvider,
   type LaunchSpec,
   type ProbeReport,
   TIER_STRENGTH,
 } from '@bulkhead/core';
-import { launchProcessSandbox, type ProcessSandbox } from './launch-process-sandbox.js';
-import { createPreparedSandboxPool } from './prepared-sandboxes.js';
+import { assertLaunchable, launchProcessSandbox, type ProcessSandbox } from './launch-process-sandbox.js';
+import {
+  claimPreparedSandbox,
+  createPreparedSandboxPool,
+  discardPreparedSandbox,
+  discardPreparedSandboxSync,
+  type PreparedSandbox,
+  prepareSandbox,
+  setReferenced,
+} from './prepared-sandboxes.js';
 import type { ProbeCacheOptions } from './probe-cache.js';
 import { type ProcessMode, type ProcessTierHost, probeProcessTier } from './probe-process-tier.js';
 import { egressProxySource, type ProcessEgressOptions } from './sandbox-egress.js';
@@ -52,9 +61,63 @@ export interface ProcessProviderOptions {
  * asked, cgroup limits, and seccomp and Landlock applied by the exec shim.
  */
 export interface ProcessProvider extends IsolationProvider {
-  launch(spec: LaunchSpec): Promise<ProcessSandbox>;
+  /**
+   * `prepared`: a sandbox from `prepare()` to run this launch in. It is used when it is alive and
+   * was prepared for the same view (everything but the process and resource settings, under the same
+   * `withSandboxIdentity`/`withSandboxGrants`) and the granted paths are as they were; otherwise it
+   * is ended and the launch opens its own (`startup: 'cold'`). Either way it is used up.
+   */
+  launch(spec: LaunchSpec, options?: { prepared?: PreparedProcessSandbox }): Promise<ProcessSandbox>;
+  /**
+   * Opens a sandbox for `spec` now, for one later launch (see `launch`): for tiers built on this one,
+   * which prepare under an identity of their own, where the provider's own prepared sandboxes are
+   * never used. Namespace mode only; its command is ignored. It does not keep the process alive, and
+   * ends with it if never used.
+   */
+  prepare(spec: LaunchSpec): Promise<PreparedProcessSandbox>;
   /** Ends every prepared sandbox; later launches prepare again. */
   drainPreparedSandboxes(): Promise<void>;
+}
+
+/** A sandbox opened ahead of its launch by `ProcessProvider.prepare()`. */
+export interface PreparedProcessSandbox {
+  /** Ends it, when no launch will take it; a no-op once a launch took it. */
+  discard(): Promise<void>;
+  /** The same without waiting, for process exit: kills its processes and removes its cgroups. */
+  discardSync(): void;
+}
+
+const preparedHandles = new WeakMap<PreparedProcessSandbox, { prepared: PreparedSandbox; used: boolean }>();
+
+function preparedHandle(prepared: PreparedSandbox): PreparedProcessSandbox {
+  const handle: PreparedProcessSandbox = {
+    async discard() {
+      const entry = preparedHandles.get(handle);
+      if (!entry || entry.used) return;
+      entry.used = true;
+      await discardPreparedSandbox(entry.prepared);
+    },
+    discardSync() {
+      const entry = preparedHandles.get(handle);
+      if (!entry || entry.used) return;
+      entry.used = true;
+      discardPreparedSandboxSync(entry.prepared);
+    },
+  };
+  preparedHandles.set(handle, { prepared, used: false });
+  return handle;
+}
+
+/** The prepared sandbox behind a handle, if it is still there and fits this launch; used up either way. */
+async function claimHandle(
+  handle: PreparedProcessSandbox,
+  spec: LaunchSpec,
+  host: ProcessTierHost,
+): Promise<PreparedSandbox | undefined> {
+  const entry = preparedHandles.get(handle);
+  if (!entry || entry.used) return undefined;
+  entry.used = true;
+  return (await claimPreparedSandbox(entry.prepared, spec, host)) ? entry.prepared : undefined;
 }
 
 export function createProcessProvider(options: ProcessProviderOptions = {}): ProcessProvider {
@@ -78,10 +141,40 @@ export function createProcessProvider(options: ProcessProviderOptions = {}): Pro
     async probe(): Promise<ProbeReport> {
       return (await probeHost()).report;
     },
-    async launch(spec): Promise<ProcessSandbox> {
+    async launch(spec, launchOptions = {}): Promise<ProcessSandbox> {
+      const resolved = await probeHost();
+      if (launchOptions.prepared) {
+        try {
+          assertEnforceable(spec.capabilities, resolved.report);
+          await assertLaunchable(spec);
+        } catch (error) {
+          await launchOptions.prepared.discard();
+          throw error;
+        }
+      }
+      const prepared = launchOptions.prepared
+        ? await claimHandle(launchOptions.prepared, spec, resolved)
+        : undefined;
+      if (!prepared) assertEnforceable(spec.capabilities, resolved.report);
+      return launchProcessSandbox(spec, resolved, {
+        egressProxy,
+        preparedSandboxes,
+        ...(prepared ? { prepared } : {}),
+      });
+    },
+    async prepare(spec): Promise<PreparedProcessSandbox> {
       const resolved = await probeHost();
       assertEnforceable(spec.capabilities, resolved.report);
-      return launchProcessSandbox(spec, resolved, { egressProxy, preparedSandboxes });
+      if (resolved.mode !== 'namespace') {
+        throw new BulkheadError(
+          'INVALID_LAUNCH_SPEC',
+          `prepare() opens namespace-mode sandboxes, and this provider runs in ${resolved.mode ?? 'no'} mode here.`,
+          { tier: 'process', fix: 'launch without a prepared sandbox in shim-only mode' },
+        );
+      }
+      const prepared = await prepareSandbox(spec, resolved, egressProxy);
+      setReferenced(prepared, false);
+      return preparedHandle(prepared);
     },
     drainPreparedSandboxes: () => preparedSandboxes.drain(),
   };

@@ -1,3 +1,4 @@
+import { unlinkSync } from 'node:fs';
 import { type FileHandle, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { BulkheadError } from '@bulkhead/core';
@@ -18,6 +19,8 @@ export interface IdentityLease {
   kind: 'transient' | 'account';
   /** Frees the id for the next sandbox. Idempotent. */
   release(): Promise<void>;
+  /** At process exit: removes the lock file (the lock itself ends with the process). */
+  releaseSync(): void;
 }
 
 const LOCK_EX = 2;
@@ -77,6 +80,14 @@ function unlockAndRemove(directory: string, uid: number, handle: FileHandle): ()
   };
 }
 
+function removeLockFileSync(directory: string, uid: number): void {
+  try {
+    unlinkSync(posix.join(directory, `${uid}.lock`));
+  } catch {
+    // Gone already.
+  }
+}
+
 /** Makes the folder of lock files: private to the caller, since a foreign lock would block an id. */
 async function prepareDirectory(directory: string): Promise<void> {
   await mkdir(directory, { recursive: true, mode: 0o700 });
@@ -102,6 +113,7 @@ export async function leaseTransientIdentity(options: {
       gid: range.firstGid + index,
       kind: 'transient',
       release: unlockAndRemove(stateDirectory, uid, handle),
+      releaseSync: () => removeLockFileSync(stateDirectory, uid),
     };
   }
   throw new BulkheadError(
@@ -132,5 +144,6 @@ export async function leaseAccountIdentity(options: {
     gid: options.gid,
     kind: 'account',
     release: unlockAndRemove(options.stateDirectory, options.uid, handle),
+    releaseSync: () => removeLockFileSync(options.stateDirectory, options.uid),
   };
 }

@@ -1,11 +1,6 @@
-import {
-  CAPABILITY_KEYS,
-  type CapabilityKey,
-  type Enforcement,
-  type IsolationProvider,
-  type ProbeReport,
-} from '@bulkhead/core';
+import { CAPABILITY_KEYS, type CapabilityKey, type Enforcement, type ProbeReport } from '@bulkhead/core';
 import { findExecutable, probeBubblewrap } from '@bulkhead/linux';
+import type { ProcessProvider } from '@bulkhead/tier-process';
 import { callerRuntimeDirectory, deviceEnforcement } from './device-grants.js';
 import { callerSubordinateRange, transientRangeConflict } from './host-accounts.js';
 import type { IdRange } from './identity-pool.js';
@@ -29,7 +24,7 @@ export interface SessionTierHost {
    */
   switching?: 'root' | 'subordinate';
   /** The process tier this tier composes, created for the switch (unprivileged: the bubblewrap stand-in). */
-  inner?: IsolationProvider;
+  inner?: ProcessProvider;
   range?: IdRange;
   bubblewrapPath?: string;
   xvfbPath?: string;
@@ -44,7 +39,7 @@ function refused(reason: string, fix?: string): Enforcement {
  * namespace hides sandboxes from each other), plus how each sandbox gets its own account and display.
  */
 export async function probeSessionTier(options: {
-  createInner: (bubblewrapPath: string) => IsolationProvider;
+  createInner: (bubblewrapPath: string) => ProcessProvider;
   display: DisplayMode;
   transientIds?: IdRange;
   bubblewrapPath: string;

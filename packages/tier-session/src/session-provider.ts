@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { chmod, lstat, mkdir, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { posix } from 'node:path';
@@ -6,6 +7,7 @@ import {
   assertEnforceable,
   BulkheadError,
   type Capabilities,
+  createWarmPool,
   type IsolationProvider,
   type LaunchSpec,
   type ProbeReport,
@@ -14,8 +16,18 @@ import {
   TIER_STRENGTH,
   UnenforceableCapabilityError,
 } from '@bulkhead/core';
-import { runtimeDirectory, withSandboxGrants, withSandboxIdentity } from '@bulkhead/linux';
-import { createProcessProvider } from '@bulkhead/tier-process';
+import {
+  runtimeDirectory,
+  type SandboxGrants,
+  withSandboxGrants,
+  withSandboxIdentity,
+} from '@bulkhead/linux';
+import {
+  createProcessProvider,
+  type PreparedProcessSandbox,
+  type ProcessProvider,
+  type ProcessSandbox,
+} from '@bulkhead/tier-process';
 import { desktopDenies } from './desktop-paths.js';
 import { callerRuntimeDirectory, grantDevices } from './device-grants.js';
 import { findAccount } from './host-accounts.js';
@@ -70,6 +82,15 @@ export interface SessionProviderOptions {
    * /dev in the sandbox. A seam for tests, which make real nodes in a folder of their own.
    */
   deviceDirectory?: string;
+  /**
+   * How many sessions to keep prepared per view (grants, network, environment, working directory),
+   * from the first launch of that view on: the account leased, its folders made, and the process
+   * tier's sandbox opened under it (see the process tier's `preparedSandboxes`), so that a launch
+   * only writes its audit record, its limits and its program. Never for a display, sound, a camera
+   * or a named account. Each holds one transient id until it is used or this process ends. Default
+   * 1; 0 for callers that launch once, such as the CLI.
+   */
+  preparedSandboxes?: number;
 }
 
 type Cleanup = () => Promise<unknown> | unknown;
@@ -117,11 +138,21 @@ function refuseClipboardWithoutDisplay(capabilities: Capabilities): void {
  * sound server socket, or its cameras. Every sandbox's
  * identity and result are appended to an audit log and set on its trace span.
  */
-export function createSessionProvider(options: SessionProviderOptions = {}): IsolationProvider {
+export function createSessionProvider(options: SessionProviderOptions = {}): SessionProvider {
   const display = options.display ?? 'none';
   const bubblewrapPath = options.bubblewrapPath ?? 'bwrap';
   const auditLog = options.auditLog === undefined ? defaultAuditLogPath() : options.auditLog;
   const deviceDirectory = options.deviceDirectory ?? '/dev';
+  const preparedSandboxes = options.preparedSandboxes ?? 1;
+  const pool = createWarmPool<PreparedSession>({
+    size: preparedSandboxes,
+    // The process tier's prepared sandbox already keeps nothing alive.
+    idle: () => {},
+    // Whether its sandbox still fits is asked by the launch that takes it (see ProcessProvider.launch).
+    usable: () => true,
+    discard: discardPreparedSession,
+    discardSync: discardPreparedSessionSync,
+  });
   let host: Promise<SessionTierHost> | undefined;
   const probeHost = () => {
     host ??= probeSessionTier({
@@ -141,7 +172,7 @@ export function createSessionProvider(options: SessionProviderOptions = {}): Iso
     async probe(): Promise<ProbeReport> {
       return (await probeHost()).report;
     },
-    async launch(spec: LaunchSpec): Promise<Sandbox> {
+    async launch(spec: LaunchSpec): Promise<SessionSandbox> {
       const resolved = await probeHost();
       refuseClipboardWithoutDisplay(spec.capabilities);
       assertEnforceable(spec.capabilities, resolved.report);
@@ -151,14 +182,113 @@ export function createSessionProvider(options: SessionProviderOptions = {}): Iso
           { code: 'BULKHEAD_HOST_DISPLAY' },
         );
       }
-      return launchSession(spec, resolved, {
+      const settings: SessionSettings = {
         display,
         auditLog,
         privateDisplay: options.privateDisplay,
         deviceDirectory,
+      };
+      const launched = { ...spec, id: spec.id ?? randomUUID() };
+      const shape = preparedShape(spec.capabilities, preparedSandboxes);
+      const boot = async () => {
+        // Begun on a later turn: its spawn must not come between a sandbox's result and its caller.
+        await new Promise((resolve) => setImmediate(resolve));
+        return prepareSession(spec.capabilities, resolved, settings);
+      };
+      const prepared = shape ? await pool.take(shape, boot, { refill: false }) : undefined;
+      const opened =
+        prepared?.opened ?? (await openSession(spec.capabilities, resolved, settings, launched.id));
+      // Like the process tier: after a cold launch the next is prepared at once; after a warm one,
+      // once this sandbox is gone, so that preparing does not wait on the kernel's cgroup lock
+      // while this sandbox's own cgroups are placed or removed.
+      const sandbox = await startSession(launched, opened, resolved, settings, prepared?.inner, () => {
+        if (shape && prepared) pool.refill(shape, boot);
       });
+      if (shape && !prepared) pool.refill(shape, boot);
+      return sandbox;
     },
+    drainPreparedSandboxes: () => pool.drain(),
   };
+}
+
+/** A session sandbox: it says whether it ran in a session prepared before the launch. */
+export interface SessionSandbox extends Sandbox {
+  readonly startup: 'cold' | 'warm';
+}
+
+/** The session tier's provider: `drainPreparedSandboxes` ends the sessions prepared ahead. */
+export interface SessionProvider extends IsolationProvider {
+  launch(spec: LaunchSpec): Promise<SessionSandbox>;
+  /** Ends every prepared session (its account, folders and sandbox); later launches prepare again. */
+  drainPreparedSandboxes(): Promise<void>;
+}
+
+/** A session opened ahead of its launch: its account and folders, and its process-tier sandbox. */
+interface PreparedSession {
+  opened: OpenedSession;
+  inner: PreparedProcessSandbox;
+}
+
+/**
+ * The key of the sessions a launch could use, or undefined where it must open its own: sessions
+ * with a display, sound, a camera or a named account are never prepared (a display is a server of
+ * its own; a device or an account is the host's, not to be held by a sandbox that may never run).
+ */
+function preparedShape(capabilities: Capabilities, size: number): string | undefined {
+  const { devices } = capabilities;
+  if (size <= 0 || capabilities.identity?.name !== undefined) return undefined;
+  if (devices.display || devices.clipboard || devices.audio || devices.webcam || devices.input)
+    return undefined;
+  return JSON.stringify({
+    filesystem: capabilities.filesystem,
+    network: capabilities.network,
+    env: capabilities.env,
+    workdir: capabilities.workdir,
+    gpus: capabilities.resources.gpus,
+    cpuLimited: capabilities.resources.cpus !== undefined,
+  });
+}
+
+async function prepareSession(
+  capabilities: Capabilities,
+  host: SessionTierHost,
+  settings: SessionSettings,
+): Promise<PreparedSession> {
+  const { processTier, subordinate } = availableHost(host);
+  const opened = await openSession(capabilities, host, settings, 'prepared');
+  try {
+    const inner = await withSandboxIdentity(
+      { uid: opened.lease.uid, gid: opened.lease.gid, switchFromRoot: !subordinate },
+      () =>
+        withSandboxGrants(opened.devices, () =>
+          processTier.prepare({ command: ['true'], capabilities: opened.innerCapabilities }),
+        ),
+    );
+    return { opened, inner };
+  } catch (error) {
+    await runCleanups(opened.cleanups);
+    throw error;
+  }
+}
+
+async function discardPreparedSession(prepared: PreparedSession): Promise<void> {
+  await prepared.inner.discard();
+  await runCleanups(prepared.opened.cleanups);
+}
+
+/**
+ * At process exit: the sandbox's processes and cgroups go now, its folder where this process may
+ * remove it (else the next start's reaper does), and the account's lock file (the lock itself ends
+ * with this process).
+ */
+function discardPreparedSessionSync(prepared: PreparedSession): void {
+  prepared.inner.discardSync();
+  try {
+    rmSync(prepared.opened.directory, { recursive: true, force: true });
+  } catch {
+    // Left for the reaper (a subordinate uid's files).
+  }
+  prepared.opened.lease.releaseSync();
 }
 
 /**
@@ -217,16 +347,34 @@ async function leaseIdentity(capabilities: Capabilities, host: SessionTierHost, 
   return leaseTransientIdentity({ range: host.range, stateDirectory });
 }
 
-async function launchSession(
-  spec: LaunchSpec,
-  host: SessionTierHost,
-  settings: {
-    display: DisplayMode;
-    auditLog: string | false;
-    privateDisplay: SessionProviderOptions['privateDisplay'];
-    deviceDirectory: string;
-  },
-): Promise<Sandbox> {
+interface SessionSettings {
+  display: DisplayMode;
+  auditLog: string | false;
+  privateDisplay: SessionProviderOptions['privateDisplay'];
+  deviceDirectory: string;
+}
+
+/** Everything a session sandbox has before its program runs: its account, folders, grants and devices. */
+interface OpenedSession {
+  lease: IdentityLease;
+  /** Its folder under the tier's state directory (runtime folder, leftovers record). */
+  directory: string;
+  subordinate: boolean;
+  /** What the process tier is asked for (its process and resource settings come from each launch). */
+  innerCapabilities: Capabilities;
+  devices: SandboxGrants;
+  deviceEnforcement: Awaited<ReturnType<typeof grantDevices>>['enforcement'];
+  privateDisplay: PrivateDisplay | undefined;
+  warnings: string[];
+  /** What ends it, last first. */
+  cleanups: Cleanup[];
+}
+
+function availableHost(host: SessionTierHost): {
+  processTier: ProcessProvider;
+  subordinate: boolean;
+  switching: 'root' | 'subordinate';
+} {
   if (!host.inner || !host.switching) {
     throw new BulkheadError(
       'TIER_UNAVAILABLE',
@@ -236,18 +384,29 @@ async function launchSession(
       },
     );
   }
-  const processTier = host.inner;
-  const subordinate = host.switching === 'subordinate';
-  const { capabilities } = spec;
-  const id = spec.id ?? randomUUID();
+  return {
+    processTier: host.inner,
+    subordinate: host.switching === 'subordinate',
+    switching: host.switching,
+  };
+}
+
+/**
+ * Leases the sandbox's account and makes its folders, grants and devices. `label` names its folder
+ * (the start of the sandbox id, or `prepared` for one opened ahead of its launch).
+ */
+async function openSession(
+  capabilities: Capabilities,
+  host: SessionTierHost,
+  settings: SessionSettings,
+  label: string,
+): Promise<OpenedSession> {
+  const { subordinate, switching } = availableHost(host);
   const cleanups: Cleanup[] = [];
   const state = await sessionStateDirectory(subordinate);
   let lease: IdentityLease;
   let privateDisplay: PrivateDisplay | undefined;
-  let inner: Sandbox;
-  let deviceEnforcement: Awaited<ReturnType<typeof grantDevices>>['enforcement'] = {};
   const warnings: string[] = [];
-  let record: IdentityRecord;
   try {
     lease = await leaseIdentity(capabilities, host, posix.join(state, 'session-ids'));
     cleanups.push(lease.release);
@@ -256,7 +415,7 @@ async function launchSession(
     await mkdir(sessions, { recursive: true, mode: 0o711 });
     // The random part keeps the path unguessable for other local users (the id is in logs).
     await reapStaleSessionsOf(sessions);
-    const directory = posix.join(sessions, sessionFolderName(id, randomBytes(8).toString('hex')));
+    const directory = posix.join(sessions, sessionFolderName(label, randomBytes(8).toString('hex')));
     await mkdir(directory, { mode: 0o711 });
     cleanups.push(() => rm(directory, { recursive: true, force: true }));
     // XDG_RUNTIME_DIR: a write grant. A root caller's is id-mapped, so the sandbox sees a 0700 folder
@@ -299,12 +458,12 @@ async function launchSession(
     if (capabilities.devices.display) {
       if (settings.display === 'private') {
         privateDisplay = await startPrivateDisplay({
-          sandboxId: id,
+          sandboxId: label,
           memoryBytes: capabilities.resources.memoryBytes,
           directory,
           uid: lease.uid,
           gid: lease.gid,
-          switching: host.switching,
+          switching,
           bubblewrapPath: host.bubblewrapPath ?? 'bwrap',
           xvfbPath: host.xvfbPath ?? 'Xvfb',
           ...settings.privateDisplay,
@@ -359,11 +518,10 @@ async function launchSession(
       callerRuntimeDirectory: callerRuntimeDirectory(),
       ids: { uid: lease.uid, gid: lease.gid },
       idMappedSockets: !subordinate,
-      sandboxId: id,
+      sandboxId: label,
       sandboxRuntimeFolder: runtimeFolder,
     });
     cleanups.push(devices.release);
-    deviceEnforcement = devices.enforcement;
     Object.assign(environment, devices.environment);
     warnings.push(...devices.warnings);
 
@@ -388,6 +546,57 @@ async function launchSession(
       devices: { clipboard: false, audio: false, webcam: false, display: false, input: false },
       env: environment,
     };
+    return {
+      lease,
+      directory,
+      subordinate,
+      innerCapabilities,
+      devices: { devices: devices.devices, binds: devices.binds },
+      deviceEnforcement: devices.enforcement,
+      privateDisplay,
+      warnings,
+      cleanups,
+    };
+  } catch (error) {
+    await runCleanups(cleanups);
+    throw sessionLaunchError(error);
+  }
+}
+
+function sessionLaunchError(error: unknown): Error {
+  if (BulkheadError.isInstance(error)) return error;
+  return new BulkheadError(
+    'LAUNCH_FAILED',
+    `The session tier could not prepare the sandbox: ${(error as Error).message}. Fix: run \`bulkhead doctor\` to see what this host lacks.`,
+    { tier: 'session', cause: error },
+  );
+}
+
+/**
+ * Runs the launch's program in an opened session: its audit record first, then the process tier
+ * under the session's account (in the sandbox `prepared` ahead of it, when there is one).
+ */
+async function startSession(
+  spec: LaunchSpec,
+  opened: OpenedSession,
+  host: SessionTierHost,
+  settings: SessionSettings,
+  prepared?: PreparedProcessSandbox,
+  onEnd: () => void = () => {},
+): Promise<SessionSandbox> {
+  const { processTier, subordinate } = availableHost(host);
+  const { capabilities } = spec;
+  const id = spec.id ?? randomUUID();
+  const { lease, cleanups, warnings, privateDisplay, deviceEnforcement, devices } = opened;
+  // The process and resource settings are the launch's own (a prepared session's are another's).
+  const innerCapabilities: Capabilities = {
+    ...opened.innerCapabilities,
+    process: capabilities.process,
+    resources: capabilities.resources,
+  };
+  let inner: ProcessSandbox;
+  let record: IdentityRecord;
+  try {
     record = {
       event: 'start',
       time: new Date().toISOString(),
@@ -408,8 +617,11 @@ async function launchSession(
       inner = await withSandboxIdentity(
         { uid: lease.uid, gid: lease.gid, switchFromRoot: !subordinate },
         () =>
-          withSandboxGrants({ devices: devices.devices, binds: devices.binds }, () =>
-            processTier.launch({ ...spec, id, capabilities: innerCapabilities }),
+          withSandboxGrants(devices, () =>
+            processTier.launch(
+              { ...spec, id, capabilities: innerCapabilities },
+              prepared ? { prepared } : {},
+            ),
           ),
       );
     } catch (error) {
@@ -426,13 +638,10 @@ async function launchSession(
       throw error;
     }
   } catch (error) {
+    await prepared?.discard();
     await runCleanups(cleanups);
-    if (BulkheadError.isInstance(error)) throw error;
-    throw new BulkheadError(
-      'LAUNCH_FAILED',
-      `The session tier could not prepare the sandbox: ${(error as Error).message}. Fix: run \`bulkhead doctor\` to see what this host lacks.`,
-      { tier: 'session', cause: error },
-    );
+    onEnd();
+    throw sessionLaunchError(error);
   }
   const span = startIdentitySpan(record);
   const identityMechanisms = subordinate
@@ -440,7 +649,7 @@ async function launchSession(
     : ['uid-switch', 'user-namespace'];
   let teardown: Promise<void> | undefined;
   const finish = () => {
-    teardown ??= runCleanups(cleanups);
+    teardown ??= runCleanups(cleanups).then(onEnd);
     return teardown;
   };
   const exited = inner.exited.then(
@@ -489,6 +698,7 @@ async function launchSession(
   return {
     id,
     tier: 'session',
+    startup: inner.startup,
     stdin: inner.stdin,
     stdout: inner.stdout,
     stderr: inner.stderr,

@@ -14,13 +14,39 @@ export const callerIsRoot = process.getuid?.() === 0;
  */
 export const TEST_TRANSIENT_IDS: IdRange = { firstUid: 2_100_000_000, firstGid: 2_100_000_000, count: 4096 };
 
-export function inTestRange(uid: number): boolean {
-  return uid >= TEST_TRANSIENT_IDS.firstUid && uid < TEST_TRANSIENT_IDS.firstUid + TEST_TRANSIENT_IDS.count;
+/**
+ * Ranges of their own for the tests that keep sessions prepared ahead: a prepared session holds an
+ * id and files of it while other test files, running at the same time, check that nothing of
+ * TEST_TRANSIENT_IDS is left (and prepared-sessions.test.ts checks its own range the same way).
+ */
+export const CONFORMANCE_TEST_TRANSIENT_IDS: IdRange = {
+  firstUid: 2_100_100_000,
+  firstGid: 2_100_100_000,
+  count: 4096,
+};
+export const PREPARED_TEST_TRANSIENT_IDS: IdRange = {
+  firstUid: 2_100_200_000,
+  firstGid: 2_100_200_000,
+  count: 4096,
+};
+
+export function inTestRange(uid: number, range: IdRange = TEST_TRANSIENT_IDS): boolean {
+  return uid >= range.firstUid && uid < range.firstUid + range.count;
 }
 
-/** The session provider the tests use: their own ids, no audit log unless asked. */
+/**
+ * The session provider the tests use: their own ids, no audit log unless asked, and no sessions
+ * prepared ahead unless asked (a prepared session holds an id and files of that id until it is used
+ * or drained, which the tests that count leftovers would find; prepared-sessions.test.ts and the
+ * conformance suite run with them, in ranges of their own).
+ */
 export function testSessionProvider(options: SessionProviderOptions = {}) {
-  return createSessionProvider({ auditLog: false, transientIds: TEST_TRANSIENT_IDS, ...options });
+  return createSessionProvider({
+    auditLog: false,
+    transientIds: TEST_TRANSIENT_IDS,
+    preparedSandboxes: 0,
+    ...options,
+  });
 }
 export const SYSTEM_READ_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib64', '/etc'];
 /** Debian's interpreter, not a pyenv shim on PATH (which lives under /root). */
@@ -83,9 +109,9 @@ export async function processesOf(uid: number): Promise<number[]> {
  * Files and folders under `roots` owned by a uid or gid of the tests' transient range (find never follows
  * symbolic links and stays on one filesystem).
  */
-export function transientlyOwned(roots: string[]): string[] {
-  const first = TEST_TRANSIENT_IDS.firstUid;
-  const last = first + TEST_TRANSIENT_IDS.count - 1;
+export function transientlyOwned(roots: string[], range: IdRange = TEST_TRANSIENT_IDS): string[] {
+  const first = range.firstUid;
+  const last = first + range.count - 1;
   // find exits non-zero for a root that vanished meanwhile; what it printed still counts.
   const { stdout } = spawnSync(
     'find',

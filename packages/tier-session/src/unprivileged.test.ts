@@ -142,6 +142,28 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
     expect(liveProcessesOf(SUBORDINATE_FIRST, SUBORDINATE_COUNT)).toEqual([]);
   });
 
+  it("runs the next launch in a session prepared for it, as another subordinate uid; the files are the caller's", async () => {
+    const result = asUser('prepared', folder);
+    const launches = result.launches as {
+      startup: string;
+      exitCode: number;
+      stdout: string;
+      stderr: string;
+    }[];
+    expect(launches.map((launch) => [launch.startup, launch.exitCode])).toEqual([
+      ['cold', 0],
+      ['warm', 0],
+    ]);
+    const [first, second] = launches.map((launch) => Number(launch.stdout.trim()));
+    expect(first).toBeGreaterThanOrEqual(SUBORDINATE_FIRST);
+    expect(second).toBeGreaterThanOrEqual(SUBORDINATE_FIRST);
+    expect(second).not.toBe(first);
+    for (const name of ['prepared-first', 'prepared-second'])
+      expect((await stat(join(folder, name))).uid).toBe(uid);
+    // Drained: no process of a subordinate uid is left.
+    expect(liveProcessesOf(SUBORDINATE_FIRST, SUBORDINATE_COUNT)).toEqual([]);
+  });
+
   it("runs bubblewrap as a subordinate uid/gid through newuidmap, with none of the caller's groups", async () => {
     const result = asUser('switch', folder);
     expect(result.switch).toMatchObject({ usable: true });

@@ -277,7 +277,7 @@ async function prepare(
         preparedSandboxes: 0,
         ...(resolve ? { egress: { resolver: resolve.resolver } } : {}),
       },
-      ...(display === undefined ? {} : { session: { display } }),
+      session: { preparedSandboxes: 0, ...(display === undefined ? {} : { display }) },
     },
   });
   if (named !== undefined && named !== 'none') {
