@@ -243,9 +243,13 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
         undefined,
       );
   const anchors = new Map<string, string>();
+  // Denies share folders (a display's sockets, say): each folder and those above it are weighed once.
+  const weighed = new Set<string>();
   for (const path of denied) {
     if (!masked(path)) continue;
     for (let folder = posix.dirname(path); folder !== '/'; folder = posix.dirname(folder)) {
+      if (weighed.has(folder)) break;
+      weighed.add(folder);
       const grant = innermostGrant(folder);
       if (grant === undefined) break;
       const inert =
