@@ -57,6 +57,14 @@ export const bulkheadProviders = {
     const provider = (await import('@bulkhead/tier-session')).createSessionProvider({ auditLog });
     return { provider, release: () => rm(auditLog, { force: true }) };
   },
+  sessionPrivateDisplay: async (): Promise<{ provider: IsolationProvider; release: () => Promise<void> }> => {
+    const auditLog = path.join(os.tmpdir(), `bulkhead-bench-audit-${process.pid}-${randomUUID()}.jsonl`);
+    const provider = (await import('@bulkhead/tier-session')).createSessionProvider({
+      auditLog,
+      display: 'private',
+    });
+    return { provider, release: () => rm(auditLog, { force: true }) };
+  },
 } as const;
 
 export interface BulkheadSubjectOptions {

@@ -456,6 +456,21 @@ export function allSubjects(): Subject[] {
       provider: bulkheadProviders.session,
     }),
     bulkheadSubject({
+      id: 'session-display',
+      label: 'Bulkhead session (private display)',
+      tier: 'session',
+      packageName: '@bulkhead/tier-session',
+      description:
+        "launch() with tier-session and devices.display (display: 'private'): the session row plus its own Xvfb, started and reaped with each sandbox",
+      provider: bulkheadProviders.sessionPrivateDisplay,
+      capabilities: (capabilities) => ({
+        ...capabilities,
+        devices: { ...capabilities.devices, display: true },
+      }),
+      // Each launch starts an X server: fewer samples, and concurrency up to 10.
+      limits: { runs: 15, warmup: 2, maxConcurrency: 10 },
+    }),
+    bulkheadSubject({
       id: 'microvm',
       label: 'Bulkhead microvm',
       tier: 'microvm',

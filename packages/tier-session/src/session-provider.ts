@@ -654,7 +654,6 @@ async function startSession(
   };
   const exited = inner.exited.then(
     async (result): Promise<SandboxResult> => {
-      await finish();
       const final: SandboxResult = {
         ...result,
         warnings: [...warnings, ...result.warnings],
@@ -677,13 +676,17 @@ async function startSession(
         end: new Date().toISOString(),
         result: summariseResult(final),
       };
-      if (settings.auditLog) {
-        await appendIdentityRecord(settings.auditLog, end).catch((error: Error) =>
-          final.warnings.push(
-            `The audit record could not be written to ${settings.auditLog}: ${error.message}`,
-          ),
-        );
-      }
+      // The record is written while the session's folders and id are released: neither waits on the other.
+      await Promise.all([
+        finish(),
+        settings.auditLog
+          ? appendIdentityRecord(settings.auditLog, end).catch((error: Error) =>
+              final.warnings.push(
+                `The audit record could not be written to ${settings.auditLog}: ${error.message}`,
+              ),
+            )
+          : undefined,
+      ]);
       endIdentitySpan(span, end);
       return final;
     },
