@@ -5,7 +5,7 @@ import { posix } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { BulkheadError } from '@bulkhead/core';
 import { createSandboxCgroup, type SandboxCgroup } from '@bulkhead/linux';
-import { runOverSandboxIds } from './subordinate-account.js';
+import { runOverSandboxIds, subordinateWrapperPath } from './subordinate-account.js';
 import { FAMILY_WILD, writeSandboxAuthority } from './x-authority.js';
 
 /** Where X clients look for display N's socket; a sandbox gets exactly its own one bound there. */
@@ -24,6 +24,29 @@ export interface PrivateDisplay {
   startMs: number;
   /** Stops the server and removes its socket, lock and cookie. Idempotent. */
   stop(): Promise<void>;
+}
+
+/**
+ * Removes the socket a session's X server left in /tmp/.X11-unix, for a display number the session
+ * claimed by its lock: only a socket right in that folder and owned by the sandbox's uid (or by the
+ * caller, when the server was not switched to the sandbox's account), never a link or anything else
+ * put in its place, never another account's. The folder is sticky, so only root or the socket's
+ * owner may unlink it: an unprivileged caller does so as root of a user namespace that maps its
+ * subordinate uid (`rm` unlinks the name and never follows a link, and a name replaced meanwhile
+ * could only be the sandbox's or the caller's).
+ */
+export async function removeDisplaySocket(path: string, ids: { uid: number; gid: number }): Promise<void> {
+  if (posix.dirname(path) !== X11_SOCKET_DIRECTORY) return;
+  const status = await lstat(path).catch(() => undefined);
+  if (!status?.isSocket() || (status.uid !== ids.uid && status.uid !== process.getuid?.())) return;
+  try {
+    await unlink(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code !== 'EPERM' && code !== 'EACCES') throw error;
+    await runOverSandboxIds(ids.uid, ids.gid, ['rm', '-f', '--', path]);
+  }
 }
 
 /** /tmp/.X11-unix as X servers expect it: root's, sticky, writable by all (the umask would narrow it). */
@@ -107,8 +130,12 @@ export async function startPrivateDisplay(options: {
   directory: string;
   uid: number;
   gid: number;
-  /** `root`: spawned as uid/gid; `subordinate`: `bubblewrapPath` is the stand-in that maps them. */
+  /**
+   * `root`: bubblewrap is spawned as uid/gid; `subordinate`: it is started through the stand-in that
+   * `probeSubordinateSwitch` wrote (`subordinateWrapperPath()`), which switches to them.
+   */
   switching: 'root' | 'subordinate';
+  /** bubblewrap itself, for a root caller (the stand-in runs the one it was written for). */
   bubblewrapPath: string;
   xvfbPath: string;
   /** WIDTHxHEIGHTxDEPTH of screen 0. */
@@ -133,14 +160,8 @@ export async function startPrivateDisplay(options: {
         await exited;
       }
       await cgroup?.remove().catch(() => {});
-      // Only a socket of the sandbox's account is ours to remove: never follow or touch anything else.
-      const socket = await lstat(socketPath).catch(() => undefined);
-      if (socket?.isSocket() && socket.uid === options.uid) {
-        // /tmp/.X11-unix is sticky: only root, or the caller over its subordinate ids, may unlink it.
-        if (subordinate)
-          await runOverSandboxIds(options.uid, options.gid, ['rm', '-f', socketPath]).catch(() => {});
-        else await unlink(socketPath).catch(() => {});
-      }
+      // The socket goes before the lock: while the lock stands, no other server takes the number.
+      await removeDisplaySocket(socketPath, options).catch(() => {});
       await unlink(lockPath).catch(() => {});
       await unlink(authorityPath).catch(() => {});
     })();
@@ -166,8 +187,10 @@ export async function startPrivateDisplay(options: {
       path,
       path,
     ]);
+    // A subordinate uid is switched to by the stand-in: plain bubblewrap's --uid would only rename the
+    // caller's uid inside its namespace, and the server would run (and own its socket) as the caller.
     child = spawn(
-      options.bubblewrapPath,
+      subordinate ? subordinateWrapperPath() : options.bubblewrapPath,
       [
         ...(subordinate
           ? ['--unshare-user', '--uid', String(options.uid), '--gid', String(options.gid)]
@@ -256,6 +279,15 @@ export async function startPrivateDisplay(options: {
         'DISPLAY_START_FAILED',
         `The private X server (Xvfb) did not start: ${diagnostics.trim().split('\n').slice(-3).join(' ') || 'it announced no display within 15 s'}. Fix: apt-get install xvfb, or ask for devices.display: false.`,
         { tier: 'session', capability: 'devices.display', fix: 'apt-get install xvfb' },
+      );
+    }
+    // The server must be the sandbox's account, not the caller's: what the sandbox makes it do is
+    // then done as the sandbox, and its socket is one the tier knows it may remove.
+    if (socket.uid !== options.uid) {
+      throw new BulkheadError(
+        'DISPLAY_START_FAILED',
+        `The private X server runs as uid ${socket.uid} (the owner of ${socketPath}), not as the sandbox's uid ${options.uid}, so it is not the sandbox's own. Fix: start it through the session tier's bubblewrap stand-in (${subordinate ? subordinateWrapperPath() : 'a root caller spawns it as the uid'}).`,
+        { tier: 'session', capability: 'devices.display', path: socketPath },
       );
     }
   } catch (error) {

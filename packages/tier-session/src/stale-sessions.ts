@@ -1,6 +1,6 @@
 import { lstat, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { X11_SOCKET_DIRECTORY } from './private-display.js';
+import { removeDisplaySocket } from './private-display.js';
 
 /*
  * A session's folder is named `<owner pid>-<sandbox id>-<random>`. When the caller dies without
@@ -47,13 +47,14 @@ function alive(pid: number): boolean {
 
 /**
  * Removes the folders of sessions whose owner process is gone, and the X socket and lock each one
- * noted. A socket is removed only if it is still a socket of the sandbox's uid (never following a
- * link); the lock only if it is a plain file. Returns how many sessions were reaped.
+ * noted. A socket is removed as `removeDisplaySocket` does (only a socket of the session's, never
+ * following a link, as the sandbox's uid where the sticky folder asks for it); the lock only if it
+ * is a plain file of the caller's, which made it. Returns how many sessions were reaped.
  */
 export async function reapStaleSessions(
   sessions: string,
   actions: {
-    /** Removes a file or folder of the sandbox's ids (a subordinate uid's need its user namespace). */
+    /** Removes a folder of the sandbox's ids (a subordinate uid's needs its user namespace). */
     remove: (leftovers: { uid: number; gid: number }, path: string) => Promise<void>;
     /** Gives the caller back what the sandbox wrote into its write grants. */
     returnOwnership: (leftovers: { uid: number; gid: number }, paths: string[]) => Promise<void>;
@@ -73,11 +74,11 @@ export async function reapStaleSessions(
       const status = await lstat(path).catch(() => undefined);
       if (!status || !noted) continue;
       const ownedBySandbox = status.uid === noted.uid;
-      if (status.isSocket() && ownedBySandbox && path.startsWith(`${X11_SOCKET_DIRECTORY}/`)) {
-        await actions.remove(noted, path).catch(() => {});
+      if (status.isSocket()) {
+        await removeDisplaySocket(path, noted).catch(() => {});
       } else if (status.isDirectory() && ownedBySandbox && path.startsWith(`${directory}/`)) {
         await actions.remove(noted, path).catch(() => {});
-      } else if (status.isFile() && /^\/tmp\/\.X\d+-lock$/.test(path)) {
+      } else if (status.isFile() && status.uid === process.getuid?.() && /^\/tmp\/\.X\d+-lock$/.test(path)) {
         await unlink(path).catch(() => {});
       }
     }

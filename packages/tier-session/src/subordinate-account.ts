@@ -87,6 +87,15 @@ function runQuietly(file: string, args: string[]): Promise<{ code: number | null
 }
 
 /**
+ * Where `probeSubordinateSwitch` writes the bubblewrap stand-in: the caller's runtime folder, which
+ * only the caller may write. The process tier runs it for the payload, the private display for its X
+ * server, so that both run as the sandbox's subordinate uid.
+ */
+export function subordinateWrapperPath(): string {
+  return posix.join(runtimeDirectory(), 'session-bubblewrap');
+}
+
+/**
  * Can this caller run a process as one of its subordinate ids here? Tries it for real (newuidmap
  * and newgidmap through util-linux's unshare), then writes the bubblewrap stand-in.
  */
@@ -137,9 +146,8 @@ export async function probeSubordinateSwitch(
       fix: install,
     };
   }
-  const directory = runtimeDirectory();
-  await mkdir(directory, { recursive: true, mode: 0o711 });
-  const wrapperPath = posix.join(directory, 'session-bubblewrap');
+  await mkdir(runtimeDirectory(), { recursive: true, mode: 0o711 });
+  const wrapperPath = subordinateWrapperPath();
   const script = wrapperScript(bash, unshare, bubblewrap);
   const current = await readFile(wrapperPath, 'utf8').catch(() => undefined);
   if (current !== script) {

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, mkdtemp, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,7 +6,7 @@ import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { failedTests, runVitestAsUser } from '@bulkhead/conformance/corpus';
 import { readCgroupLayout } from '@bulkhead/linux';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { callerIsRoot } from './test-support.js';
 
 const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
@@ -15,6 +15,22 @@ const driver = fileURLToPath(new URL('./fixtures/subordinate-driver.ts', import.
 // Below 2^31: bubblewrap reads ids as a signed int.
 const SUBORDINATE_FIRST = 1_700_000_000;
 const SUBORDINATE_COUNT = 65_536;
+
+/** What of display `:N` is left on the host: its socket and its lock. */
+async function displayLeftovers(display: string): Promise<string[]> {
+  const number = /^:(\d+)$/.exec(display)?.[1];
+  if (number === undefined) throw new Error(`not a display: ${display}`);
+  const paths = [`/tmp/.X11-unix/X${number}`, `/tmp/.X${number}-lock`];
+  const present = await Promise.all(
+    paths.map((path) =>
+      lstat(path).then(
+        () => true,
+        () => false,
+      ),
+    ),
+  );
+  return paths.filter((_, index) => present[index]);
+}
 
 function liveProcessesOf(first: number, count: number): number[] {
   return readdirSync('/proc')
@@ -40,25 +56,27 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
   let uid: number;
   const delegated: string[] = [];
 
+  const driverCommand = (argv: string[]) => [
+    '-u',
+    name,
+    '--',
+    'env',
+    '-i',
+    `HOME=${home}`,
+    'PATH=/usr/bin:/bin',
+    viteNode,
+    '--config',
+    'vitest.config.ts',
+    driver,
+    ...argv,
+  ];
+
   function asUser(...argv: string[]): Record<string, unknown> {
-    const run = spawnSync(
-      'runuser',
-      [
-        '-u',
-        name,
-        '--',
-        'env',
-        '-i',
-        `HOME=${home}`,
-        'PATH=/usr/bin:/bin',
-        viteNode,
-        '--config',
-        'vitest.config.ts',
-        driver,
-        ...argv,
-      ],
-      { cwd: packageDirectory, encoding: 'utf8', timeout: 60_000 },
-    );
+    const run = spawnSync('runuser', driverCommand(argv), {
+      cwd: packageDirectory,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     const line = run.stdout.trim().split('\n').at(-1) ?? '';
     try {
       return JSON.parse(line) as Record<string, unknown>;
@@ -129,17 +147,55 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
   it("runs a session as a subordinate uid, with its own display; what it wrote is the caller's", async () => {
     const result = asUser('session', folder);
     expect(result.exitCode, String(result.stderr)).toBe(0);
-    const [sandboxUid, sandboxGid, screens] = String(result.stdout).trim().split('\n');
+    const [sandboxUid, sandboxGid, screens, display, socketOwner] = String(result.stdout).trim().split('\n');
     expect(Number(sandboxUid)).toBeGreaterThanOrEqual(SUBORDINATE_FIRST);
     expect(Number(sandboxUid)).toBeLessThan(SUBORDINATE_FIRST + SUBORDINATE_COUNT);
     expect(sandboxGid).toBe(sandboxUid);
     expect(screens).toBe('1');
+    // The X server is the sandbox's own account, not the caller's (whose uid it would see as 65534).
+    expect(socketOwner).toBe(sandboxUid);
+    // Its socket (the subordinate uid's, in the sticky /tmp/.X11-unix) and lock went with the session.
+    expect(await displayLeftovers(display!)).toEqual([]);
     expect(result.memory).toEqual(['cgroup-v1']);
     for (const path of ['session-file', 'session-folder', 'session-folder/file']) {
       const status = await stat(join(folder, path));
       expect({ path, uid: status.uid, gid: status.gid }).toEqual({ path, uid, gid: uid });
     }
     expect(liveProcessesOf(SUBORDINATE_FIRST, SUBORDINATE_COUNT)).toEqual([]);
+  });
+
+  it("reaps a crashed caller's display: the next session removes the socket its subordinate uid left", async () => {
+    const crashing = spawn('runuser', driverCommand(['crash', folder]), {
+      cwd: packageDirectory,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    crashing.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const exited = new Promise((resolve) => crashing.once('exit', resolve));
+    const ready = await new Promise<{ pid: number; uid: number; display: string }>((resolve, reject) => {
+      let text = '';
+      crashing.stdout.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+        const line = text.split('\n').find((candidate) => candidate.startsWith('{"step":"crash"'));
+        if (line) resolve(JSON.parse(line) as { pid: number; uid: number; display: string });
+      });
+      crashing.once('exit', (code) => reject(new Error(`the driver exited (${code}): ${text}\n${stderr}`)));
+    });
+    const socket = `/tmp/.X11-unix/X${ready.display.slice(1)}`;
+    expect((await lstat(socket)).uid).toBe(ready.uid);
+    // The caller dies without disposing: bubblewrap's --die-with-parent ends the sandbox and its X server.
+    process.kill(ready.pid, 'SIGKILL');
+    await exited;
+    await vi.waitFor(() => expect(liveProcessesOf(SUBORDINATE_FIRST, SUBORDINATE_COUNT)).toEqual([]), {
+      timeout: 10_000,
+      interval: 100,
+    });
+    expect(await displayLeftovers(ready.display)).toEqual([socket, `/tmp/.X${ready.display.slice(1)}-lock`]);
+    // The caller's next session, in another process, reaps what the dead one left.
+    expect(asUser('probe', folder).launch).toBe('ran');
+    expect(await displayLeftovers(ready.display)).toEqual([]);
   });
 
   it("runs the next launch in a session prepared for it, as another subordinate uid; the files are the caller's", async () => {
