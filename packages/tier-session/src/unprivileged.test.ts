@@ -6,7 +6,7 @@ import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { failedTests, runVitestAsUser } from '@bulkhead/conformance/corpus';
 import { readCgroupLayout } from '@bulkhead/linux';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { callerIsRoot } from './test-support.js';
 
 const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
@@ -30,6 +30,13 @@ async function displayLeftovers(display: string): Promise<string[]> {
     ),
   );
   return paths.filter((_, index) => present[index]);
+}
+
+/** After the test, whatever it asserted: a failed run leaves no display behind either. */
+function removeDisplayAfterTest(display: string): void {
+  onTestFinished(async () => {
+    for (const path of await displayLeftovers(display)) await rm(path, { force: true });
+  });
 }
 
 function liveProcessesOf(first: number, count: number): number[] {
@@ -113,6 +120,8 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
   });
   afterAll(async () => {
     for (const pid of liveProcessesOf(uid, 1)) process.kill(pid, 'SIGKILL');
+    // userdel refuses an account whose processes are still dying, and rmdir a cgroup that holds them.
+    await vi.waitFor(() => expect(liveProcessesOf(uid, 1)).toEqual([]), { timeout: 10_000, interval: 100 });
     for (const directory of delegated.splice(0)) {
       if (!existsSync(directory)) continue;
       for (const entry of await readdir(directory, { withFileTypes: true })) {
@@ -147,7 +156,10 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
   it("runs a session as a subordinate uid, with its own display; what it wrote is the caller's", async () => {
     const result = asUser('session', folder);
     expect(result.exitCode, String(result.stderr)).toBe(0);
-    const [sandboxUid, sandboxGid, screens, display, socketOwner] = String(result.stdout).trim().split('\n');
+    const [sandboxUid, sandboxGid, screens, display = '', socketOwner] = String(result.stdout)
+      .trim()
+      .split('\n');
+    removeDisplayAfterTest(display);
     expect(Number(sandboxUid)).toBeGreaterThanOrEqual(SUBORDINATE_FIRST);
     expect(Number(sandboxUid)).toBeLessThan(SUBORDINATE_FIRST + SUBORDINATE_COUNT);
     expect(sandboxGid).toBe(sandboxUid);
@@ -155,7 +167,7 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
     // The X server is the sandbox's own account, not the caller's (whose uid it would see as 65534).
     expect(socketOwner).toBe(sandboxUid);
     // Its socket (the subordinate uid's, in the sticky /tmp/.X11-unix) and lock went with the session.
-    expect(await displayLeftovers(display!)).toEqual([]);
+    expect(await displayLeftovers(display)).toEqual([]);
     expect(result.memory).toEqual(['cgroup-v1']);
     for (const path of ['session-file', 'session-folder', 'session-folder/file']) {
       const status = await stat(join(folder, path));
@@ -183,6 +195,13 @@ describe.skipIf(!callerIsRoot)('an unprivileged caller with subordinate ids', ()
       });
       crashing.once('exit', (code) => reject(new Error(`the driver exited (${code}): ${text}\n${stderr}`)));
     });
+    onTestFinished(async () => {
+      if (crashing.exitCode === null && crashing.signalCode === null) {
+        process.kill(ready.pid, 'SIGKILL');
+        await exited;
+      }
+    });
+    removeDisplayAfterTest(ready.display);
     const socket = `/tmp/.X11-unix/X${ready.display.slice(1)}`;
     expect((await lstat(socket)).uid).toBe(ready.uid);
     // The caller dies without disposing: bubblewrap's --die-with-parent ends the sandbox and its X server.
