@@ -10,3 +10,4 @@ export * from './shim/ensure-shim.js';
 export * from './shim/plan-shim.js';
 export * from './shim/probe-shim.js';
 export * from './shim/shim-status.js';
+export * from './spawner/process-spawner.js';

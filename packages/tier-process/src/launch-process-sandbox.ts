@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chownSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
@@ -22,6 +22,7 @@ import {
   createSandboxCgroup,
   ownerProcessAlive,
   type PreparedSandboxCgroup,
+  parentPidOf,
   planShim,
   prepareRuntimeDirectory,
   readShimStatus,
@@ -32,6 +33,7 @@ import {
   sandboxGrants,
   sandboxIdentity,
   sandboxTierDirectory,
+  spawnPiped,
   stageIdMappedMounts,
 } from '@bulkhead/linux';
 import { gpuDeviceNodes, inspectPaths, readableByOthers, stateDirectories } from './host-paths.js';
@@ -356,10 +358,12 @@ export async function openNamespace(
     blockFd: NAMESPACE_BLOCK_FD,
   });
 
-  const child = spawn(host.bubblewrapPath!, bubblewrap.args, {
+  const child = spawnPiped({
+    file: host.bubblewrapPath!,
+    args: bubblewrap.args,
     cwd: '/',
     env: {},
-    stdio: Array.from({ length: NAMESPACE_BLOCK_FD + 1 }, () => 'pipe' as const),
+    stdioCount: NAMESPACE_BLOCK_FD + 1,
     ...(identity.switchFromRoot ? { uid: identity.uid, gid: identity.gid } : {}),
   });
   child.once('error', () => {});
@@ -627,10 +631,12 @@ export async function openShimOnly(
     ...capabilities.env,
   };
   // The program comes in the shim's plan, written once the sandbox is released.
-  const child = spawn(host.shimPath!, SHIM_ARGUMENTS, {
+  const child = spawnPiped({
+    file: host.shimPath!,
+    args: SHIM_ARGUMENTS,
     cwd: '/',
     env: environment,
-    stdio: Array.from({ length: SHIM_STATUS_FD + 1 }, () => 'pipe' as const),
+    stdioCount: SHIM_STATUS_FD + 1,
     ...(identity.switchFromRoot ? { uid: identity.uid, gid: identity.gid } : {}),
   });
   child.once('error', () => {});
@@ -670,6 +676,8 @@ async function releaseShimOnly(
     extraWritePaths: [home, temporary, '/dev/null', '/dev/zero', '/dev/full', ...devices],
     workdir: capabilities.workdir,
     pathView: 'host',
+    // The shim dies with its parent: this process, or the spawner that started it.
+    parentPid: parentPidOf(child),
     rlimits: resources.rlimits,
     command: spec.command,
   });

@@ -273,8 +273,10 @@ async function prepare(
     factoryOptions: {
       process: {
         probeCache: { directory: probeCacheDirectory(io.env) },
-        // One launch per CLI process: a sandbox prepared for a next launch would only cost this one.
+        // One launch per CLI process: a sandbox prepared for a next launch, or a spawner process for
+        // the launches after this one, would only cost this one.
         preparedSandboxes: 0,
+        spawner: false,
         ...(resolve ? { egress: { resolver: resolve.resolver } } : {}),
       },
       session: { preparedSandboxes: 0, ...(display === undefined ? {} : { display }) },

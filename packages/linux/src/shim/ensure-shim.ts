@@ -9,7 +9,6 @@ import { BulkheadError } from '@bulkhead/core';
 /** Where tiers bind-mount the shim (read-only) inside a mount namespace, so plans never name the host path. */
 export const SHIM_SANDBOX_PATH = '/run/bulkhead/shim';
 
-const SHIM_SOURCE = 'bulkhead-shim.c';
 const SHIM_BINARY = 'bulkhead-shim';
 const COMPILER_FLAGS = ['-O2', '-Wall', '-Wextra', '-Werror'];
 const run = promisify(execFile);
@@ -97,7 +96,7 @@ export async function buildShim(options: BuildShimOptions): Promise<void> {
   );
 }
 
-let pending: Promise<string> | undefined;
+const pendingBuilds = new Map<string, Promise<string>>();
 
 /**
  * The absolute path of the exec shim binary (`dist/native/bulkhead-shim`), compiled with the system C
@@ -105,15 +104,28 @@ let pending: Promise<string> | undefined;
  * naming `apt-get install gcc` when there is no compiler.
  */
 export function ensureShim(): Promise<string> {
-  pending ??= (async () => {
+  return ensureNativeProgram(SHIM_BINARY);
+}
+
+/** The process spawner (`dist/native/bulkhead-spawner`, see process-spawner.ts), built like the shim. */
+export function ensureSpawner(): Promise<string> {
+  return ensureNativeProgram('bulkhead-spawner');
+}
+
+/** `native/<name>.c` compiled to `dist/native/<name>` when missing or older than its source. */
+function ensureNativeProgram(name: string): Promise<string> {
+  const existing = pendingBuilds.get(name);
+  if (existing) return existing;
+  const pending = (async () => {
     const root = packageRoot();
-    const output = join(root, 'dist', 'native', SHIM_BINARY);
-    const candidates = [join(root, 'native', SHIM_SOURCE), join(root, 'dist', 'native', SHIM_SOURCE)];
+    const output = join(root, 'dist', 'native', name);
+    const sourceName = `${name}.c`;
+    const candidates = [join(root, 'native', sourceName), join(root, 'dist', 'native', sourceName)];
     const source = candidates.find((candidate) => existsSync(candidate));
     const builtAt = await modifiedMs(output);
     if (source === undefined) {
       if (builtAt !== undefined) return output;
-      throw new BulkheadError('INTERNAL_ERROR', `Neither the exec shim nor its source is in ${root}.`, {
+      throw new BulkheadError('INTERNAL_ERROR', `Neither ${name} nor its source is in ${root}.`, {
         path: root,
       });
     }
@@ -123,9 +135,10 @@ export function ensureShim(): Promise<string> {
     await buildShim({ source, output });
     return output;
   })();
+  pendingBuilds.set(name, pending);
   // A failure is not cached: the next call may find the compiler installed.
   pending.catch(() => {
-    pending = undefined;
+    pendingBuilds.delete(name);
   });
   return pending;
 }
