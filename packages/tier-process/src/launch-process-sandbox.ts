@@ -20,6 +20,7 @@ import type { EgressProxy } from '@bulkhead/egress';
 import {
   buildBubblewrapArguments,
   createSandboxCgroup,
+  type HostPathKind,
   ownerProcessAlive,
   type PreparedSandboxCgroup,
   parentPidOf,
@@ -228,6 +229,8 @@ export interface OpenedNamespace {
   warnings: string[];
   /** The host facts the view was built from; a prepared sandbox is used only while they still hold. */
   hostView: string;
+  /** What each granted and denied path was when its mounts were made (see planLandlock's `pathKinds`). */
+  pathKinds: Record<string, HostPathKind>;
   /** Stops holding bubblewrap's messages on stderr (the payload's from then on). */
   releaseMessages: () => void;
   /** An allow-list's egress channel, opened with the sandbox (see `SandboxEgress.assign`). */
@@ -420,6 +423,7 @@ export async function openNamespace(
     gpuDevices,
     warnings: bubblewrap.warnings,
     hostView: fingerprint,
+    pathKinds,
     releaseMessages: () => child.stderr!.off('readable', holdMessages),
     ...(sandboxEgress ? { egress: sandboxEgress } : {}),
   };
@@ -437,6 +441,8 @@ function releaseNamespace(opened: OpenedNamespace, spec: LaunchSpec, resources: 
     extraWritePaths: opened.extraWritePaths,
     workdir: capabilities.workdir,
     pathView: 'namespace',
+    // Denies are left to the mount namespace only where it masked them.
+    pathKinds: opened.pathKinds,
     rlimits: resources.rlimits,
     ...(opened.relay ? { relay: opened.relay } : {}),
     command: spec.command,

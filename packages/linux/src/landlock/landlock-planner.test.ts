@@ -215,6 +215,25 @@ describe('planLandlock: denies the mount namespace masks', () => {
     expect(rules['/grant/a.txt']).toBe(result.handledFilesystem);
   });
 
+  it('in a namespace view, splits around a deny that was missing when the mounts were made, though it exists now', () => {
+    const deny = join(crowded, 'entry-9');
+    // The mount namespace was made before the host created it: no mask is there.
+    const kinds = { [crowded]: 'directory', [deny]: 'missing' };
+    const result = plan({ pathView: 'namespace', write: [crowded], deny: [deny], pathKinds: kinds });
+    const paths = result.paths.map((rule) => rule.path);
+    expect(paths).not.toContain(crowded);
+    expect(paths).not.toContain(deny);
+    expect(paths).toContain(join(crowded, 'entry-8'));
+    // Made with it there (kinds as bubblewrap saw them): masked, so the grant stays whole.
+    const masked = plan({
+      pathView: 'namespace',
+      write: [crowded],
+      deny: [deny],
+      pathKinds: { ...kinds, [deny]: 'file' },
+    });
+    expect(masked.paths.map((rule) => rule.path)).toEqual([crowded]);
+  });
+
   it('in a namespace view, still splits around a deny written through a symlink, or one that is a symlink', () => {
     const alias = join(root, 'namespace-alias');
     symlinkSync(grant, alias);

@@ -29,6 +29,12 @@ export interface LandlockPlanOptions {
   relayPort?: number;
   /** `host`: Landlock is the only filesystem boundary, so what it cannot do is an error. */
   pathView: 'host' | 'namespace';
+  /**
+   * Namespace view: what each granted and denied path was (`HostPathKind`) when the mount namespace
+   * was made, so that a deny is left to the mount namespace only where bubblewrap masked it (a deny
+   * created on the host since then is split around, not missed). Default: the host as it is now.
+   */
+  pathKinds?: Readonly<Record<string, string>>;
   /** For error messages. */
   tier: string;
 }
@@ -140,14 +146,24 @@ export function isWithin(path: string, ancestor: string): boolean {
  * writable grant), and one written through a symlink or that is one (the mask is not where its real
  * path is, or not made at all).
  */
-function maskedDenies(written: readonly string[], real: readonly string[]): Set<string> {
+function maskedDenies(
+  written: readonly string[],
+  real: readonly string[],
+  kinds: Readonly<Record<string, string>> | undefined,
+): Set<string> {
   const masked = new Set<string>();
   for (const [index, path] of written.entries()) {
     if (real[index] !== path) continue;
-    const status = lstatSync(path, { throwIfNoEntry: false });
-    if (status && !status.isSymbolicLink()) masked.add(path);
+    // What bubblewrap masked was decided from `kinds` when the namespace was made; without them, now.
+    const kind = kinds ? kinds[path] : kindNow(path);
+    if (kind !== undefined && kind !== 'missing' && kind !== 'symlink') masked.add(path);
   }
   return masked;
+}
+
+function kindNow(path: string): string {
+  const status = lstatSync(path, { throwIfNoEntry: false });
+  return !status ? 'missing' : status.isSymbolicLink() ? 'symlink' : 'present';
 }
 
 /** Rights a namespace view leaves to the mount namespace (see `planLandlock`). */
@@ -222,7 +238,7 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   const written = options.deny.map((path) => normalizeAbsolutePath(path, 'deny'));
   const realDenies = written.map(canonicalPath);
   const denies = [...new Set(realDenies)];
-  const masked = hostView ? new Set<string>() : maskedDenies(written, realDenies);
+  const masked = hostView ? new Set<string>() : maskedDenies(written, realDenies, options.pathKinds);
 
   // The tier's own paths in a namespace view are not the host's: they cannot be listed to be split.
   const fixed = new Map<string, number>();

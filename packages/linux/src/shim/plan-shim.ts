@@ -48,6 +48,8 @@ export interface ShimPlanOptions {
    * paths bubblewrap masks inside a grant to their masks rather than splitting the grant around them.
    */
   pathView?: 'host' | 'namespace';
+  /** Namespace view: the path kinds its mount namespace was made from (see `planLandlock`). */
+  pathKinds?: Readonly<Record<string, string>>;
   /** The tier named in errors; defaults to `process`. */
   tier?: string;
   /** The Landlock ABI to plan for; defaults to the running kernel's (`landlockAbi()`). */
@@ -157,6 +159,7 @@ export function planShim(options: ShimPlanOptions): ShimPlan {
     network,
     ...(options.relay ? { relayPort: options.relay.port } : {}),
     pathView,
+    ...(options.pathKinds ? { pathKinds: options.pathKinds } : {}),
     tier,
   });
   const unixSockets = options.unixSockets ?? pathView === 'namespace';
