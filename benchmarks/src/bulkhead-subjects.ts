@@ -3,6 +3,8 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   BulkheadError,
   type Capabilities,
@@ -123,14 +125,28 @@ export function bulkheadSubject(options: BulkheadSubjectOptions): Subject {
           const sandbox = await launch({ command, capabilities, providers, tier });
           sandbox.stderr.resume();
           sandbox.stdin.on('error', () => {});
+          // The sandbox's result can come before its last output is read (as a child process's
+          // 'exit' can before its stdout ends), and disposing destroys the streams: the output is
+          // read through to its end here, into a buffer the runner reads from, before disposing.
+          const stdout = new PassThrough({ highWaterMark: 16 * 1024 * 1024 });
+          sandbox.stdout.pipe(stdout);
+          const drained = new Promise<void>((resolve) => {
+            sandbox.stdout.once('end', resolve);
+            sandbox.stdout.once('close', () => {
+              // Destroyed before its end (a kill): the reader still gets one.
+              if (!stdout.writableEnded) stdout.end();
+              resolve();
+            });
+          });
           const exited = sandbox.exited.then(async (result) => {
+            await Promise.race([drained, delay(5_000)]);
             await sandbox[Symbol.asyncDispose]();
             return result.exitCode;
           });
           exited.catch(() => {});
           return {
             stdin: sandbox.stdin,
-            stdout: sandbox.stdout,
+            stdout,
             exited,
             async kill() {
               await sandbox[Symbol.asyncDispose]();
