@@ -206,6 +206,8 @@ async function assertWorkdir(spec: LaunchSpec): Promise<void> {
 export interface LaunchContext {
   egressProxy?: () => Promise<EgressProxy>;
   reportViolation: (violation: Violation) => void;
+  /** Opened ahead of its launch: id-mapped copies of its own (see stageIdMappedMounts' `share`). */
+  prepared?: boolean;
 }
 
 /**
@@ -323,6 +325,7 @@ export async function openNamespace(
     }
     const mounts = await stageIdMappedMounts({
       sandboxName: sandboxCgroupName(id),
+      share: context.prepared !== true,
       paths: staged,
       uid: identity.uid,
       gid: identity.gid,

@@ -111,6 +111,7 @@ export async function prepareSandbox(
             ...(egressProxy ? { egressProxy } : {}),
             // Nothing runs in it until a launch takes it and assigns its egress channel.
             reportViolation: () => {},
+            prepared: true,
           })
         : await openShimOnly(view, name, host, cgroup, cleanups);
     return { view: preparedView(spec.capabilities, host), opened, cgroup, cleanups };

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,17 +55,61 @@ describe.skipIf(!isRoot)('id-mapped staging mounts (root callers)', () => {
   it('reaps the staging folder of a dead owner without touching the grant', async () => {
     const dead = Number(spawnSync('/bin/sh', ['-c', 'echo $$']).stdout.toString().trim());
     const staged = await stageIdMappedMounts({
-      sandboxName: `${dead}-dead-owner`,
       paths: [{ path: folder, kind: 'directory' }],
       uid: 65534,
       gid: 65534,
     });
-    const source = staged.sources[folder]!;
+    // What a crashed owner leaves: its staging folder, named after its pid, with the copy mounted.
+    const ours = posix.dirname(staged.sources[folder]!);
+    expect(posix.basename(ours).startsWith(`${process.pid}-`)).toBe(true);
+    const left = posix.join(runtimeDirectory(), 'mounts', `${dead}-copy-left`);
+    await rename(ours, left);
+    const source = posix.join(left, '0');
+    try {
+      expect(await mountedAt(source)).toBeDefined();
+      expect(await reapStaleStaging()).toBeGreaterThanOrEqual(1);
+      expect(await mountedAt(source)).toBeUndefined();
+      expect(existsSync(left)).toBe(false);
+      expect(await readFile(join(folder, 'owned-by-root'), 'utf8')).toBe('x');
+    } finally {
+      await staged.release();
+    }
+  });
+
+  it('shares one copy between stagings close in time for the same ids, removed with the last', async () => {
+    const stage = (uid: number) =>
+      stageIdMappedMounts({ paths: [{ path: folder, kind: 'directory' }], uid, gid: uid });
+    const [first, second, other, own] = await Promise.all([
+      stage(65534),
+      stage(65534),
+      stage(65533),
+      stageIdMappedMounts({
+        sandboxName: `${process.pid}-prepared-test`,
+        paths: [{ path: folder, kind: 'directory' }],
+        uid: 65534,
+        gid: 65534,
+        share: false,
+      }),
+    ]);
+    const source = first.sources[folder]!;
+    expect(second.sources[folder]).toBe(source);
+    // A sandbox prepared ahead keeps a copy of its own, named after it.
+    expect(own.sources[folder]).toBe(
+      posix.join(runtimeDirectory(), 'mounts', `${process.pid}-prepared-test-0`, '0'),
+    );
+    await own.release();
+    expect(await mountedAt(own.sources[folder]!)).toBeUndefined();
+    // Another uid is another mapping: a copy of its own.
+    expect(other.sources[folder]).not.toBe(source);
+    expect((await stat(join(other.sources[folder]!, 'owned-by-root'))).uid).toBe(65533);
+    await first.release();
+    await first.release();
     expect(await mountedAt(source)).toBeDefined();
-    expect(await reapStaleStaging()).toBeGreaterThanOrEqual(1);
+    await second.release();
     expect(await mountedAt(source)).toBeUndefined();
-    expect(existsSync(posix.join(runtimeDirectory(), 'mounts', `${dead}-dead-owner`))).toBe(false);
-    expect(await readFile(join(folder, 'owned-by-root'), 'utf8')).toBe('x');
+    expect(existsSync(posix.dirname(source))).toBe(false);
+    await other.release();
+    expect(await mountedAt(other.sources[folder]!)).toBeUndefined();
   });
 
   it('stages a single file too', async () => {

@@ -13,8 +13,9 @@ import { runtimeDirectory } from './runtime-directory.js';
  * root, so they are bound from id-mapped copies (Linux 5.12+, mount_setattr MOUNT_ATTR_IDMAP) in
  * which files owned by root appear owned by the sandbox uid: the payload may write its write grants,
  * and what it creates lands on disk owned by root, like the caller's own files. bubblewrap cannot
- * bind a detached mount, so each copy is attached under a private staging folder for the sandbox's
- * lifetime and removed at dispose (or, after a crash, at the next start).
+ * bind a detached mount, so each copy is attached under a private staging folder, shared by the
+ * sandboxes launched close in time with the same uid, and removed when the last of them is disposed
+ * (or, after a crash, at the next start).
  */
 
 const SYS_OPEN_TREE = 428;
@@ -171,47 +172,43 @@ function removeMountPoint(path: string): void {
 }
 
 /**
- * Attaches an id-mapped copy of each path (a file or a folder, with what is mounted inside it) under
- * a staging folder named after the owner pid and the sandbox, and returns where each copy is.
+ * One attached id-mapped copy of a path, shared by the sandboxes staged within `SHARING_WINDOW_MS` of
+ * its making (see `stageIdMappedMounts`), removed when the last of them releases it.
  */
-export async function stageIdMappedMounts(options: {
-  sandboxName: string;
-  paths: { path: string; kind: 'directory' | 'file' }[];
-  uid: number;
-  gid: number;
-}): Promise<StagedMounts> {
-  const sources: Record<string, string> = {};
-  if (options.paths.length === 0) return { sources, release: async () => {} };
-  await reapStaleStagingOnce();
-  const userNamespace = await acquireIdMapNamespace(options.uid, options.gid);
-  const root = stagingRoot();
-  const folder = posix.join(root, options.sandboxName);
-  // The runtime folder is /run/bulkhead for the root callers that stage (a tmpfs): synchronous calls
-  // there cost microseconds, less than a trip through the thread pool.
-  mkdirSync(root, { recursive: true, mode: 0o711 });
-  mkdirSync(folder, { mode: 0o711 });
-  const made: string[] = [];
-  let released = false;
-  const release = async () => {
-    if (released) return;
-    released = true;
-    for (const path of made.reverse()) removeMountPoint(path);
+interface StagedCopy {
+  key: string;
+  folder: string;
+  target: string;
+  madeAt: number;
+  users: number;
+  ready: Promise<void>;
+}
+
+/**
+ * Why copies are shared: every staged copy is a mount in the host's mount namespace, which each new
+ * sandbox's namespace copies and which bubblewrap reads (/proc/self/mountinfo) after every one of its
+ * binds. 100 sandboxes launched at once with a copy each made 122 host mounts, and a launch's
+ * bubblewrap spent 12 ms of CPU instead of 5. A copy is reused only by launches close in time, so
+ * that one never shows a grant as it was long ago (a folder replaced, a filesystem mounted in it).
+ */
+const SHARING_WINDOW_MS = 2_000;
+const copies = new Map<string, StagedCopy>();
+let copiesMade = 0;
+
+function makeCopy(copy: StagedCopy, path: string, kind: 'directory' | 'file', uid: number, gid: number) {
+  return (async () => {
+    const userNamespace = await acquireIdMapNamespace(uid, gid);
     try {
-      rmdirSync(folder);
-    } catch {
-      // Reaped at the next start if something still holds it.
-    }
-  };
-  const { syscall, close } = mountFunctions();
-  const attributes = Buffer.alloc(32);
-  attributes.writeBigUInt64LE(BigInt(MOUNT_ATTR_IDMAP), 0);
-  attributes.writeBigUInt64LE(BigInt(userNamespace), 24);
-  try {
-    for (const [index, { path, kind }] of options.paths.entries()) {
-      const target = posix.join(folder, String(index));
-      if (kind === 'directory') mkdirSync(target, { mode: 0o700 });
-      else closeSync(openSync(target, 'wx', 0o600));
-      made.push(target);
+      // The runtime folder is /run/bulkhead for the root callers that stage (a tmpfs): synchronous
+      // calls there cost microseconds, less than a trip through the thread pool.
+      mkdirSync(stagingRoot(), { recursive: true, mode: 0o711 });
+      mkdirSync(copy.folder, { mode: 0o711 });
+      if (kind === 'directory') mkdirSync(copy.target, { mode: 0o700 });
+      else closeSync(openSync(copy.target, 'wx', 0o600));
+      const { syscall, close } = mountFunctions();
+      const attributes = Buffer.alloc(32);
+      attributes.writeBigUInt64LE(BigInt(MOUNT_ATTR_IDMAP), 0);
+      attributes.writeBigUInt64LE(BigInt(userNamespace), 24);
       const fd = Number(
         syscall(
           SYS_OPEN_TREE,
@@ -251,7 +248,7 @@ export async function stageIdMappedMounts(options: {
             'int',
             AT_FDCWD,
             'const char *',
-            target,
+            copy.target,
             'unsigned int',
             MOVE_MOUNT_F_EMPTY_PATH,
           ),
@@ -260,13 +257,108 @@ export async function stageIdMappedMounts(options: {
       } finally {
         close(fd);
       }
-      sources[path] = target;
+    } catch (error) {
+      removeCopy(copy);
+      throw error;
+    } finally {
+      await releaseIdMapNamespace(uid, gid);
+    }
+  })();
+}
+
+function removeCopy(copy: StagedCopy): void {
+  if (copies.get(copy.key) === copy) copies.delete(copy.key);
+  removeMountPoint(copy.target);
+  try {
+    rmdirSync(copy.folder);
+  } catch {
+    // Reaped at the next start if something still holds it.
+  }
+}
+
+async function acquireCopy(
+  path: string,
+  kind: 'directory' | 'file',
+  uid: number,
+  gid: number,
+  /** A copy of the sandbox's own, in a folder of this name (under the staging root). */
+  ownFolder?: string,
+) {
+  const key = ownFolder === undefined ? JSON.stringify([uid, gid, kind, path]) : `own:${ownFolder}`;
+  const recent = ownFolder === undefined ? copies.get(key) : undefined;
+  if (recent && Date.now() - recent.madeAt < SHARING_WINDOW_MS) {
+    recent.users++;
+    try {
+      await recent.ready;
+      return recent;
+    } catch (error) {
+      recent.users--;
+      throw error;
+    }
+  }
+  // Named after the owner pid first, for the reaper.
+  const folder = posix.join(stagingRoot(), ownFolder ?? `${process.pid}-copy-${++copiesMade}`);
+  const copy: StagedCopy = {
+    key,
+    folder,
+    target: posix.join(folder, '0'),
+    madeAt: Date.now(),
+    users: 1,
+    ready: Promise.resolve(),
+  };
+  copy.ready = makeCopy(copy, path, kind, uid, gid);
+  if (ownFolder === undefined) copies.set(key, copy);
+  await copy.ready;
+  return copy;
+}
+
+function releaseCopy(copy: StagedCopy): void {
+  copy.users--;
+  if (copy.users === 0) removeCopy(copy);
+}
+
+/**
+ * Gives each path (a file or a folder, with what is mounted inside it) an id-mapped copy attached
+ * under a staging folder named after the owner pid, and returns where each copy is. Launches close
+ * in time share a copy (see `SHARING_WINDOW_MS`); `release` gives this one's back.
+ */
+export async function stageIdMappedMounts(options: {
+  /**
+   * With `share: false`, the copies' folders are named `<sandboxName>-<index>` (it must start with
+   * the owner pid and a dash, as sandboxCgroupName's names do, for the reaper).
+   */
+  sandboxName?: string;
+  paths: { path: string; kind: 'directory' | 'file' }[];
+  uid: number;
+  gid: number;
+  /**
+   * False: copies of this sandbox's own, never shared, named after it. For a sandbox prepared to
+   * wait for a later launch: a shared copy would outlive the launches it was made with, under
+   * none of their names. Default true.
+   */
+  share?: boolean;
+}): Promise<StagedMounts> {
+  const sources: Record<string, string> = {};
+  if (options.paths.length === 0) return { sources, release: async () => {} };
+  await reapStaleStagingOnce();
+  const held: StagedCopy[] = [];
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    for (const copy of held.reverse()) releaseCopy(copy);
+  };
+  try {
+    const own = options.share === false ? (options.sandboxName ?? `${process.pid}-own`) : undefined;
+    for (const [index, { path, kind }] of options.paths.entries()) {
+      const ownFolder = own === undefined ? undefined : `${own}-${index}`;
+      const copy = await acquireCopy(path, kind, options.uid, options.gid, ownFolder);
+      held.push(copy);
+      sources[path] = copy.target;
     }
   } catch (error) {
     await release();
     throw error;
-  } finally {
-    await releaseIdMapNamespace(options.uid, options.gid);
   }
   return { sources, release };
 }
