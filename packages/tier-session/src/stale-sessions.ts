@@ -1,4 +1,4 @@
-import { lstat, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { removeDisplaySocket } from './private-display.js';
 
@@ -31,9 +31,24 @@ export function sessionFolderName(sandboxId: string, random: string): string {
   return `${process.pid}-${sandboxId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 8)}-${random}`;
 }
 
-/** Notes a display's socket and lock in the session's folder, for the reaper. */
+/**
+ * Notes a display's socket and lock in the session's folder, for the reaper. Written beside and
+ * renamed into place: a caller killed mid-write leaves the previous note whole, never a torn one.
+ */
 export async function recordLeftovers(directory: string, leftovers: Leftovers): Promise<void> {
-  await writeFile(posix.join(directory, LEFTOVERS_FILE), JSON.stringify(leftovers), { mode: 0o600 });
+  const temporary = posix.join(directory, `${LEFTOVERS_FILE}.tmp`);
+  await writeFile(temporary, JSON.stringify(leftovers), { mode: 0o600 });
+  await rename(temporary, posix.join(directory, LEFTOVERS_FILE));
+}
+
+/** The note of a dead owner's session, or undefined where there is none or it cannot be read. */
+async function readLeftovers(directory: string): Promise<Leftovers | undefined> {
+  try {
+    return JSON.parse(await readFile(posix.join(directory, LEFTOVERS_FILE), 'utf8')) as Leftovers;
+  } catch {
+    // Missing or torn (an owner killed while writing it): the folder itself is still removed.
+    return undefined;
+  }
 }
 
 function alive(pid: number): boolean {
@@ -65,10 +80,7 @@ export async function reapStaleSessions(
     const owner = Number(/^(\d+)-/.exec(entry)?.[1]);
     if (!Number.isInteger(owner) || owner === process.pid || alive(owner)) continue;
     const directory = posix.join(sessions, entry);
-    const noted = await readFile(posix.join(directory, LEFTOVERS_FILE), 'utf8').then(
-      (text) => JSON.parse(text) as Leftovers,
-      () => undefined,
-    );
+    const noted = await readLeftovers(directory);
     if (noted?.writeGrants?.length) await actions.returnOwnership(noted, noted.writeGrants).catch(() => {});
     for (const path of noted?.paths ?? []) {
       const status = await lstat(path).catch(() => undefined);
