@@ -235,6 +235,12 @@ export interface OpenedNamespace {
   pathKinds: Record<string, HostPathKind>;
   /** Stops holding bubblewrap's messages on stderr (the payload's from then on). */
   releaseMessages: () => void;
+  /**
+   * Gives back the host's staged id-mapped copies of the grants: once bubblewrap has bound them into
+   * the sandbox (its own mounts stay), so that live sandboxes add no mounts to the host's namespace,
+   * which every new sandbox copies and bubblewrap re-reads after each bind. Idempotent.
+   */
+  releaseStaging: () => Promise<void>;
   /** An allow-list's egress channel, opened with the sandbox (see `SandboxEgress.assign`). */
   egress?: SandboxEgress;
 }
@@ -313,6 +319,7 @@ export async function openNamespace(
   const devices = [...gpuDevices, ...granted.devices];
 
   let sources: Record<string, string> = {};
+  let releaseStaging = async () => {};
   if (identity.switchFromRoot) {
     // The sandbox uid owns nothing: root-owned grants it must write, or cannot read, come id-mapped.
     const { read, write, deny } = capabilities.filesystem;
@@ -331,6 +338,7 @@ export async function openNamespace(
       gid: identity.gid,
     });
     cleanups.push(mounts.release);
+    releaseStaging = mounts.release;
     sources = mounts.sources;
   }
 
@@ -428,6 +436,7 @@ export async function openNamespace(
     hostView: fingerprint,
     pathKinds,
     releaseMessages: () => child.stderr!.off('readable', holdMessages),
+    releaseStaging,
     ...(sandboxEgress ? { egress: sandboxEgress } : {}),
   };
 }
@@ -454,6 +463,9 @@ function releaseNamespace(opened: OpenedNamespace, spec: LaunchSpec, resources: 
   opened.releaseMessages();
   for (const [index, data] of plan.fds.entries()) endPipe(stdioAt(child, 3 + index), data);
   const status = readToEnd(stdioAt(child, plan.statusFd) as Readable);
+  // The status fd ends when the shim runs the payload or fails: either way bubblewrap, which starts
+  // the shim only after its last mount, no longer needs the staged copies.
+  void status.then(opened.releaseStaging, opened.releaseStaging).catch(() => {});
 
   return {
     child,
