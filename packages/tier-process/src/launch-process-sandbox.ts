@@ -758,8 +758,20 @@ export interface ProcessSandbox extends Sandbox {
   readonly startup: 'cold' | 'warm';
 }
 
-/** Refuses a launch with nothing to run or a working directory that is not there and granted. */
-export async function assertLaunchable(spec: LaunchSpec): Promise<void> {
+/** Launches one process-tier sandbox in the mode the probe chose. */
+export async function launchProcessSandbox(
+  spec: LaunchSpec,
+  host: ProcessTierHost,
+  options: {
+    egressProxy?: () => Promise<EgressProxy>;
+    preparedSandboxes?: PreparedSandboxPool;
+    /**
+     * A sandbox the caller prepared (a tier built on this one), taken once the launch is known
+     * valid; undefined where it no longer fits. The pool is then not asked.
+     */
+    claimPrepared?: () => Promise<PreparedSandbox | undefined>;
+  } = {},
+): Promise<ProcessSandbox> {
   if (!Array.isArray(spec.command) || spec.command.length === 0 || !spec.command[0]) {
     throw new BulkheadError(
       'INVALID_LAUNCH_SPEC',
@@ -768,20 +780,6 @@ export async function assertLaunchable(spec: LaunchSpec): Promise<void> {
     );
   }
   await assertWorkdir(spec);
-}
-
-/** Launches one process-tier sandbox in the mode the probe chose. */
-export async function launchProcessSandbox(
-  spec: LaunchSpec,
-  host: ProcessTierHost,
-  options: {
-    egressProxy?: () => Promise<EgressProxy>;
-    preparedSandboxes?: PreparedSandboxPool;
-    /** One the caller prepared and claimed itself (a tier built on this one): the pool is not asked. */
-    prepared?: PreparedSandbox;
-  } = {},
-): Promise<ProcessSandbox> {
-  await assertLaunchable(spec);
   const id = spec.id ?? randomUUID();
   const cleanups: Cleanup[] = [];
   const violations: Violation[] = [];
@@ -792,9 +790,12 @@ export async function launchProcessSandbox(
   let resources: Resources | undefined;
   let started: StartedChild;
   const pool = options.preparedSandboxes;
-  const given = options.prepared;
-  const shape = given ? undefined : pool?.shapeOf(spec, host);
-  const prepared = given ?? (shape ? await pool?.take(shape, spec, host) : undefined);
+  const shape = options.claimPrepared ? undefined : pool?.shapeOf(spec, host);
+  const prepared = options.claimPrepared
+    ? await options.claimPrepared()
+    : shape
+      ? await pool?.take(shape, spec, host)
+      : undefined;
   try {
     if (prepared) cleanups.push(...prepared.cleanups);
     resources = await prepareResources(spec, id, host, prepared?.cgroup);

@@ -7,7 +7,7 @@ import {
   TIER_STRENGTH,
 } from '@bulkhead/core';
 import { startProcessSpawner } from '@bulkhead/linux';
-import { assertLaunchable, launchProcessSandbox, type ProcessSandbox } from './launch-process-sandbox.js';
+import { launchProcessSandbox, type ProcessSandbox } from './launch-process-sandbox.js';
 import {
   claimPreparedSandbox,
   createPreparedSandboxPool,
@@ -153,25 +153,20 @@ export function createProcessProvider(options: ProcessProviderOptions = {}): Pro
     },
     async launch(spec, launchOptions = {}): Promise<ProcessSandbox> {
       if (useSpawner) startProcessSpawner();
-      const resolved = await probeHost();
-      if (launchOptions.prepared) {
-        try {
-          assertEnforceable(spec.capabilities, resolved.report);
-          await assertLaunchable(spec);
-        } catch (error) {
-          await launchOptions.prepared.discard();
-          throw error;
-        }
+      const handle = launchOptions.prepared;
+      try {
+        const resolved = await probeHost();
+        assertEnforceable(spec.capabilities, resolved.report);
+        return await launchProcessSandbox(spec, resolved, {
+          egressProxy,
+          preparedSandboxes,
+          // Claimed once the launch is known valid; a launch refused before that ends it below.
+          ...(handle ? { claimPrepared: () => claimHandle(handle, spec, resolved) } : {}),
+        });
+      } finally {
+        // A no-op once claimed: the launch's own cleanups end it.
+        await handle?.discard();
       }
-      const prepared = launchOptions.prepared
-        ? await claimHandle(launchOptions.prepared, spec, resolved)
-        : undefined;
-      if (!prepared) assertEnforceable(spec.capabilities, resolved.report);
-      return launchProcessSandbox(spec, resolved, {
-        egressProxy,
-        preparedSandboxes,
-        ...(prepared ? { prepared } : {}),
-      });
     },
     async prepare(spec): Promise<PreparedProcessSandbox> {
       if (useSpawner) startProcessSpawner();
