@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -9,7 +9,7 @@ import { type Capabilities, run } from '@bulkhead/core';
 import { ownerProcessAlive } from '@bulkhead/linux';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProcessProvider } from './index.js';
-import { capabilitiesFor, leftovers, uniqueMarker } from './test-support.js';
+import { capabilitiesFor, leftovers, processesOfUid, uniqueMarker } from './test-support.js';
 
 const isRoot = process.getuid?.() === 0;
 const packageDirectory = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -189,19 +189,6 @@ describe('process tier, namespace mode: denied paths inside a write-granted work
 describe.skipIf(!isRoot)('process tier, namespace mode: denied paths, as an unprivileged caller', () => {
   const user = `bhnd${process.pid}`;
   let home = '';
-
-  /** Pids of the processes running as `uid`. */
-  const processesOfUid = (uid: number) =>
-    readdirSync('/proc')
-      .filter((entry) => /^\d+$/.test(entry))
-      .filter((entry) => {
-        try {
-          return new RegExp(`^Uid:\\s+${uid}\\s`, 'm').test(readFileSync(`/proc/${entry}/status`, 'utf8'));
-        } catch {
-          return false;
-        }
-      })
-      .map(Number);
 
   beforeAll(async () => {
     // Accounts of an earlier run that was killed before its cleanup.

@@ -94,3 +94,17 @@ export function hostStatus(pid: number): Record<string, string> {
       }),
   );
 }
+
+/** Pids of the processes whose real uid is `uid` (a throwaway account's, started by a test). */
+export function processesOfUid(uid: number): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return new RegExp(`^Uid:\\s+${uid}\\s`, 'm').test(readFileSync(`/proc/${entry}/status`, 'utf8'));
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}

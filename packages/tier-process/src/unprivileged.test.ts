@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
@@ -7,23 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { failedTests, runVitestAsUser as runVitestAs } from '@bulkhead/conformance/corpus';
 import { ownerProcessAlive, readCgroupLayout } from '@bulkhead/linux';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processesOfUid } from './test-support.js';
 
 const isRoot = process.getuid?.() === 0;
 const packageDirectory = dirname(dirname(fileURLToPath(import.meta.url)));
-
-/** Pids of the processes running as `uid` (the throwaway account's own, started by this test). */
-function processesOfUid(uid: number): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((entry) => {
-      try {
-        return new RegExp(`^Uid:\\s+${uid}\\s`, 'm').test(readFileSync(`/proc/${entry}/status`, 'utf8'));
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 // Making a throwaway account and delegating cgroups to it takes root. An unprivileged caller running
 // the normal suite is already the unprivileged case this file sets up.

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { Capabilities, SandboxResult } from '@bulkhead/core';
+import type { Capabilities } from '@bulkhead/core';
 import { runtimeDirectory } from '@bulkhead/linux';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { IdentityRecord } from './identity-record.js';
@@ -13,6 +13,7 @@ import type { SessionProvider } from './session-provider.js';
 import {
   callerIsRoot,
   inTestRange,
+  launchToEnd,
   makeWorkspace,
   processesOf,
   PREPARED_TEST_TRANSIENT_IDS as RANGE,
@@ -25,25 +26,8 @@ const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
 const viteNode = fileURLToPath(new URL('../../../node_modules/.bin/vite-node', import.meta.url));
 const sessions = join(runtimeDirectory(), 'sessions');
 
-async function launchAndWait(
-  provider: SessionProvider,
-  capabilities: Capabilities,
-  command: string[],
-  id: string,
-): Promise<{ startup: 'cold' | 'warm'; result: SandboxResult; stdout: string; stderr: string }> {
-  const sandbox = await provider.launch({ id, command, capabilities });
-  sandbox.stdin.end();
-  let stdout = '';
-  let stderr = '';
-  sandbox.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  sandbox.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const result = await sandbox.exited;
-  await sandbox[Symbol.asyncDispose]();
-  return { startup: sandbox.startup, result, stdout, stderr };
+function launchAndWait(provider: SessionProvider, capabilities: Capabilities, command: string[], id: string) {
+  return launchToEnd(provider, { id, command, capabilities });
 }
 
 /** The folders of sessions this process prepared and nothing has used yet. */
@@ -71,6 +55,8 @@ async function liveTestRangeProcesses(): Promise<number[]> {
   return found;
 }
 
+// As root: transient ids are a root caller's (an unprivileged caller's prepared sessions, with its
+// subordinate ids, are unprivileged.test.ts's 'prepared' step).
 describe.skipIf(!callerIsRoot)('sessions prepared ahead (root caller)', () => {
   const cleanups: (() => Promise<unknown>)[] = [];
   afterAll(async () => {

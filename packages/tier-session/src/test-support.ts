@@ -2,9 +2,19 @@ import { spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, readdir, readFile, realpath } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Capabilities, type IsolationProvider, run } from '@bulkhead/core';
+import {
+  type Capabilities,
+  type IsolationProvider,
+  type LaunchSpec,
+  run,
+  type SandboxResult,
+} from '@bulkhead/core';
 import type { IdRange } from './identity-pool.js';
-import { createSessionProvider, type SessionProviderOptions } from './session-provider.js';
+import {
+  createSessionProvider,
+  type SessionProvider,
+  type SessionProviderOptions,
+} from './session-provider.js';
 
 export const callerIsRoot = process.getuid?.() === 0;
 
@@ -144,4 +154,35 @@ export function transientlyOwned(roots: string[], range: IdRange = TEST_TRANSIEN
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
   );
   return stdout.split('\n').filter(Boolean);
+}
+
+/** What a stream carries, read to its end (or until it is closed). */
+function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    stream.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    stream.once('end', () => resolve(text));
+    stream.once('close', () => resolve(text));
+  });
+}
+
+/**
+ * Launches through the session provider itself (which says whether the launch was warm), with stdin
+ * closed, reads both outputs to their end, and disposes the sandbox.
+ */
+export async function launchToEnd(
+  provider: SessionProvider,
+  spec: LaunchSpec,
+): Promise<{ startup: 'cold' | 'warm'; result: SandboxResult; stdout: string; stderr: string }> {
+  const sandbox = await provider.launch(spec);
+  sandbox.stdin.end();
+  const [result, stdout, stderr] = await Promise.all([
+    sandbox.exited,
+    readAll(sandbox.stdout),
+    readAll(sandbox.stderr),
+  ]);
+  await sandbox[Symbol.asyncDispose]();
+  return { startup: sandbox.startup, result, stdout, stderr };
 }

@@ -118,6 +118,7 @@ describe('ProcessSpawner', () => {
     expect((await run(spawner, { args: ['-c', 'echo still here'] })).stdout).toBe('still here\n');
   });
 
+  // Switching to another uid takes root; an unprivileged caller never asks the spawner to.
   it.skipIf(process.getuid?.() !== 0)(
     'switches the child to the uid and gid asked, with no groups',
     async () => {
