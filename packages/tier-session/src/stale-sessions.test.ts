@@ -25,7 +25,9 @@ describe('reapStaleSessions', () => {
     expect(existsSync(mine)).toBe(true);
   });
 
-  it('writes its note whole: a reader never sees half of it', async () => {
+  // Atomicity itself (rename into place) is not observable here; what is: the note round-trips and
+  // its temporary file is gone.
+  it('records the note the reaper reads, and leaves no temporary file beside it', async () => {
     const folder = join(sessions, `${process.pid}-note-0000000000000000`);
     await mkdir(folder);
     const note = { uid: 2_100_000_007, gid: 2_100_000_007, paths: ['/tmp/.X11-unix/X9'] };
