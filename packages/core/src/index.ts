@@ -6,6 +6,7 @@ export * from './errors.js';
 export * from './events.js';
 export * from './launch.js';
 export * from './none-provider.js';
+export * from './process-exit.js';
 export * from './provider.js';
 export * from './registry.js';
 export * from './tracing.js';

@@ -1,3 +1,5 @@
+import { onProcessExit } from './process-exit.js';
+
 export interface WarmPoolOptions<Item> {
   /** Idle items kept per key; 0 disables the pool. */
   size: number;
@@ -30,13 +32,6 @@ export interface WarmPool<Item> {
   /** Discards every idle item. */
   drain(): Promise<void>;
 }
-
-/**
- * What every pool of this process discards at exit: one exit listener for them all, however many
- * pools (providers) a process makes.
- */
-const atExit = new Set<() => void>();
-let exitListener = false;
 
 /** Booted, idle resources per shape, each handed out once. */
 export function createWarmPool<Item>(options: WarmPoolOptions<Item>): WarmPool<Item> {
@@ -77,15 +72,9 @@ export function createWarmPool<Item>(options: WarmPoolOptions<Item>): WarmPool<I
     }
     if (!exitHook) {
       exitHook = true;
-      atExit.add(() => {
+      onProcessExit(() => {
         for (const item of waiting) options.discardSync(item);
       });
-      if (!exitListener) {
-        exitListener = true;
-        process.once('exit', () => {
-          for (const discard of atExit) discard();
-        });
-      }
     }
   };
 
