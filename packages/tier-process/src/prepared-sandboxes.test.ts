@@ -183,25 +183,45 @@ describe('process tier: prepared sandboxes', () => {
     expect(await leftovers(owner)).toEqual([]);
 
     // A caller that exits normally with a prepared sandbox waiting.
-    const folder = await mkdtemp(join(tmpdir(), 'bulkhead-prepared-exit-'));
-    const report = join(folder, 'report.json');
-    try {
-      const caller = spawn(
-        viteNode,
-        ['--config', 'vitest.config.ts', 'src/fixtures/prepared-exit-caller.ts', report],
-        { cwd: packageDirectory, stdio: 'ignore' },
-      );
-      const exitCode = await new Promise<number | null>((resolve) => caller.once('exit', resolve));
-      expect(exitCode).toBe(0);
-      const { pid, preparedBeforeExit } = JSON.parse(await readFile(report, 'utf8')) as {
-        pid: number;
-        preparedBeforeExit: number;
-      };
-      expect(preparedBeforeExit).toBeGreaterThan(0);
-      expect(await leftovers(`${pid}-prepared`)).toEqual([]);
-      expect(existsSync(`/proc/${pid}`)).toBe(false);
-    } finally {
-      await rm(folder, { recursive: true, force: true });
-    }
+    const { pid, preparedBeforeExit } = await exitingCaller('waiting');
+    expect(preparedBeforeExit).toBeGreaterThan(0);
+    expect(await leftovers(`${pid}-prepared`)).toEqual([]);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
   }, 60_000);
+
+  // process.exit() right after a launch lands while the next sandbox is being prepared: its id-mapped
+  // copy of the workspace was a mount in the host's namespace, and its cgroups stayed, until the next
+  // caller's reaper. Exit clean-up now covers what is half made, and what still runs.
+  it.each([
+    ['while the next sandbox is being prepared', 'preparing'],
+    ['while its sandbox runs', 'running'],
+  ] as const)(
+    'leaves no mount, cgroup or folder when its caller exits %s',
+    async (_, moment) => {
+      const { pid, running } = await exitingCaller(moment);
+      if (moment === 'running') expect(running).toBeGreaterThan(0);
+      expect(await leftovers(`${pid}-`)).toEqual([]);
+    },
+    60_000,
+  );
 });
+
+/** Runs fixtures/prepared-exit-caller.ts to its exit and returns its report. */
+async function exitingCaller(
+  moment: 'waiting' | 'preparing' | 'running',
+): Promise<{ pid: number; preparedBeforeExit?: number; running?: number }> {
+  const folder = await mkdtemp(join(tmpdir(), 'bulkhead-prepared-exit-'));
+  const report = join(folder, 'report.json');
+  try {
+    const caller = spawn(
+      viteNode,
+      ['--config', 'vitest.config.ts', 'src/fixtures/prepared-exit-caller.ts', report, moment],
+      { cwd: packageDirectory, stdio: 'ignore' },
+    );
+    const exitCode = await new Promise<number | null>((resolve) => caller.once('exit', resolve));
+    expect(exitCode).toBe(0);
+    return JSON.parse(await readFile(report, 'utf8'));
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
+}

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { chmod, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, posix } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Capabilities } from '@bulkhead/core';
-import { probeCgroupSupport, runtimeDirectory } from '@bulkhead/linux';
+import { sandboxLeftovers } from '@bulkhead/linux';
 import { defaultCapabilities } from '@bulkhead/manifest';
 
 /** A fresh workspace every uid may enter (a root caller's shim-only sandbox runs as nobody). */
@@ -61,23 +61,7 @@ export async function leftovers(id: string, marker?: string): Promise<string[]> 
     await waitFor(() => processesWithMarker(marker).length === 0, 100);
     for (const pid of processesWithMarker(marker)) found.push(`process ${pid}`);
   }
-  const support = await probeCgroupSupport();
-  const bases = new Set(
-    [support.memory, support.processes, support.cpus, support.cpuTime, support.kill].flatMap((feature) =>
-      feature ? [feature.base.directory] : [],
-    ),
-  );
-  for (const base of bases) {
-    for (const entry of await readdir(base).catch(() => [] as string[]))
-      if (entry.includes(id)) found.push(`cgroup ${posix.join(base, entry)}`);
-  }
-  for (const folder of ['mounts', 'sandboxes']) {
-    const path = posix.join(runtimeDirectory(), folder);
-    for (const entry of await readdir(path).catch(() => [] as string[]))
-      if (entry.includes(id)) found.push(`folder ${posix.join(path, entry)}`);
-  }
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n'))
-    if (line.includes(id)) found.push(`mount ${line}`);
+  found.push(...(await sandboxLeftovers(id)));
   return found;
 }
 

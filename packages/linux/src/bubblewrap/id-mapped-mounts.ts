@@ -3,7 +3,7 @@ import { closeSync, mkdirSync, openSync, rmdirSync, unlinkSync } from 'node:fs';
 import { type FileHandle, open, readdir, readFile, readlink, rmdir, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { BulkheadError } from '@bulkhead/core';
+import { BulkheadError, onProcessExit } from '@bulkhead/core';
 import koffi from 'koffi';
 import { ownerProcessAlive, ROOT_CALLER_SANDBOX_ID } from '../host/host-facts.js';
 import { runtimeDirectory } from './runtime-directory.js';
@@ -194,6 +194,16 @@ interface StagedCopy {
 const SHARING_WINDOW_MS = 2_000;
 const copies = new Map<string, StagedCopy>();
 let copiesMade = 0;
+/**
+ * Every copy attached to the host, shared or not: a caller that exits while one is staged (a launch
+ * or a prepared sandbox being made) must not leave a mount of its grant in the host's namespace.
+ */
+const attached = new Set<StagedCopy>();
+let removeAtExit = false;
+
+function removeAttachedCopies(): void {
+  for (const copy of [...attached]) removeCopy(copy);
+}
 
 function makeCopy(copy: StagedCopy, path: string, kind: 'directory' | 'file', uid: number, gid: number) {
   return (async () => {
@@ -201,6 +211,11 @@ function makeCopy(copy: StagedCopy, path: string, kind: 'directory' | 'file', ui
     try {
       // The runtime folder is /run/bulkhead for the root callers that stage (a tmpfs): synchronous
       // calls there cost microseconds, less than a trip through the thread pool.
+      attached.add(copy);
+      if (!removeAtExit) {
+        removeAtExit = true;
+        onProcessExit(removeAttachedCopies);
+      }
       mkdirSync(stagingRoot(), { recursive: true, mode: 0o711 });
       mkdirSync(copy.folder, { mode: 0o711 });
       if (kind === 'directory') mkdirSync(copy.target, { mode: 0o700 });
@@ -267,6 +282,7 @@ function makeCopy(copy: StagedCopy, path: string, kind: 'directory' | 'file', ui
 }
 
 function removeCopy(copy: StagedCopy): void {
+  attached.delete(copy);
   if (copies.get(copy.key) === copy) copies.delete(copy.key);
   removeMountPoint(copy.target);
   try {

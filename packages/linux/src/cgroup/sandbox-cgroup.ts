@@ -12,7 +12,7 @@ import { readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { BulkheadError } from '@bulkhead/core';
+import { BulkheadError, onProcessExit } from '@bulkhead/core';
 import { ownerProcessAlive } from '../host/host-facts.js';
 import {
   type CgroupFeature,
@@ -327,6 +327,7 @@ async function prepareCgroup(
     if (removed) return;
     await kill();
     removed = true;
+    forgetAtExit();
     closeProcsFds();
     await removeDirectories(directories.map((directory) => directory.path));
   };
@@ -334,6 +335,7 @@ async function prepareCgroup(
   const removeSync = () => {
     if (removed) return;
     removed = true;
+    forgetAtExit();
     closeProcsFds();
     for (const pid of parsePids(membership ? readText(posix.join(membership.path, 'cgroup.procs')) : ''))
       signalProcess(pid, 'SIGKILL');
@@ -350,6 +352,10 @@ async function prepareCgroup(
       }
     }
   };
+
+  // A caller that exits while this sandbox runs, or while it is being made or prepared (before
+  // anything else could end it), takes its cgroups with it instead of leaving them to the reaper.
+  const forgetAtExit = onProcessExit(removeSync);
 
   const limit = (limits: CgroupLimits): SandboxCgroup => {
     if (limited || removed)
