@@ -1,7 +1,7 @@
 import { unlinkSync } from 'node:fs';
 import { type FileHandle, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { BulkheadError } from '@bulkhead/core';
+import { BulkheadError, onProcessExit } from '@bulkhead/core';
 import koffi from 'koffi';
 
 /** A block of host ids, uid and gid side by side: the i-th uid goes with the i-th gid. */
@@ -67,25 +67,43 @@ async function tryLock(directory: string, uid: number): Promise<FileHandle | und
   }
 }
 
-function unlockAndRemove(directory: string, uid: number, handle: FileHandle): () => Promise<void> {
-  let released: Promise<void> | undefined;
-  return () => {
-    released ??= (async () => {
-      // Unlink while still holding the lock, so that no one can lock this inode and then lose it.
-      await unlink(posix.join(directory, `${uid}.lock`)).catch(() => {});
-      flock(handle.fd, LOCK_UN);
-      await handle.close();
-    })();
-    return released;
+/**
+ * How a held lease ends: `release` unlocks and removes its lock file; `releaseSync` (at process exit)
+ * removes the file, and the lock ends with the process. A caller that exits holding the lease (its
+ * session running or being prepared) removes the file then, instead of leaving it to pile up.
+ */
+function leaseRelease(
+  directory: string,
+  uid: number,
+  handle: FileHandle,
+): Pick<IdentityLease, 'release' | 'releaseSync'> {
+  const removeLockFile = () => {
+    try {
+      unlinkSync(posix.join(directory, `${uid}.lock`));
+    } catch {
+      // Gone already.
+    }
   };
-}
-
-function removeLockFileSync(directory: string, uid: number): void {
-  try {
-    unlinkSync(posix.join(directory, `${uid}.lock`));
-  } catch {
-    // Gone already.
-  }
+  // Only while held: once released, the file may be another sandbox's lock of the same id.
+  const forgetAtExit = onProcessExit(removeLockFile);
+  let released: Promise<void> | undefined;
+  return {
+    release: () => {
+      forgetAtExit();
+      released ??= (async () => {
+        // Unlink while still holding the lock, so that no one can lock this inode and then lose it.
+        await unlink(posix.join(directory, `${uid}.lock`)).catch(() => {});
+        flock(handle.fd, LOCK_UN);
+        await handle.close();
+      })();
+      return released;
+    },
+    releaseSync: () => {
+      if (released) return;
+      forgetAtExit();
+      removeLockFile();
+    },
+  };
 }
 
 /** Makes the folder of lock files: private to the caller, since a foreign lock would block an id. */
@@ -112,8 +130,7 @@ export async function leaseTransientIdentity(options: {
       uid,
       gid: range.firstGid + index,
       kind: 'transient',
-      release: unlockAndRemove(stateDirectory, uid, handle),
-      releaseSync: () => removeLockFileSync(stateDirectory, uid),
+      ...leaseRelease(stateDirectory, uid, handle),
     };
   }
   throw new BulkheadError(
@@ -143,7 +160,6 @@ export async function leaseAccountIdentity(options: {
     uid: options.uid,
     gid: options.gid,
     kind: 'account',
-    release: unlockAndRemove(options.stateDirectory, options.uid, handle),
-    releaseSync: () => removeLockFileSync(options.stateDirectory, options.uid),
+    ...leaseRelease(options.stateDirectory, options.uid, handle),
   };
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Capabilities } from '@bulkhead/core';
-import { runtimeDirectory } from '@bulkhead/linux';
+import { runtimeDirectory, sandboxLeftovers } from '@bulkhead/linux';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { IdentityRecord } from './identity-record.js';
 import type { SessionProvider } from './session-provider.js';
@@ -138,12 +138,36 @@ describe.skipIf(!callerIsRoot)('sessions prepared ahead (root caller)', () => {
   }, 60_000);
 
   it('ends with a caller that exits without draining: no process, id or folder of it remains', async () => {
+    const { pid, preparedBeforeExit } = await exitingCaller('waiting');
+    expect(preparedBeforeExit).toBe(1);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(await preparedFolders(pid)).toEqual([]);
+    expect(await testRangeLocks()).toEqual([]);
+    // The prepared sandbox's processes were killed at exit; give the kernel a moment to reap them.
+    expect(await waitFor(async () => (await liveTestRangeProcesses()).length === 0)).toBe(true);
+  }, 60_000);
+
+  // process.exit() right after a launch lands while the next session is being prepared: its id's lock
+  // file, its folder, its cgroups and its id-mapped copy stayed until the next caller's reaper.
+  it('ends with a caller that exits while the next session is being prepared: nothing of it remains', async () => {
+    const { pid } = await exitingCaller('preparing');
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect((await readdir(sessions)).filter((name) => name.startsWith(`${pid}-`))).toEqual([]);
+    expect(await testRangeLocks()).toEqual([]);
+    expect(await sandboxLeftovers(`${pid}-`)).toEqual([]);
+    expect(await waitFor(async () => (await liveTestRangeProcesses()).length === 0)).toBe(true);
+  }, 60_000);
+
+  /** Runs fixtures/prepared-exit-caller.ts to its exit and returns its report. */
+  async function exitingCaller(
+    moment: 'waiting' | 'preparing',
+  ): Promise<{ pid: number; preparedBeforeExit?: number }> {
     const folder = await mkdtemp(join(tmpdir(), 'bulkhead-prepared-session-exit-'));
     cleanups.push(() => rm(folder, { recursive: true, force: true }));
     const report = join(folder, 'report.json');
     const caller = spawn(
       viteNode,
-      ['--config', 'vitest.config.ts', 'src/fixtures/prepared-exit-caller.ts', report],
+      ['--config', 'vitest.config.ts', 'src/fixtures/prepared-exit-caller.ts', report, moment],
       { cwd: packageDirectory, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';
@@ -152,15 +176,6 @@ describe.skipIf(!callerIsRoot)('sessions prepared ahead (root caller)', () => {
     });
     const exitCode = await new Promise<number | null>((resolve) => caller.once('exit', resolve));
     expect(exitCode, stderr).toBe(0);
-    const { pid, preparedBeforeExit } = JSON.parse(await readFile(report, 'utf8')) as {
-      pid: number;
-      preparedBeforeExit: number;
-    };
-    expect(preparedBeforeExit).toBe(1);
-    expect(existsSync(`/proc/${pid}`)).toBe(false);
-    expect(await preparedFolders(pid)).toEqual([]);
-    expect(await testRangeLocks()).toEqual([]);
-    // The prepared sandbox's processes were killed at exit; give the kernel a moment to reap them.
-    expect(await waitFor(async () => (await liveTestRangeProcesses()).length === 0)).toBe(true);
-  }, 60_000);
+    return JSON.parse(await readFile(report, 'utf8'));
+  }
 });

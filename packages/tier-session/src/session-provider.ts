@@ -10,6 +10,7 @@ import {
   createWarmPool,
   type IsolationProvider,
   type LaunchSpec,
+  onProcessExit,
   type ProbeReport,
   type Sandbox,
   type SandboxResult,
@@ -417,7 +418,15 @@ async function openSession(
     await reapStaleSessionsOf(sessions);
     const directory = posix.join(sessions, sessionFolderName(label, randomBytes(8).toString('hex')));
     await mkdir(directory, { mode: 0o711 });
-    cleanups.push(() => rm(directory, { recursive: true, force: true }));
+    // A caller that exits while the session runs or is being prepared removes the folder then, unless
+    // the reaper needs its note: a subordinate uid's files to give back, a display's socket to remove.
+    const forgetFolderAtExit = onProcessExit(() => {
+      if (!subordinate && !privateDisplay) rmSync(directory, { recursive: true, force: true });
+    });
+    cleanups.push(() => {
+      forgetFolderAtExit();
+      return rm(directory, { recursive: true, force: true });
+    });
     // XDG_RUNTIME_DIR: a write grant. A root caller's is id-mapped, so the sandbox sees a 0700 folder
     // of its own while what it leaves there is the caller's; a subordinate uid is given its own.
     const runtimeFolder = posix.join(directory, 'runtime');
