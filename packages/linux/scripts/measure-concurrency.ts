@@ -1,11 +1,12 @@
 // Launches N sandboxes at once from this process, each payload printing `ready` and waiting for
 // stdin to close, like the benchmarks' concurrency row; prints the time until all said ready.
 //   ../../node_modules/.bin/vite-node --config vitest.config.ts scripts/measure-concurrency.ts [N] [mode]
-import { type Capabilities, launch, ProviderRegistry } from '@bulkhead/core';
-import { createProcessProvider } from '@bulkhead/tier-process';
+
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type Capabilities, launch, ProviderRegistry } from '@bulkhead/core';
+import { createProcessProvider } from '@bulkhead/tier-process';
 
 const workspace = mkdtempSync(join(tmpdir(), 'bulkhead-measure-concurrency-'));
 
@@ -38,5 +39,10 @@ console.log(
   `${mode} ${count} at once: all ready ${readyAt.at(-1)!.toFixed(0)} ms; p50 ${readyAt[Math.floor(count / 2)]!.toFixed(0)} ms; first ${readyAt[0]!.toFixed(0)} ms`,
 );
 for (const sandbox of sandboxes) sandbox.stdin.end();
-await Promise.all(sandboxes.map(async (sandbox) => { await sandbox.exited; await sandbox[Symbol.asyncDispose](); }));
+await Promise.all(
+  sandboxes.map(async (sandbox) => {
+    await sandbox.exited;
+    await sandbox[Symbol.asyncDispose]();
+  }),
+);
 process.exit(0);
