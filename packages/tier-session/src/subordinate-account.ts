@@ -220,17 +220,41 @@ export async function runOverSandboxIds(uid: number, gid: number, argv: string[]
 }
 
 /**
- * Gives the caller back every file the sandbox's uid/gid owns inside `paths` (its write grants):
- * `chown -R -P -h` never follows a symbolic link (it changes the link itself), and `--from` touches
- * only what the sandbox's ids own.
+ * Gives the caller back every file the sandbox's uid/gid owns inside `paths` (its write grants), in
+ * one walk of them: `find -P` never follows a symbolic link, `chown -h`/`chgrp -h` change the link
+ * itself, and only what the sandbox's ids own is touched. (Two `chown -R --from` passes walked a
+ * 51,000-file workspace twice: 119 ms against 62 ms.)
  */
 export async function returnOwnership(paths: string[], uid: number, gid: number): Promise<void> {
   if (paths.length === 0) return;
+  // find would read a path that starts with '-', '(' or '!' as part of its expression.
+  const relative = paths.find((path) => !path.startsWith('/'));
+  if (relative !== undefined)
+    throw new BulkheadError('INTERNAL_ERROR', `A write grant must be an absolute path: ${relative}`);
   await runOverSandboxIds(uid, gid, [
-    'sh',
-    '-c',
-    'chown -R -P -h --from=1 0 "$@"; chown -R -P -h --from=:1 :0 "$@"',
-    'sh',
+    'find',
+    '-P',
     ...paths,
+    '(',
+    '-uid',
+    '1',
+    '-exec',
+    'chown',
+    '-h',
+    '0',
+    '{}',
+    '+',
+    ')',
+    ',',
+    '(',
+    '-gid',
+    '1',
+    '-exec',
+    'chgrp',
+    '-h',
+    '0',
+    '{}',
+    '+',
+    ')',
   ]);
 }
