@@ -1,7 +1,7 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Capabilities } from './capabilities.js';
 import { BulkheadError } from './errors.js';
 import { bulkheadEvents } from './events.js';
@@ -10,6 +10,7 @@ import { createNoneProvider } from './none-provider.js';
 import type { IsolationProvider } from './provider.js';
 
 const workdir = mkdtempSync(join(tmpdir(), 'bulkhead-core-'));
+afterAll(() => rmSync(workdir, { recursive: true, force: true }));
 const capabilities: Capabilities = {
   filesystem: { read: ['/usr', '/bin', '/lib', '/lib64', '/etc'], write: [workdir], deny: [] },
   network: { mode: 'none', allow: [] },

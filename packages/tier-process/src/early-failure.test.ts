@@ -1,8 +1,8 @@
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BulkheadError, run } from '@bulkhead/core';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createProcessProvider } from './index.js';
 import {
   capabilitiesFor,
@@ -17,8 +17,12 @@ import {
  * exist: its sandbox process dies setting up the mounts before the tier could place it in its
  * cgroups, and bwrap exits with the reason on stderr.
  */
+const folders: string[] = [];
+afterAll(() => Promise.all(folders.map((folder) => rm(folder, { recursive: true, force: true }))));
+
 async function failingBubblewrap(marker: string): Promise<string> {
   const folder = await mkdtemp(join(tmpdir(), 'bulkhead-failing-bwrap-'));
+  folders.push(folder);
   // A root caller starts bubblewrap as the sandbox uid, which must reach the script.
   await chmod(folder, 0o755);
   const script = join(folder, 'bwrap');

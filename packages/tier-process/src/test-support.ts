@@ -1,16 +1,31 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Capabilities } from '@bulkhead/core';
+import { type Capabilities, onProcessExit } from '@bulkhead/core';
 import { sandboxLeftovers } from '@bulkhead/linux';
 import { defaultCapabilities } from '@bulkhead/manifest';
+
+const workspaces: string[] = [];
+const removeWorkspaces = () => {
+  for (const workspace of workspaces.splice(0)) rmSync(workspace, { recursive: true, force: true });
+};
+// A run of this package's tests made about 90 workspaces and left them all in /tmp. Vitest ends its
+// workers without an exit event, so a test file removes its own after its last test; a fixture
+// process run by vite-node (which inherits VITEST from the test that starts it), at its exit.
+onProcessExit(removeWorkspaces);
+try {
+  (await import('vitest')).afterAll(removeWorkspaces);
+} catch {
+  // Not collected by vitest's runner: the exit listener above does it.
+}
 
 /** A fresh workspace every uid may enter (a root caller's shim-only sandbox runs as nobody). */
 export async function makeWorkspace(): Promise<string> {
   const workspace = await mkdtemp(join(tmpdir(), 'bulkhead-tier-process-'));
+  workspaces.push(workspace);
   await chmod(workspace, 0o777);
   return workspace;
 }

@@ -21,6 +21,7 @@ if (unavailable) console.warn(`skipping the allow-list runs of bulkhead run: ${u
 
 type Server = { port: number; close(): Promise<void> };
 let directory: string;
+let repositoryFolder: string | undefined;
 let certificate: ReturnType<typeof selfSignedCertificate>;
 let api: Server;
 let git: Server;
@@ -34,7 +35,8 @@ beforeAll(async () => {
   await copyFile(certificate.certPath, join(directory, 'ca.pem'));
   await chmod(join(directory, 'ca.pem'), 0o644);
   api = await startHttpsServer(certificate, (_request, response) => response.end('hello from api.test\n'));
-  const repositories = createDemoRepository(await mkdtemp(join(tmpdir(), 'bulkhead-cli-git-')), {
+  repositoryFolder = await mkdtemp(join(tmpdir(), 'bulkhead-cli-git-'));
+  const repositories = createDemoRepository(repositoryFolder, {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: directory,
   });
@@ -51,6 +53,7 @@ afterAll(async () => {
   await Promise.all([api?.close(), git?.close(), registry?.close()]);
   certificate?.cleanup();
   if (directory) await rm(directory, { recursive: true, force: true });
+  if (repositoryFolder) await rm(repositoryFolder, { recursive: true, force: true });
 });
 
 const bulkhead = (argv: string[]) => runCaptured(['run', ...argv], { cwd: directory });
