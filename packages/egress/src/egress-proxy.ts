@@ -9,7 +9,7 @@ import {
 } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { BulkheadError, type Endpoint, type Violation } from '@bulkhead/core';
+import { BulkheadError, type Endpoint, onProcessExit, type Violation } from '@bulkhead/core';
 import { Socks5Server } from '@pondwader/socks5-server';
 import {
   compilePolicy,
@@ -22,7 +22,7 @@ import { formatEndpoint } from './egress-rules.js';
 import { systemResolver } from './resolver.js';
 import { channelSocketPath, defaultSocketDirectory, prepareSocketDirectory } from './socket-directory.js';
 import { connectToFirst, type UpstreamConnectError } from './upstream-connection.js';
-import { handUpstreamOver, RELAY_MARKER } from './upstream-handover.js';
+import { handUpstreamOver, RELAY_MARKER, type SendWithDescriptor } from './upstream-handover.js';
 
 export interface EgressProxyOptions {
   /** Resolves names to addresses; default: the system resolver (`dns.lookup`, all addresses). */
@@ -57,6 +57,14 @@ export interface OpenChannelOptions {
    * that one sandbox cannot exhaust the file descriptors of the proxy every sandbox shares. Default 256.
    */
   maxConnections?: number;
+  /**
+   * How to send bytes with a file descriptor attached (sendmsg with SCM_RIGHTS, without blocking):
+   * given, an allowed tunnel's upstream socket is handed to the relay that announced itself with
+   * `RELAY_MARKER` (the exec shim's), which then moves the tunnel's bytes without this process.
+   * Returns the bytes sent, or a negative errno. Without it, this process relays every tunnel.
+   * The Linux tiers pass `sendWithDescriptors` of `@bulkhead/linux`.
+   */
+  sendWithDescriptor?: SendWithDescriptor;
 }
 
 export interface EgressChannel {
@@ -104,6 +112,7 @@ const hopByHopHeaders = new Set([
 interface ChannelState extends EgressChannel {
   sandboxId: string;
   readonly policy: EgressPolicy;
+  readonly sendWithDescriptor?: SendWithDescriptor;
   readonly sockets: Set<Socket | Duplex>;
   onViolation?: (violation: Violation) => void;
   closed: boolean;
@@ -122,12 +131,13 @@ class EgressProxyImplementation implements EgressProxy {
   readonly #socketDirectory: string;
   readonly #channels = new Set<ChannelState>();
   readonly #channelOf = new WeakMap<object, ChannelState>();
-  /** Channel connections that come from the exec shim's relay (they began with its marker). */
-  readonly #relays = new WeakSet<object>();
+  /** Channel connections from a relay that takes tunnels over, and how to hand one to it. */
+  readonly #relays = new WeakMap<object, SendWithDescriptor>();
   readonly #http = createHttpServer();
   readonly #socks = new Socks5Server();
   #directoryReady = false;
   #closed = false;
+  #forgetExit: (() => void) | undefined;
   readonly #onExit = () => {
     // The caller is going away without closing us: its socket files must not outlive it.
     for (const channel of this.#channels) removeFile(channel.socketPath);
@@ -170,7 +180,7 @@ class EgressProxyImplementation implements EgressProxy {
     if (!this.#directoryReady) {
       prepareSocketDirectory(this.#socketDirectory);
       this.#directoryReady = true;
-      process.once('exit', this.#onExit);
+      this.#forgetExit = onProcessExit(this.#onExit);
     }
     const socketPath = channelSocketPath(
       this.#socketDirectory,
@@ -190,6 +200,7 @@ class EgressProxyImplementation implements EgressProxy {
       sockets,
       closed: false,
       ...(options.onViolation ? { onViolation: options.onViolation } : {}),
+      ...(options.sendWithDescriptor ? { sendWithDescriptor: options.sendWithDescriptor } : {}),
       assign: (owner) => {
         channel.sandboxId = owner.sandboxId;
         if (owner.onViolation) channel.onViolation = owner.onViolation;
@@ -230,7 +241,7 @@ class EgressProxyImplementation implements EgressProxy {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.all([...this.#channels].map((channel) => channel.close()));
-    process.off('exit', this.#onExit);
+    this.#forgetExit?.();
   }
 
   #onChannelConnection(channel: ChannelState, socket: Socket): void {
@@ -239,11 +250,13 @@ class EgressProxyImplementation implements EgressProxy {
       return;
     }
     this.#track(channel, socket);
+    let announced = false;
     const dispatch = (received: Buffer) => {
       // The exec shim's relay announces itself with a marker byte: it can take tunnels over.
       let first = received;
-      if (first[0] === RELAY_MARKER && !this.#relays.has(socket)) {
-        this.#relays.add(socket);
+      if (first[0] === RELAY_MARKER && !announced) {
+        announced = true;
+        if (channel.sendWithDescriptor) this.#relays.set(socket, channel.sendWithDescriptor);
         first = first.subarray(1);
         if (first.length === 0) return void socket.once('data', dispatch);
       }
@@ -265,7 +278,8 @@ class EgressProxyImplementation implements EgressProxy {
    * upstream connected.
    */
   #join(client: Duplex, upstream: Socket, reply: Buffer | string, early: readonly Buffer[]): void {
-    if (this.#relays.has(client) && handUpstreamOver(client, upstream, reply, early)) return;
+    const send = this.#relays.get(client);
+    if (send && handUpstreamOver(client, upstream, reply, early, send)) return;
     client.write(reply);
     for (const chunk of early) upstream.write(chunk);
     splice(client, upstream);

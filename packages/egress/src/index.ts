@@ -35,3 +35,4 @@ export {
   systemResolver,
 } from './resolver.js';
 export { defaultSocketDirectory } from './socket-directory.js';
+export type { SendWithDescriptor } from './upstream-handover.js';

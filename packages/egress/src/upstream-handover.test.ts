@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Violation } from '@bulkhead/core';
+import { sendWithDescriptors } from '@bulkhead/linux';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEgressProxy, type EgressProxy } from './egress-proxy.js';
 import { createStaticResolver } from './resolver.js';
@@ -91,6 +92,7 @@ describe('handing an allowed tunnel over to the relay', () => {
   it('passes the upstream socket with the CONNECT reply; early bytes reach upstream first, in order', async () => {
     const channel = await proxy.openChannel({
       sandboxId: 'handover-connect',
+      sendWithDescriptor: sendWithDescriptors,
       allow: [
         { host: 'echo.test', port: echo.port },
         { host: '127.0.0.1', port: echo.port },
@@ -116,6 +118,7 @@ describe('handing an allowed tunnel over to the relay', () => {
   it('lets go of the tunnel of a client that finished sending before the reply', async () => {
     const channel = await proxy.openChannel({
       sandboxId: 'handover-half-closed',
+      sendWithDescriptor: sendWithDescriptors,
       allow: [
         { host: 'echo.test', port: echo.port },
         { host: '127.0.0.1', port: echo.port },
@@ -138,6 +141,7 @@ describe('handing an allowed tunnel over to the relay', () => {
   it('passes the upstream socket with the SOCKS5 grant', async () => {
     const channel = await proxy.openChannel({
       sandboxId: 'handover-socks',
+      sendWithDescriptor: sendWithDescriptors,
       allow: [
         { host: 'echo.test', port: echo.port },
         { host: '127.0.0.1', port: echo.port },
@@ -161,6 +165,7 @@ describe('handing an allowed tunnel over to the relay', () => {
     const seen: Violation[] = [];
     const channel = await proxy.openChannel({
       sandboxId: 'handover-refused',
+      sendWithDescriptor: sendWithDescriptors,
       allow: [
         { host: 'echo.test', port: echo.port },
         { host: '127.0.0.1', port: echo.port },
@@ -177,6 +182,29 @@ describe('handing an allowed tunnel over to the relay', () => {
       expect(output).toMatch(/^b'HTTP\/1.1 403 /);
       expect(output).toContain('fds 0\n');
       expect(seen.map((violation) => violation.host)).toEqual(['other.test']);
+    } finally {
+      await channel.close();
+    }
+  });
+
+  it('relays the tunnel itself on a channel that was given no way to pass a socket', async () => {
+    const channel = await proxy.openChannel({
+      sandboxId: 'handover-none',
+      allow: [
+        { host: 'echo.test', port: echo.port },
+        { host: '127.0.0.1', port: echo.port },
+      ],
+    });
+    try {
+      const output = await runStandIn(
+        channel.socketPath,
+        `CONNECT echo.test:${echo.port} HTTP/1.1\\r\\n\\r\\n`,
+        'early;',
+        '',
+        true,
+      );
+      // No socket came: the greeting and the echo came through the proxy, after its reply.
+      expect(output).toBe("b'HTTP/1.1 200 Connection Established\\r\\n\\r\\nhello\\nearly;'\nfds 0\n");
     } finally {
       await channel.close();
     }

@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -15,58 +14,8 @@ export const RELAY_MARKER = 0x00;
  */
 export const HANDOVER_WINDOW = 1024;
 
-const SOL_SOCKET = 1;
-const SCM_RIGHTS = 1;
-const MSG_DONTWAIT = 0x40;
-const MSG_NOSIGNAL = 0x4000;
-
-type SendMessage = (fd: number, data: Buffer, passedFd: number) => number;
-
-let sendMessage: SendMessage | null | undefined;
-
-/** sendmsg(2) with one fd attached, through koffi; null where that cannot be loaded (not Linux). */
-function loadSendMessage(): SendMessage | null {
-  if (sendMessage !== undefined) return sendMessage;
-  sendMessage = null;
-  if (process.platform !== 'linux') return null;
-  try {
-    // Loaded on the first handover only: a proxy that never meets the relay never loads koffi.
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    const library = koffi.load(null);
-    const iovec = koffi.struct('bulkhead_egress_iovec', { base: 'void *', length: 'size_t' });
-    const msghdr = koffi.struct('bulkhead_egress_msghdr', {
-      name: 'void *',
-      nameLength: 'uint32_t',
-      vector: koffi.pointer(iovec),
-      vectorLength: 'size_t',
-      control: 'void *',
-      controlLength: 'size_t',
-      flags: 'int',
-    });
-    const sendmsg = library.func('sendmsg', 'long', ['int', koffi.pointer(msghdr), 'int']);
-    sendMessage = (fd, data, passedFd) => {
-      // struct cmsghdr { size_t len; int level; int type; } + one int, padded to CMSG_SPACE(4).
-      const control = Buffer.alloc(24);
-      control.writeBigUInt64LE(20n, 0);
-      control.writeInt32LE(SOL_SOCKET, 8);
-      control.writeInt32LE(SCM_RIGHTS, 12);
-      control.writeInt32LE(passedFd, 16);
-      const message = {
-        name: null,
-        nameLength: 0,
-        vector: [{ base: data, length: data.length }],
-        vectorLength: 1,
-        control,
-        controlLength: control.length,
-        flags: 0,
-      };
-      return Number(sendmsg(fd, message, MSG_DONTWAIT | MSG_NOSIGNAL));
-    };
-  } catch {
-    sendMessage = null;
-  }
-  return sendMessage;
-}
+/** sendmsg(2) of `data` on `socketFd` with `descriptors` attached: the bytes sent, or a negative errno. */
+export type SendWithDescriptor = (socketFd: number, data: Buffer, descriptors: readonly number[]) => number;
 
 function fdOf(socket: Duplex): number | undefined {
   const fd = (socket as { _handle?: { fd?: unknown } })._handle?.fd;
@@ -87,6 +36,7 @@ export function handUpstreamOver(
   upstream: Socket,
   reply: string | Buffer,
   early: readonly Buffer[],
+  send: SendWithDescriptor,
 ): boolean {
   const data = typeof reply === 'string' ? Buffer.from(reply, 'latin1') : reply;
   if ((client.bytesWritten ?? Number.POSITIVE_INFINITY) + data.length > HANDOVER_WINDOW) return false;
@@ -96,9 +46,7 @@ export function handUpstreamOver(
   const handle = (upstream as unknown as { _handle?: { readStop?: () => number } })._handle;
   if (clientFd === undefined || upstreamFd === undefined || typeof handle?.readStop !== 'function')
     return false;
-  const send = loadSendMessage();
-  if (!send) return false;
-  const sent = send(clientFd, data, upstreamFd);
+  const sent = send(clientFd, data, [upstreamFd]);
   if (sent < 0) return false;
   if (sent !== data.length) {
     // Part of the reply went with the fd: neither side can go on in order.

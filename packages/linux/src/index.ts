@@ -1,6 +1,7 @@
 export * from './bubblewrap/index.js';
 export * from './cgroup/index.js';
 export * from './host/index.js';
+export { sendWithDescriptors } from './kernel/unix-sockets.js';
 export * from './landlock/landlock-abi.js';
 export * from './landlock/landlock-planner.js';
 export * from './landlock/landlock-rights.js';

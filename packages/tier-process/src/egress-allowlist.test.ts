@@ -1,5 +1,5 @@
 import { createSocket } from 'node:dgram';
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { chmod as chmodFile, copyFile } from 'node:fs/promises';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -63,7 +63,12 @@ beforeAll(async () => {
   api = await startHttpsServer(certificate, (request, response) =>
     response.end(`hello from ${request.headers.host?.split(':')[0]}\n`),
   );
-  plain = await startHttpServer((request, response) => response.end(`plain ${request.url}\n`));
+  plain = await startHttpServer((request, response) => {
+    const bytes = /^\/bytes\/(\d+)$/.exec(request.url ?? '')?.[1];
+    if (bytes === undefined) return void response.end(`plain ${request.url}\n`);
+    response.writeHead(200, { 'content-length': bytes });
+    response.end(Buffer.alloc(Number(bytes), 120));
+  });
   other = await startHttpsServer(certificate, (_request, response) => response.end('never\n'));
   const received: string[] = [];
   const server = createNetServer((socket: Socket) => {
@@ -323,6 +328,23 @@ describe('an allow-listed sandbox has no other way out', () => {
       abstract.close();
     }
   });
+});
+
+describe("an allow-listed sandbox's tunnels bypass the caller's process", () => {
+  /** Bytes this process read through read(2) and the like: sockets included. */
+  const bytesRead = () => Number(/^rchar: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1]);
+
+  it('a 16 MiB download over CONNECT is moved by the relay in the sandbox, not read by the proxy', async () => {
+    const size = 16 * 1024 * 1024;
+    const before = bytesRead();
+    const result = await inSandbox(
+      curl('-p', '-o', '/dev/null', '-w', '%{size_download}', `http://api.test:${plain.port}/bytes/${size}`),
+    );
+    const read = bytesRead() - before;
+    expect(result.stdout, result.stderr).toBe(String(size));
+    // The proxy read the CONNECT request and the client's request; the body went around it.
+    expect(read).toBeLessThan(size / 4);
+  }, 30_000);
 });
 
 describe('an allow-listed sandbox leaves nothing', () => {

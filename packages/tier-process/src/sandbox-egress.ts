@@ -1,9 +1,10 @@
+import { rmSync } from 'node:fs';
 import { chmod, link, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { posix } from 'node:path';
-import { BulkheadError, type Endpoint, type Violation } from '@bulkhead/core';
+import { BulkheadError, type Endpoint, onProcessExit, type Violation } from '@bulkhead/core';
 import type { EgressProxy, EgressResolver } from '@bulkhead/egress';
-import { ownerProcessAlive, sandboxCgroupName } from '@bulkhead/linux';
+import { ownerProcessAlive, sandboxCgroupName, sendWithDescriptors } from '@bulkhead/linux';
 
 /** Where the sandbox sees its egress channel (in the tier folder); the exec shim's relay connects to it. */
 export const EGRESS_SANDBOX_SOCKET = '/run/bulkhead/egress.sock';
@@ -100,6 +101,8 @@ export async function openSandboxEgress(options: {
     allow: options.allow,
     onViolation: options.onViolation,
     ...(options.sandboxOwner ? { socketOwner: options.sandboxOwner, socketMode: 0o600 } : {}),
+    // The shim's relay takes each allowed tunnel over: the bytes then bypass this process.
+    sendWithDescriptor: sendWithDescriptors,
   });
   socketDirectories.add(posix.dirname(channel.socketPath));
   const environment = (await egress()).withProxyEnvironment(options.environment, EGRESS_PROXY_URL);
@@ -116,11 +119,14 @@ export async function openSandboxEgress(options: {
     throw error;
   }
   const linked = folder;
+  // The proxy removes its socket at exit; the link and its folder go with it.
+  const forgetAtExit = onProcessExit(() => rmSync(linked, { recursive: true, force: true }));
   return {
     hostSocketPath: posix.join(linked, 'egress.sock'),
     environment,
     assign,
     release: async () => {
+      forgetAtExit();
       await channel.close();
       await rm(linked, { recursive: true, force: true });
     },

@@ -3,7 +3,12 @@ import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import koffi from 'koffi';
+import {
+  closeDescriptor,
+  loadUnixSocketFunctions,
+  sendWithDescriptors,
+  unixSocketPair,
+} from '../kernel/unix-sockets.js';
 import { ensureSpawner } from '../shim/ensure-shim.js';
 
 /*
@@ -14,13 +19,6 @@ import { ensureSpawner } from '../shim/ensure-shim.js';
  * another core. The caller makes the child's stdio socket pairs itself and sends one end over.
  */
 
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SCM_RIGHTS = 1;
-const MSG_DONTWAIT = 0x40;
-const MSG_NOSIGNAL = 0x4000;
 const HEADER_BYTES = 32;
 /** Requests sent and not yet answered: bounded so that the socket's buffer never fills. */
 const MAX_IN_FLIGHT = 8;
@@ -28,37 +26,6 @@ const MAX_IN_FLIGHT = 8;
 const MAX_BODY_BYTES = 64 * 1024;
 /** The spawner's own limit on fds per child. */
 const MAX_CHILD_FDS = 16;
-
-interface SocketFunctions {
-  socketpair: (domain: number, type: number, protocol: number, fds: number[]) => number;
-  sendmsg: (fd: number, message: unknown, flags: number) => number | bigint;
-  close: (fd: number) => number;
-}
-
-let socketFunctions: SocketFunctions | undefined;
-
-function sockets(): SocketFunctions {
-  if (socketFunctions) return socketFunctions;
-  const library = koffi.load(null);
-  const iovec = koffi.struct('bulkhead_spawner_iovec', { base: 'void *', length: 'size_t' });
-  const msghdr = koffi.struct('bulkhead_spawner_msghdr', {
-    name: 'void *',
-    nameLength: 'uint32_t',
-    vector: koffi.pointer(iovec),
-    vectorLength: 'size_t',
-    control: 'void *',
-    controlLength: 'size_t',
-    flags: 'int',
-  });
-  socketFunctions = {
-    socketpair: library.func(
-      'int socketpair(int, int, int, _Out_ int *fds)',
-    ) as SocketFunctions['socketpair'],
-    sendmsg: library.func('sendmsg', 'long', ['int', koffi.pointer(msghdr), 'int']),
-    close: library.func('int close(int)'),
-  };
-  return socketFunctions;
-}
 
 /** What a spawner-started child is asked to be: like spawn()'s options, with every stdio a pipe. */
 export interface SpawnerRequest {
@@ -197,7 +164,7 @@ export class ProcessSpawner {
   /** Starts a spawner, or answers undefined where none can run here (then spawn with Node). */
   static async start(): Promise<ProcessSpawner | undefined> {
     try {
-      sockets();
+      loadUnixSocketFunctions();
       const path = await ensureSpawner();
       const spawner = spawn(path, [String(process.pid)], {
         stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
@@ -243,19 +210,19 @@ export class ProcessSpawner {
     const body = Buffer.from(`${strings.join('\0')}\0`);
     if (body.length > MAX_BODY_BYTES) return undefined;
 
-    const { socketpair, close } = sockets();
     const ours: Socket[] = [];
     const childFds: number[] = [];
     for (let index = 0; index < request.stdioCount; index++) {
-      const pair = [-1, -1];
-      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) !== 0) {
+      const pair = unixSocketPair();
+      if ('errno' in pair) {
         for (const socket of ours) socket.destroy();
-        for (const fd of childFds) close(fd);
+        for (const fd of childFds) closeDescriptor(fd);
         return undefined;
       }
+      const [ourEnd, childEnd] = pair.fds;
       // As Node's own pipes: stdin written, stdout and stderr read, the fds above both.
-      ours.push(new Socket({ fd: pair[0]!, readable: index !== 0, writable: index === 0 || index > 2 }));
-      childFds.push(pair[1]!);
+      ours.push(new Socket({ fd: ourEnd, readable: index !== 0, writable: index === 0 || index > 2 }));
+      childFds.push(childEnd);
     }
     const id = this.#nextId++;
     const header = Buffer.alloc(HEADER_BYTES);
@@ -279,35 +246,13 @@ export class ProcessSpawner {
   }
 
   #send(): void {
-    const { sendmsg, close } = sockets();
     while (this.#alive && this.#inFlight.size < MAX_IN_FLIGHT && this.#queue.length > 0) {
       const request = this.#queue.shift()!;
-      // struct cmsghdr { size_t len; int level; int type; } then the fds, padded to 8 bytes.
-      const fdBytes = 4 * request.childFds.length;
-      const control = Buffer.alloc(16 + Math.ceil(fdBytes / 8) * 8);
-      control.writeBigUInt64LE(BigInt(16 + fdBytes), 0);
-      control.writeInt32LE(SOL_SOCKET, 8);
-      control.writeInt32LE(SCM_RIGHTS, 12);
-      for (const [index, fd] of request.childFds.entries()) control.writeInt32LE(fd, 16 + 4 * index);
-      const sent = Number(
-        sendmsg(
-          this.#controlFd,
-          {
-            name: null,
-            nameLength: 0,
-            vector: [{ base: request.message, length: request.message.length }],
-            vectorLength: 1,
-            control: request.childFds.length > 0 ? control : null,
-            controlLength: request.childFds.length > 0 ? control.length : 0,
-            flags: 0,
-          },
-          MSG_DONTWAIT | MSG_NOSIGNAL,
-        ),
-      );
-      for (const fd of request.childFds) close(fd);
+      const sent = sendWithDescriptors(this.#controlFd, request.message, request.childFds);
+      for (const fd of request.childFds) closeDescriptor(fd);
       if (sent !== request.message.length) {
         // A short or failed send leaves the stream out of step: this spawner is done.
-        request.child.failed(spawnError(request.file, sent < 0 ? koffi.errno() : 5));
+        request.child.failed(spawnError(request.file, sent < 0 ? -sent : 5));
         this.#lost();
         return;
       }
