@@ -94,6 +94,29 @@ describe('planLandlock: grants and denies', () => {
     expect(result.degraded.join('\n')).toContain('entries cannot be created, removed or renamed directly');
   });
 
+  it('keeps a read grant inside a write grant read-only: the write grant is split around it', () => {
+    const result = plan({ read: [join(grant, 'b', 'c')], write: [grant] });
+    expect(rulesOf(result)).toEqual({
+      '/grant': LANDLOCK_ACCESS_FS.readDir,
+      '/grant/a.txt': ALL_FS,
+      '/grant/secret': ALL_FS,
+      '/grant/link': ALL_FS,
+      '/grant/b': LANDLOCK_ACCESS_FS.readDir,
+      '/grant/b/d.txt': ALL_FS,
+      '/grant/b/c': LANDLOCK_READ_RIGHTS,
+    });
+    expect(result.degraded.join('\n')).toContain(`to keep ${join(grant, 'b', 'c')} read-only`);
+  });
+
+  it('grants read alone to a path that is both a read and a write grant', () => {
+    expect(rulesOf(plan({ read: [grant], write: [grant] }))).toEqual({ '/grant': LANDLOCK_READ_RIGHTS });
+  });
+
+  it('in a namespace view, leaves a read grant inside a write grant to its read-only mount', () => {
+    const result = plan({ pathView: 'namespace', read: [join(grant, 'b', 'c')], write: [grant] });
+    expect(result.paths.map((rule) => rule.path)).toEqual([grant, join(grant, 'b', 'c')]);
+  });
+
   it('does not let a denied directory be listed through its parents', () => {
     const result = plan({ read: [grant], deny: [join(grant, 'b')] });
     expect(rulesOf(result)).toEqual({

@@ -233,12 +233,22 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   };
   const splitEntries = new Set<string>();
   const readAccess = LANDLOCK_READ_RIGHTS & handledFilesystem;
-  for (const path of options.read) grant(normalizeAbsolutePath(path, 'read'), readAccess);
-  for (const path of options.write) grant(normalizeAbsolutePath(path, 'write'), handledFilesystem);
+  const readPaths = new Set(options.read.map((path) => normalizeAbsolutePath(path, 'read')));
+  for (const path of readPaths) grant(path, readAccess);
+  // At equal paths read wins over write, as bubblewrap's binds have it.
+  for (const path of options.write) {
+    const normalized = normalizeAbsolutePath(path, 'write');
+    if (!readPaths.has(normalized)) grant(normalized, handledFilesystem);
+  }
   const written = options.deny.map((path) => normalizeAbsolutePath(path, 'deny'));
   const realDenies = written.map(canonicalPath);
   const denies = [...new Set(realDenies)];
   const masked = hostView ? new Set<string>() : maskedDenies(written, realDenies, options.pathKinds);
+  // The most specific grant wins: a read grant inside a write grant is read-only. A namespace view
+  // mounts it read-only over the writable one; in the host's view Landlock would add the outer
+  // grant's rights to it, so the write grant is split around it as around a deny, and the read grant
+  // keeps its own rule.
+  const readOnlyWithin = hostView ? [...new Set([...readPaths].map(canonicalPath))] : [];
 
   // The tier's own paths in a namespace view are not the host's: they cannot be listed to be split.
   const fixed = new Map<string, number>();
@@ -262,7 +272,7 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   }
 
   const splitDirectories = new Map<string, number>();
-  const split = (granted: string, deny: string, access: number) => {
+  const split = (granted: string, deny: string, access: number, keeps: 'denied' | 'read-only' = 'denied') => {
     const components = deny.slice(granted === '/' ? 1 : granted.length + 1).split('/');
     let directory = granted;
     let entries = 0;
@@ -291,7 +301,7 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
       }
       if (!found) {
         degraded.push(
-          `${deny} does not exist yet, so the grant of ${granted} was split only down to ${directory} (${entries} entries): ${deny} stays denied, but nothing new can be created in ${directory}`,
+          `${deny} does not exist yet, so the grant of ${granted} was split only down to ${directory} (${entries} entries): ${deny} stays ${keeps}, but nothing new can be created in ${directory}`,
         );
         return;
       }
@@ -299,14 +309,23 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
     }
     degraded.push(
       access & LANDLOCK_ACCESS_FS.makeReg
-        ? `the write grant of ${granted} was split into ${entries} entries to keep ${deny} denied: entries cannot be created, removed or renamed directly in the directories from ${granted} down to ${posix.dirname(deny)}`
-        : `the read grant of ${granted} was split into ${entries} entries to keep ${deny} denied: entries added later directly in the directories from ${granted} down to ${posix.dirname(deny)} are not readable`,
+        ? `the write grant of ${granted} was split into ${entries} entries to keep ${deny} ${keeps}: entries cannot be created, removed or renamed directly in the directories from ${granted} down to ${posix.dirname(deny)}`
+        : `the read grant of ${granted} was split into ${entries} entries to keep ${deny} ${keeps}: entries added later directly in the directories from ${granted} down to ${posix.dirname(deny)} are not readable`,
     );
   };
 
   // Each split moves grants strictly deeper, so this reaches a fixed point.
   for (let changed = true; changed; ) {
     changed = false;
+    for (const readOnly of readOnlyWithin) {
+      for (const [granted, access] of [...rules]) {
+        const real = realPath(granted);
+        if (real === readOnly || !isWithin(readOnly, real) || (access & ~readAccess) === 0) continue;
+        rules.delete(granted);
+        changed = true;
+        split(real, readOnly, access, 'read-only');
+      }
+    }
     for (const deny of denies) {
       for (const [granted, access] of [...rules]) {
         const real = realPath(granted);

@@ -1,0 +1,48 @@
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '@bulkhead/core';
+import { describe, expect, it } from 'vitest';
+import { createProcessProvider } from './index.js';
+import { capabilitiesFor, makeWorkspace } from './test-support.js';
+
+const modes = ['namespace', 'shim-only'] as const;
+
+// The manifest's rule: the most specific path wins. A read grant inside a write grant is read-only,
+// in both modes. Everything in it is world-writable, so that only the sandbox's boundary can refuse.
+describe.each(modes)('process tier, %s mode: a read grant inside a write grant', (mode) => {
+  it('is read-only, while the rest of the write grant stays writable', async () => {
+    const workspace = await makeWorkspace();
+    const vendor = join(workspace, 'vendor');
+    const other = join(workspace, 'other');
+    await mkdir(join(vendor, 'deeper'), { recursive: true });
+    await mkdir(other);
+    await writeFile(join(vendor, 'library.txt'), 'library\n');
+    for (const path of [vendor, join(vendor, 'deeper'), other]) await chmod(path, 0o777);
+    await chmod(join(vendor, 'library.txt'), 0o666);
+    const result = await run({
+      providers: [createProcessProvider({ mode })],
+      tier: 'process',
+      capabilities: capabilitiesFor(workspace, (base) => ({
+        ...base,
+        filesystem: { ...base.filesystem, read: [...base.filesystem.read, vendor] },
+      })),
+      command: [
+        'sh',
+        '-c',
+        [
+          'cat vendor/library.txt',
+          'echo tampered >> vendor/library.txt && echo appended',
+          // In a subshell: a failed redirection of `:` (a special builtin) ends the shell itself.
+          '(: > vendor/library.txt) && echo truncated',
+          'touch vendor/new && echo created',
+          'touch vendor/deeper/new && echo created-deeper',
+          'mkdir vendor/folder && echo made-folder',
+          'rm vendor/library.txt && echo removed',
+          'mv vendor/deeper vendor/moved && echo renamed',
+          'touch other/new && echo sibling-writable',
+        ].join(' 2>/dev/null; '),
+      ],
+    });
+    expect(result.stdout, result.stderr).toBe('library\nsibling-writable\n');
+  });
+});
