@@ -7,6 +7,10 @@
  *   workload syscalls ITERATIONS PATH   stat+open+read+close of PATH; prints elapsed nanoseconds
  *   workload hold                  prints "ready", then waits for end of stdin
  *   workload landlock-abi          prints the Landlock ABI version (or -errno)
+ *   workload landlock-exec GRANT... -- COMMAND...
+ *                                  restricts itself with Landlock alone (reading and executing
+ *                                  files, listing folders, only under the GRANTs), then execs
+ *                                  COMMAND: the least any Landlock file boundary costs
  *   workload kvm                   prints KVM's API version (or -errno)
  *   workload http-latency COUNT HOST PORT PATH ADDRESS
  *                                  COUNT GETs, a new connection each; prints each one's nanoseconds
@@ -31,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -96,6 +101,37 @@ static int kvm(void) {
   printf("%d\n", version < 0 ? -errno : version);
   close(fd);
   return 0;
+}
+
+/* The three read rights of Landlock ABI 1: execute, read a file, list a folder. */
+#define LANDLOCK_READ_RIGHTS (1ull | 4ull | 8ull)
+
+static int landlock_exec(char **argv) {
+#ifndef SYS_landlock_add_rule
+#define SYS_landlock_add_rule 445
+#define SYS_landlock_restrict_self 446
+#endif
+  struct { uint64_t handled_access_fs; } attributes = {LANDLOCK_READ_RIGHTS};
+  int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attributes, sizeof attributes, 0u);
+  if (ruleset < 0) return perror("landlock_create_ruleset"), 125;
+  int index = 0;
+  for (; argv[index] && strcmp(argv[index], "--") != 0; index++) {
+    int fd = open(argv[index], O_PATH | O_CLOEXEC);
+    if (fd < 0) continue; /* a grant that does not exist here grants nothing */
+    struct stat status;
+    struct __attribute__((packed)) { uint64_t allowed_access; int32_t parent_fd; } rule = {LANDLOCK_READ_RIGHTS, fd};
+    if (fstat(fd, &status) == 0 && !S_ISDIR(status.st_mode)) rule.allowed_access = 1ull | 4ull;
+    if (syscall(SYS_landlock_add_rule, ruleset, 1 /* LANDLOCK_RULE_PATH_BENEATH */, &rule, 0u) != 0)
+      return perror(argv[index]), 125;
+    close(fd);
+  }
+  if (!argv[index] || !argv[index + 1]) return fprintf(stderr, "landlock-exec: no command after --\n"), 2;
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return perror("no_new_privs"), 125;
+  if (syscall(SYS_landlock_restrict_self, ruleset, 0u) != 0) return perror("landlock_restrict_self"), 125;
+  close(ruleset);
+  execvp(argv[index + 1], argv + index + 1);
+  perror(argv[index + 1]);
+  return 127;
 }
 
 struct target {
@@ -249,10 +285,12 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "hold") == 0) return hold();
   if (argc >= 2 && strcmp(argv[1], "landlock-abi") == 0) return landlock_abi();
   if (argc >= 2 && strcmp(argv[1], "kvm") == 0) return kvm();
+  if (argc >= 4 && strcmp(argv[1], "landlock-exec") == 0) return landlock_exec(argv + 2);
   if (argc >= 7 && strcmp(argv[1], "http-latency") == 0) return http_latency(strtoul(argv[2], NULL, 10), argv + 3);
   if (argc >= 6 && strcmp(argv[1], "http-download") == 0) return http_download(argv + 2);
   if (argc >= 6 && strcmp(argv[1], "http-hold") == 0) return http_hold(argv + 2);
-  fprintf(stderr, "usage: workload cpu N | syscalls N PATH | hold | landlock-abi | kvm | http-latency N HOST PORT PATH "
-                  "ADDRESS | http-download HOST PORT PATH ADDRESS | http-hold HOST PORT PATH ADDRESS\n");
+  fprintf(stderr, "usage: workload cpu N | syscalls N PATH | hold | landlock-abi | landlock-exec GRANT... -- COMMAND... "
+                  "| kvm | http-latency N HOST PORT PATH ADDRESS | http-download HOST PORT PATH ADDRESS "
+                  "| http-hold HOST PORT PATH ADDRESS\n");
   return 2;
 }

@@ -14,7 +14,8 @@ function readText(file: string): string | undefined {
   }
 }
 
-async function workloadAnswer(workloadPath: string, mode: string): Promise<number | undefined> {
+/** A number the workload prints for `mode` (`landlock-abi`, `kvm`), or undefined when it cannot. */
+export async function workloadAnswer(workloadPath: string, mode: string): Promise<number | undefined> {
   try {
     const { stdout } = await execFileAsync(workloadPath, [mode], { timeout: 5_000 });
     const value = Number.parseInt(stdout.trim(), 10);

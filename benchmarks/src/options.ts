@@ -36,7 +36,7 @@ Options:
   --quick              CI mode: fewer runs, concurrency 10 only (a few minutes)
   --only LIST          measurements to run: ${MEASUREMENTS.join(',')}
   --tier LIST          Bulkhead tiers to include (process, session, microvm, none); default all
-  --peers LIST         peers to include (bwrap, mxc, srt, qemu); default all
+  --peers LIST         peers to include (bwrap, landlock, mxc, srt, qemu); default all
   --runs N             counted runs per subject for warm launch (cold and CPU scale with it)
   --check              compare the result with the mission targets and the baseline; exit 1 on a miss
   --baseline FILE      baseline for --check (default benchmarks/baseline.json)

@@ -9,6 +9,7 @@ import {
   bulkheadProviders,
   bulkheadSubject,
 } from './bulkhead-subjects.js';
+import { workloadAnswer } from './machine.js';
 import {
   describeError,
   type Subject,
@@ -138,6 +139,45 @@ export const bubblewrapSubject: Subject = {
     };
   },
 };
+
+/**
+ * Not a product: Landlock alone, as the workload itself applies it (reading, executing and listing
+ * only under the read and write grants every Bulkhead row has), with no namespaces, seccomp or
+ * cgroups. Its syscall-heavy figure is the least a Landlock file boundary costs on this kernel: the
+ * floor under tier-process's shim-only mode, where Landlock is the only file boundary.
+ */
+export const landlockSubject: Subject = {
+  id: 'landlock',
+  label: 'Landlock alone (read rules)',
+  family: 'peer',
+  group: 'landlock',
+  scope: 'in-process',
+  description:
+    "the workload's own Landlock ruleset (read, execute and list rights under Bulkhead's default grants), no namespaces, seccomp or cgroups: the floor of any Landlock file boundary",
+  version: async (context) => {
+    const abi = await landlockAbi(context.workloadPath);
+    return abi === undefined ? undefined : `ABI ${abi}`;
+  },
+  async prepare(context): Promise<SubjectSession> {
+    const abi = await landlockAbi(context.workloadPath);
+    if (abi === undefined) {
+      throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'This kernel has no Landlock.', {
+        fix: 'boot a kernel with CONFIG_SECURITY_LANDLOCK and landlock in lsm=',
+      });
+    }
+    const { filesystem } = await benchmarkCapabilities(context);
+    const grants = [...filesystem.read, ...filesystem.write];
+    return {
+      start: (command) => spawnHandle(context.workloadPath, ['landlock-exec', ...grants, '--', ...command]),
+      close: async () => {},
+    };
+  },
+};
+
+async function landlockAbi(workloadPath: string): Promise<number | undefined> {
+  const abi = await workloadAnswer(workloadPath, 'landlock-abi');
+  return abi !== undefined && abi > 0 ? abi : undefined;
+}
 
 interface MxcProcess {
   readonly standardInput: Writable | null;
@@ -499,6 +539,7 @@ export function allSubjects(): Subject[] {
     }),
     bulkheadCliSubject({ id: 'cli-process', label: 'bulkhead run (CLI)' }),
     bubblewrapSubject,
+    landlockSubject,
     mxcSubject,
     sandboxRuntimeSubject,
     sandboxRuntimeCliSubject,
@@ -509,7 +550,7 @@ export function allSubjects(): Subject[] {
 export interface SubjectSelection {
   /** Bulkhead tiers to include (`process`, `none`, ...); undefined: all. */
   tiers?: string[];
-  /** Peers to include (`bwrap`, `mxc`, `srt`, `qemu`); undefined: all. */
+  /** Peers to include (`bwrap`, `landlock`, `mxc`, `srt`, `qemu`); undefined: all. */
   peers?: string[];
 }
 
