@@ -26,12 +26,16 @@ import { packageVersion } from './versions.js';
 
 /**
  * The capabilities every Bulkhead row runs with: the manifest package's defaults (what a user gets
- * with no manifest), plus read access to the workload program.
+ * with no manifest), plus read access to the workload program where they do not give it already.
  */
 export async function benchmarkCapabilities(context: SubjectContext): Promise<Capabilities> {
-  const { defaultCapabilities } = await import('@bulkhead/manifest');
+  const { defaultCapabilities, ruleFor } = await import('@bulkhead/manifest');
   // No organisation policy: the rows must measure the tiers, not this host's /etc/bulkhead.
   const defaults = defaultCapabilities({ policy: null });
+  // Run from the benchmarks folder, the default write grant of the working folder holds the workload
+  // already; a read grant of its folder inside it would make that folder read-only (the most specific
+  // path wins), a narrowing no row asked for, and one that shim-only mode splits the grant for.
+  if (ruleFor(context.workloadDirectory, defaults.filesystem) !== 'deny') return defaults;
   return {
     ...defaults,
     filesystem: { ...defaults.filesystem, read: [...defaults.filesystem.read, context.workloadDirectory] },
