@@ -18,6 +18,10 @@
  *                                  one GET read to its end; prints nanoseconds and bytes received
  *   workload http-hold HOST PORT PATH ADDRESS
  *                                  one GET, then like hold
+ *   workload tcp-relay PORT        relays each connection to 127.0.0.1 to PORT on 127.0.0.1,
+ *                                  with read/write through a buffer as the exec shim's relay does,
+ *                                  no sandbox, no proxy; prints "ready LISTENPORT", ends with stdin:
+ *                                  the floor of any relay process between a client and a server
  *
  * The HTTP modes are the same code inside a sandbox and bare: when HTTPS_PROXY (or https_proxy) is
  * set they open each connection with CONNECT HOST:PORT through it, as curl does; otherwise they
@@ -34,11 +38,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -279,6 +286,70 @@ static int http_hold(char **argv) {
   return hold();
 }
 
+/* As the shim's relay: one buffer per direction, each side drained before the other is written. */
+#define RELAY_BUFFER_BYTES (4 * 1024 * 1024)
+
+static void relay_one(int client, unsigned short target_port) {
+  struct sockaddr_in target;
+  memset(&target, 0, sizeof target);
+  target.sin_family = AF_INET;
+  target.sin_port = htons(target_port);
+  target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (upstream < 0 || connect(upstream, (struct sockaddr *)&target, sizeof target) != 0) _exit(1);
+  static char buffers[2][RELAY_BUFFER_BYTES];
+  int from[2] = {client, upstream}, to[2] = {upstream, client}, open_ways = 2, done[2] = {0, 0};
+  while (open_ways > 0) {
+    struct pollfd polled[2] = {{.fd = done[0] ? -1 : client, .events = POLLIN}, {.fd = done[1] ? -1 : upstream, .events = POLLIN}};
+    if (poll(polled, 2, -1) < 0) _exit(1);
+    for (int way = 0; way < 2; way++) {
+      if (done[way] || !(polled[way].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t count = read(from[way], buffers[way], RELAY_BUFFER_BYTES);
+      if (count <= 0) {
+        shutdown(to[way], SHUT_WR);
+        done[way] = 1;
+        open_ways--;
+        continue;
+      }
+      for (ssize_t written = 0; written < count;) {
+        ssize_t step = write(to[way], buffers[way] + written, (size_t)(count - written));
+        if (step <= 0) _exit(1);
+        written += step;
+      }
+    }
+  }
+  _exit(0);
+}
+
+static int tcp_relay(unsigned short target_port) {
+  signal(SIGCHLD, SIG_IGN); /* children are not waited for: the kernel reaps them */
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in address;
+  memset(&address, 0, sizeof address);
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (listener < 0 || bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 64) != 0 ||
+      getsockname(listener, (struct sockaddr *)&address, &length) != 0)
+    return perror("tcp-relay"), 1;
+  printf("ready %u\n", ntohs(address.sin_port));
+  fflush(stdout);
+  for (;;) {
+    struct pollfd polled[2] = {{.fd = listener, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
+    if (poll(polled, 2, -1) < 0) continue;
+    if (polled[1].revents) {
+      char byte;
+      if (read(0, &byte, 1) <= 0) return 0; /* stdin ended: so does the relay */
+    }
+    if (!(polled[0].revents & POLLIN)) continue;
+    int client = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    if (client < 0) continue;
+    pid_t child = fork();
+    if (child == 0) relay_one(client, target_port);
+    close(client);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "cpu") == 0) return cpu(strtoul(argv[2], NULL, 10));
   if (argc >= 4 && strcmp(argv[1], "syscalls") == 0) return syscalls(strtoul(argv[2], NULL, 10), argv[3]);
@@ -289,8 +360,9 @@ int main(int argc, char **argv) {
   if (argc >= 7 && strcmp(argv[1], "http-latency") == 0) return http_latency(strtoul(argv[2], NULL, 10), argv + 3);
   if (argc >= 6 && strcmp(argv[1], "http-download") == 0) return http_download(argv + 2);
   if (argc >= 6 && strcmp(argv[1], "http-hold") == 0) return http_hold(argv + 2);
+  if (argc >= 3 && strcmp(argv[1], "tcp-relay") == 0) return tcp_relay((unsigned short)strtoul(argv[2], NULL, 10));
   fprintf(stderr, "usage: workload cpu N | syscalls N PATH | hold | landlock-abi | landlock-exec GRANT... -- COMMAND... "
                   "| kvm | http-latency N HOST PORT PATH ADDRESS | http-download HOST PORT PATH ADDRESS "
-                  "| http-hold HOST PORT PATH ADDRESS\n");
+                  "| http-hold HOST PORT PATH ADDRESS | tcp-relay PORT\n");
   return 2;
 }

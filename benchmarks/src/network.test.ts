@@ -61,6 +61,15 @@ describe('network figures', () => {
     expect(figure.reason).toBeUndefined();
   });
 
+  it('sets the download through a bare relay beside it, as the floor, when the job measured one', () => {
+    expect(networkFigure(report(), {}).throughput?.relayedRatio).toBeUndefined();
+    const figure = networkFigure(report({ downloadRelayedMs: [125, 125, 130] }), {});
+    expect(figure.throughput?.relayedRatio).toBeCloseTo(100 / 125);
+    const markdown = renderMarkdown({ ...resultFixture(), network: figure });
+    expect(markdown).toContain('through a bare relay process');
+    expect(markdown).toContain('80% of direct | measured');
+  });
+
   it('says which parts are missing and why, and is not measured when nothing is', () => {
     const partial = networkFigure(report({ downloadAllowlistedMs: [], failures: ['proxy refused'] }), {});
     expect(partial.status).toBe('measured');
@@ -277,6 +286,7 @@ describe('the network job, with a real allow-listed tier-process sandbox', () =>
     expect(result.latencyAllowlistedMs).toHaveLength(10);
     expect(result.downloadBareMs).toHaveLength(1);
     expect(result.downloadAllowlistedMs).toHaveLength(1);
+    expect(result.downloadRelayedMs).toHaveLength(1);
     expect(result.launchNoneMs).toHaveLength(1);
     expect(result.launchAllowlistMs).toHaveLength(1);
   }, 120_000);

@@ -6,6 +6,7 @@
  * variables the tier sets send it through `CONNECT`, and the proxy's resolver maps the test name to
  * the loopback server, so nothing leaves the machine.
  */
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -139,6 +140,8 @@ export interface NetworkReport {
   latencyAllowlistedMs: number[];
   downloadBareMs: number[];
   downloadAllowlistedMs: number[];
+  /** The same download through the workload's bare relay (`tcp-relay`): the floor of any relay. */
+  downloadRelayedMs?: number[];
   launchNoneMs: number[];
   launchAllowlistMs: number[];
   failures: string[];
@@ -232,15 +235,28 @@ export async function networkJob(job: NetworkJob): Promise<NetworkReport> {
       failures,
     );
     const downloadCommand = clientCommand(job.context.workloadPath, job.port, 'download');
+    const relay = await startBareRelay(job.context.workloadPath, job.port).catch((error: unknown) => {
+      failures.push(`bare relay: ${describeError(error)}`);
+      return undefined;
+    });
     const download = await alternate(
       [
         { name: 'bare download', sample: () => clientRun(bare, downloadCommand) },
         { name: 'allow-listed download', sample: () => clientRun(allowlist, downloadCommand) },
+        ...(relay
+          ? [
+              {
+                name: 'relayed download',
+                sample: () =>
+                  clientRun(bare, clientCommand(job.context.workloadPath, relay.port, 'download')),
+              },
+            ]
+          : []),
       ],
       job.downloads,
       1,
       failures,
-    );
+    ).finally(() => relay?.close());
     const launch = await alternate(
       [
         { name: 'launch none', sample: async () => [await timeToExit(none, ['/bin/true'])] },
@@ -255,12 +271,42 @@ export async function networkJob(job: NetworkJob): Promise<NetworkReport> {
       latencyAllowlistedMs: latency.get('allow-listed')!,
       downloadBareMs: download.get('bare download')!,
       downloadAllowlistedMs: download.get('allow-listed download')!,
+      ...(relay ? { downloadRelayedMs: download.get('relayed download')! } : {}),
       launchNoneMs: launch.get('launch none')!,
       launchAllowlistMs: launch.get('launch allow-list')!,
       failures,
     };
   } finally {
     await Promise.all([bare.close(), none.close(), allowlist.close()]);
+  }
+}
+
+/**
+ * The workload's `tcp-relay` on an ephemeral loopback port, relaying to the server: a client that
+ * connects to it directly downloads through one relay process and nothing else.
+ */
+async function startBareRelay(workloadPath: string, port: number): Promise<{ port: number; close(): void }> {
+  const child = spawn(workloadPath, ['tcp-relay', String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const close = () => {
+    child.stdin.end();
+    child.kill('SIGKILL');
+  };
+  try {
+    const line = await withDeadline(
+      new Promise<string>((resolve, reject) => {
+        child.once('error', reject);
+        child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString()));
+        child.once('exit', (code) => reject(new Error(`tcp-relay exited ${code} before it was ready`)));
+      }),
+      10_000,
+      'tcp-relay',
+    );
+    const relayPort = Number(/^ready (\d+)/.exec(line)?.[1]);
+    if (!Number.isInteger(relayPort)) throw new Error(`tcp-relay said ${JSON.stringify(line)}`);
+    return { port: relayPort, close };
+  } catch (error) {
+    close();
+    throw error;
   }
 }
 
@@ -332,11 +378,14 @@ export function networkFigure(
   const downloadAllowlisted = sampleSet(report.downloadAllowlistedMs);
   const throughputRatio = ratio(downloadBare?.summary.median, downloadAllowlisted?.summary.median);
   if (downloadBare && downloadAllowlisted && throughputRatio !== undefined) {
+    const relayed = report.downloadRelayedMs ? sampleSet(report.downloadRelayedMs) : undefined;
+    const relayedRatio = ratio(downloadBare.summary.median, relayed?.summary.median);
     figure.throughput = {
       bytes: DOWNLOAD_BYTES,
       bare: downloadBare,
       allowlisted: downloadAllowlisted,
       ratio: throughputRatio,
+      ...(relayed && relayedRatio !== undefined ? { relayed, relayedRatio } : {}),
     };
   }
   const launchNone = sampleSet(report.launchNoneMs);

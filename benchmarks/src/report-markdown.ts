@@ -273,6 +273,15 @@ function networkSection(result: BenchResult): string {
         `≥ ${NETWORK_TARGETS.throughputRatio * 100}% of direct`,
       ),
     ]);
+    if (throughput.relayed && throughput.relayedRatio !== undefined) {
+      rows.push([
+        'the same download through a bare relay process (no sandbox, no proxy): the floor of any relay',
+        `${median(throughput.bare)} (${rate(throughput.bare)})`,
+        `${median(throughput.relayed)} (${rate(throughput.relayed)})`,
+        `${(throughput.relayedRatio * 100).toFixed(0)}% of direct`,
+        'measured',
+      ]);
+    }
   }
   if (launch) {
     rows.push([

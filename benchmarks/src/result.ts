@@ -164,6 +164,10 @@ export interface NetworkFigure {
     allowlisted: SampleSet;
     /** Throughput through the proxy over direct: median(bare time) / median(allow-listed time). */
     ratio: number;
+    /** The same download through the workload's bare relay (no sandbox, no proxy): the floor of any relay. */
+    relayed?: SampleSet;
+    /** median(bare time) / median(relayed time). */
+    relayedRatio?: number;
   };
   /** Launch to the exit of `/bin/true`: network `none` against an allow-list, interleaved. */
   launch?: {
