@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Violation } from '@bulkhead/core';
 import { sendWithDescriptors } from '@bulkhead/linux';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEgressProxy, type EgressProxy } from './egress-proxy.js';
+import { createEgressProxy, type EgressProxy, type OpenChannelOptions } from './egress-proxy.js';
 import { createStaticResolver } from './resolver.js';
 import { startEchoServer } from './test-support/loopback.js';
 
@@ -88,16 +88,22 @@ afterAll(async () => {
   rmSync(directory, { recursive: true, force: true });
 });
 
+/** A channel allowed to the echo server, by name and address, that hands tunnels over unless told not to. */
+function echoChannel(sandboxId: string, options: Partial<OpenChannelOptions> = {}) {
+  return proxy.openChannel({
+    sandboxId,
+    sendWithDescriptor: sendWithDescriptors,
+    allow: [
+      { host: 'echo.test', port: echo.port },
+      { host: '127.0.0.1', port: echo.port },
+    ],
+    ...options,
+  });
+}
+
 describe('handing an allowed tunnel over to the relay', () => {
   it('passes the upstream socket with the CONNECT reply; early bytes reach upstream first, in order', async () => {
-    const channel = await proxy.openChannel({
-      sandboxId: 'handover-connect',
-      sendWithDescriptor: sendWithDescriptors,
-      allow: [
-        { host: 'echo.test', port: echo.port },
-        { host: '127.0.0.1', port: echo.port },
-      ],
-    });
+    const channel = await echoChannel('handover-connect');
     try {
       const output = await runStandIn(
         channel.socketPath,
@@ -116,14 +122,7 @@ describe('handing an allowed tunnel over to the relay', () => {
   });
 
   it('lets go of the tunnel of a client that finished sending before the reply', async () => {
-    const channel = await proxy.openChannel({
-      sandboxId: 'handover-half-closed',
-      sendWithDescriptor: sendWithDescriptors,
-      allow: [
-        { host: 'echo.test', port: echo.port },
-        { host: '127.0.0.1', port: echo.port },
-      ],
-    });
+    const channel = await echoChannel('handover-half-closed');
     try {
       const output = await runStandIn(
         channel.socketPath,
@@ -139,14 +138,7 @@ describe('handing an allowed tunnel over to the relay', () => {
   });
 
   it('passes the upstream socket with the SOCKS5 grant', async () => {
-    const channel = await proxy.openChannel({
-      sandboxId: 'handover-socks',
-      sendWithDescriptor: sendWithDescriptors,
-      allow: [
-        { host: 'echo.test', port: echo.port },
-        { host: '127.0.0.1', port: echo.port },
-      ],
-    });
+    const channel = await echoChannel('handover-socks');
     try {
       const name = 'echo.test';
       const port = `\\x${(echo.port >> 8).toString(16).padStart(2, '0')}\\x${(echo.port & 255).toString(16).padStart(2, '0')}`;
@@ -163,13 +155,7 @@ describe('handing an allowed tunnel over to the relay', () => {
 
   it('refuses a host off the list with a 403 and no socket, and reports the violation', async () => {
     const seen: Violation[] = [];
-    const channel = await proxy.openChannel({
-      sandboxId: 'handover-refused',
-      sendWithDescriptor: sendWithDescriptors,
-      allow: [
-        { host: 'echo.test', port: echo.port },
-        { host: '127.0.0.1', port: echo.port },
-      ],
+    const channel = await echoChannel('handover-refused', {
       onViolation: (violation) => seen.push(violation),
     });
     try {
@@ -188,13 +174,7 @@ describe('handing an allowed tunnel over to the relay', () => {
   });
 
   it('relays the tunnel itself on a channel that was given no way to pass a socket', async () => {
-    const channel = await proxy.openChannel({
-      sandboxId: 'handover-none',
-      allow: [
-        { host: 'echo.test', port: echo.port },
-        { host: '127.0.0.1', port: echo.port },
-      ],
-    });
+    const channel = await echoChannel('handover-none', { sendWithDescriptor: undefined });
     try {
       const output = await runStandIn(
         channel.socketPath,
