@@ -117,6 +117,19 @@ describe('planLandlock: grants and denies', () => {
     expect(result.paths.map((rule) => rule.path)).toEqual([grant, join(grant, 'b', 'c')]);
   });
 
+  it('in a namespace view, splits around a read grant inside a write grant that had no mount: it did not exist', () => {
+    const later = join(grant, 'b', 'later');
+    const result = plan({
+      pathView: 'namespace',
+      read: [later],
+      write: [grant],
+      pathKinds: { [later]: 'missing' },
+    });
+    expect(result.paths.map((rule) => rule.path)).not.toContain(grant);
+    expect(result.paths.map((rule) => rule.path)).toContain(join(grant, 'b', 'c'));
+    expect(result.degraded.join('\n')).toContain(`${later} does not exist yet`);
+  });
+
   it('does not let a denied directory be listed through its parents', () => {
     const result = plan({ read: [grant], deny: [join(grant, 'b')] });
     expect(rulesOf(result)).toEqual({

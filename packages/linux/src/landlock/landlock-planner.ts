@@ -247,8 +247,15 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   // The most specific grant wins: a read grant inside a write grant is read-only. A namespace view
   // mounts it read-only over the writable one; in the host's view Landlock would add the outer
   // grant's rights to it, so the write grant is split around it as around a deny, and the read grant
-  // keeps its own rule.
-  const readOnlyWithin = hostView ? [...new Set([...readPaths].map(canonicalPath))] : [];
+  // keeps its own rule. A read grant missing when the mounts were made has no mount: the payload
+  // could create it in the write grant, so a namespace view splits around it too.
+  const readOnlyWithin = [
+    ...new Set(
+      [...readPaths]
+        .filter((path) => hostView || (options.pathKinds?.[path] ?? kindNow(path)) === 'missing')
+        .map(canonicalPath),
+    ),
+  ];
 
   // The tier's own paths in a namespace view are not the host's: they cannot be listed to be split.
   const fixed = new Map<string, number>();
@@ -266,6 +273,15 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
       if (isWithin(deny, path)) {
         degraded.push(
           `${deny} lies inside the tier's own path ${path}: the mount namespace alone keeps it denied`,
+        );
+      }
+    }
+  }
+  for (const readOnly of hostView ? [] : readOnlyWithin) {
+    for (const [path, access] of fixed) {
+      if (isWithin(readOnly, path) && access & ~readAccess) {
+        degraded.push(
+          `${readOnly} (read-only, missing when the mounts were made) lies inside the tier's own writable path ${path}: the payload can create it there`,
         );
       }
     }
