@@ -3,6 +3,7 @@ export const ESCAPE_CASE_IDS = [
   'read-outside-grant',
   'write-outside-grant',
   'write-read-only-grant',
+  'write-read-grant-inside-write-grant',
   'read-denied-path-inside-grant',
   'read-through-symlink',
   'write-through-symlink',

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Capabilities, SandboxResult } from '@bulkhead/core';
@@ -189,6 +189,8 @@ const withResources = (change: Partial<Capabilities['resources']>) => (capabilit
   resources: { ...capabilities.resources, ...change },
 });
 
+/** The read grant inside the workspace of 'write-read-grant-inside-write-grant'. */
+const NESTED_READ_GRANT = 'read-only';
 const written = (context: EscapeContext, directory: string) => join(directory, `written-${context.token}`);
 
 /**
@@ -227,6 +229,28 @@ export const ESCAPE_CASES: readonly EscapeCase[] = [
     command: (context) => context.helper('write', written(context, context.granted), context.token),
     judge: judgeByEvidence(
       (context) => fileHolds(written(context, context.granted), context.token),
+      'the file appeared on the host',
+    ),
+  },
+  {
+    id: 'write-read-grant-inside-write-grant',
+    title: 'write into a read grant inside the writable workspace',
+    category: 'filesystem',
+    attempts:
+      'creates a file in workspace/read-only, a read grant inside the write grant (the most specific path wins: read-only)',
+    fixtures: [],
+    // The folder is made here, with the launch's capabilities: the workspace is new for each launch.
+    capabilities: (capabilities) => {
+      const nested = join(capabilities.workdir, NESTED_READ_GRANT);
+      mkdirSync(nested);
+      chmodSync(nested, 0o777); // world-writable: only the sandbox may refuse the write
+      const { filesystem } = capabilities;
+      return { ...capabilities, filesystem: { ...filesystem, read: [...filesystem.read, nested] } };
+    },
+    command: (context) =>
+      context.helper('write', written(context, join(context.workspace, NESTED_READ_GRANT)), context.token),
+    judge: judgeByEvidence(
+      (context) => fileHolds(written(context, join(context.workspace, NESTED_READ_GRANT)), context.token),
       'the file appeared on the host',
     ),
   },
