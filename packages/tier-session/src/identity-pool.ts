@@ -1,4 +1,4 @@
-import { unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { type FileHandle, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { BulkheadError, onProcessExit } from '@bulkhead/core';
@@ -35,73 +35,121 @@ function flock(fd: number, operation: number): number {
   return flockFunction(fd, operation);
 }
 
+/** A lock taken by `tryLock`, with the exit clean-up that has covered it since before its file was opened. */
+interface HeldLock {
+  handle: FileHandle;
+  /** Cancels the exit clean-up: the lock is released the ordinary way. */
+  forgetAtExit: () => void;
+}
+
 /**
  * Takes the lock of one id: an exclusive `flock` on a file named after it. The kernel drops the
  * lock when the holding process dies, so the ids of a crashed caller come back by themselves, and
  * the lock is shared by every process on the host, so concurrent callers never get the same id.
  * Returns undefined when another holder has it.
+ *
+ * From before the file is opened, an exit of this process removes it: as held (a session running or
+ * being prepared), or, while the open is still on its way, if nobody holds it then.
  */
-async function tryLock(directory: string, uid: number): Promise<FileHandle | undefined> {
+async function tryLock(directory: string, uid: number): Promise<HeldLock | undefined> {
   const path = posix.join(directory, `${uid}.lock`);
-  for (;;) {
-    const handle = await open(path, 'a+', 0o600);
-    if (flock(handle.fd, LOCK_EX | LOCK_NB) !== 0) {
-      const errno = koffi.errno();
+  let held: FileHandle | undefined;
+  const forgetAtExit = onProcessExit(() => {
+    if (held) removeFile(path);
+    else removeIfUnlocked(path);
+  });
+  try {
+    for (;;) {
+      const handle = await open(path, 'a+', 0o600);
+      if (flock(handle.fd, LOCK_EX | LOCK_NB) !== 0) {
+        const errno = koffi.errno();
+        await handle.close();
+        if (errno === EWOULDBLOCK) {
+          forgetAtExit();
+          return undefined;
+        }
+        throw new BulkheadError(
+          'IDENTITY_LOCK_FAILED',
+          `Could not lock ${path} (flock errno ${errno}), so the id ${uid} cannot be reserved for a sandbox. Fix: keep the session tier's state directory on a local filesystem that supports flock.`,
+          { tier: 'session', path, details: { errno } },
+        );
+      }
+      held = handle;
+      // A releasing holder unlinks the file after unlocking it: a lock taken on the unlinked inode
+      // would not exclude the next caller, who creates a new file. Only a lock on the linked file counts.
+      const [status, linked] = await Promise.all([handle.stat(), stat(path).catch(() => undefined)]);
+      if (linked && linked.ino === status.ino && linked.dev === status.dev) {
+        await handle.truncate(0);
+        await handle.write(`${process.pid}\n`, 0);
+        return { handle, forgetAtExit };
+      }
+      held = undefined;
       await handle.close();
-      if (errno === EWOULDBLOCK) return undefined;
-      throw new BulkheadError(
-        'IDENTITY_LOCK_FAILED',
-        `Could not lock ${path} (flock errno ${errno}), so the id ${uid} cannot be reserved for a sandbox. Fix: keep the session tier's state directory on a local filesystem that supports flock.`,
-        { tier: 'session', path, details: { errno } },
-      );
     }
-    // A releasing holder unlinks the file after unlocking it: a lock taken on the unlinked inode
-    // would not exclude the next caller, who creates a new file. Only a lock on the linked file counts.
-    const [held, linked] = await Promise.all([handle.stat(), stat(path).catch(() => undefined)]);
-    if (linked && linked.ino === held.ino && linked.dev === held.dev) {
-      await handle.truncate(0);
-      await handle.write(`${process.pid}\n`, 0);
-      return handle;
-    }
-    await handle.close();
+  } catch (error) {
+    forgetAtExit();
+    throw error;
+  }
+}
+
+function removeFile(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Gone already.
+  }
+}
+
+/**
+ * Removes a lock file nobody holds, as a releasing holder does: locked, then unlinked while locked,
+ * so that a caller that opened it meanwhile sees its inode gone and opens the new file.
+ */
+function removeIfUnlocked(path: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return; // not made
+  }
+  try {
+    if (
+      flock(fd, LOCK_EX | LOCK_NB) === 0 &&
+      statSync(path, { throwIfNoEntry: false })?.ino === fstatSync(fd).ino
+    )
+      removeFile(path);
+  } finally {
+    closeSync(fd);
   }
 }
 
 /**
  * How a held lease ends: `release` unlocks and removes its lock file; `releaseSync` (at process exit)
- * removes the file, and the lock ends with the process. A caller that exits holding the lease (its
- * session running or being prepared) removes the file then, instead of leaving it to pile up.
+ * removes the file, and the lock ends with the process. Until either, an exit of this process
+ * removes the file (see `tryLock`).
  */
 function leaseRelease(
   directory: string,
   uid: number,
-  handle: FileHandle,
+  lock: HeldLock,
 ): Pick<IdentityLease, 'release' | 'releaseSync'> {
-  const removeLockFile = () => {
-    try {
-      unlinkSync(posix.join(directory, `${uid}.lock`));
-    } catch {
-      // Gone already.
-    }
-  };
-  // Only while held: once released, the file may be another sandbox's lock of the same id.
-  const forgetAtExit = onProcessExit(removeLockFile);
+  const path = posix.join(directory, `${uid}.lock`);
   let released: Promise<void> | undefined;
   return {
     release: () => {
-      forgetAtExit();
+      // Only while held: once released, the file may be another sandbox's lock of the same id.
+      lock.forgetAtExit();
       released ??= (async () => {
         // Unlink while still holding the lock, so that no one can lock this inode and then lose it.
-        await unlink(posix.join(directory, `${uid}.lock`)).catch(() => {});
-        flock(handle.fd, LOCK_UN);
-        await handle.close();
+        await unlink(path).catch(() => {});
+        flock(lock.handle.fd, LOCK_UN);
+        await lock.handle.close();
       })();
       return released;
     },
     releaseSync: () => {
       if (released) return;
-      forgetAtExit();
-      removeLockFile();
+      lock.forgetAtExit();
+      removeFile(path);
     },
   };
 }
@@ -124,13 +172,13 @@ export async function leaseTransientIdentity(options: {
   await prepareDirectory(stateDirectory);
   for (let index = 0; index < range.count; index++) {
     const uid = range.firstUid + index;
-    const handle = await tryLock(stateDirectory, uid);
-    if (!handle) continue;
+    const lock = await tryLock(stateDirectory, uid);
+    if (!lock) continue;
     return {
       uid,
       gid: range.firstGid + index,
       kind: 'transient',
-      ...leaseRelease(stateDirectory, uid, handle),
+      ...leaseRelease(stateDirectory, uid, lock),
     };
   }
   throw new BulkheadError(
@@ -148,8 +196,8 @@ export async function leaseAccountIdentity(options: {
   stateDirectory: string;
 }): Promise<IdentityLease> {
   await prepareDirectory(options.stateDirectory);
-  const handle = await tryLock(options.stateDirectory, options.uid);
-  if (!handle) {
+  const lock = await tryLock(options.stateDirectory, options.uid);
+  if (!lock) {
     throw new BulkheadError(
       'IDENTITY_IN_USE',
       `The account '${options.name}' (uid ${options.uid}) already runs another sandbox; two sandboxes under one account could signal and read each other. Fix: wait for the other sandbox to end, or give this one another identity.name.`,
@@ -160,6 +208,6 @@ export async function leaseAccountIdentity(options: {
     uid: options.uid,
     gid: options.gid,
     kind: 'account',
-    ...leaseRelease(options.stateDirectory, options.uid, handle),
+    ...leaseRelease(options.stateDirectory, options.uid, lock),
   };
 }

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { chmod, lstat, mkdir, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { posix } from 'node:path';
@@ -413,13 +413,15 @@ async function openSession(
     cleanups.push(lease.release);
     // Owned by the caller, closed to everyone else: the sandbox reaches its part only by grant.
     const sessions = posix.join(state, 'sessions');
-    await mkdir(sessions, { recursive: true, mode: 0o711 });
+    // Synchronous, here and below (microseconds on the state folder), so that a caller that
+    // exits leaves no folder that a thread-pool mkdir made after its exit clean-up ran.
+    mkdirSync(sessions, { recursive: true, mode: 0o711 });
     // The random part keeps the path unguessable for other local users (the id is in logs).
     await reapStaleSessionsOf(sessions);
     const directory = posix.join(sessions, sessionFolderName(label, randomBytes(8).toString('hex')));
-    await mkdir(directory, { mode: 0o711 });
     // A caller that exits while the session runs or is being prepared removes the folder then, unless
     // the reaper needs its note: a subordinate uid's files to give back, a display's socket to remove.
+    // From before it is made: an exit while mkdir is on its way must not leave it.
     const forgetFolderAtExit = onProcessExit(() => {
       if (!subordinate && !privateDisplay) rmSync(directory, { recursive: true, force: true });
     });
@@ -427,6 +429,7 @@ async function openSession(
       forgetFolderAtExit();
       return rm(directory, { recursive: true, force: true });
     });
+    mkdirSync(directory, { mode: 0o711 });
     // XDG_RUNTIME_DIR: a write grant. A root caller's is id-mapped, so the sandbox sees a 0700 folder
     // of its own while what it leaves there is the caller's; a subordinate uid is given its own.
     const runtimeFolder = posix.join(directory, 'runtime');
@@ -439,7 +442,7 @@ async function openSession(
         runtimeFolder,
       ]);
     } else {
-      await mkdir(runtimeFolder, { mode: 0o700 });
+      mkdirSync(runtimeFolder, { mode: 0o700 });
     }
     const writeGrants = [...capabilities.filesystem.write, runtimeFolder];
     const leftovers = {

@@ -1,4 +1,5 @@
-import { lstat, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { renameSync, writeFileSync } from 'node:fs';
+import { lstat, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { removeDisplaySocket } from './private-display.js';
 
@@ -37,8 +38,9 @@ export function sessionFolderName(sandboxId: string, random: string): string {
  */
 export async function recordLeftovers(directory: string, leftovers: Leftovers): Promise<void> {
   const temporary = posix.join(directory, `${LEFTOVERS_FILE}.tmp`);
-  await writeFile(temporary, JSON.stringify(leftovers), { mode: 0o600 });
-  await rename(temporary, posix.join(directory, LEFTOVERS_FILE));
+  // Synchronous (microseconds): no write still on its way in the thread pool when the caller exits.
+  writeFileSync(temporary, JSON.stringify(leftovers), { mode: 0o600 });
+  renameSync(temporary, posix.join(directory, LEFTOVERS_FILE));
 }
 
 /** The note of a dead owner's session, or undefined where there is none or it cannot be read. */
