@@ -2,25 +2,13 @@
 // stdin to close, like the benchmarks' concurrency row; prints the time until all said ready.
 //   ../../node_modules/.bin/vite-node --config vitest.config.ts scripts/measure-concurrency.ts [N] [mode]
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type Capabilities, launch, ProviderRegistry } from '@bulkhead/core';
+import { launch, ProviderRegistry } from '@bulkhead/core';
 import { createProcessProvider } from '@bulkhead/tier-process';
-
-const workspace = mkdtempSync(join(tmpdir(), 'bulkhead-measure-concurrency-'));
+import { measureCapabilities } from './measure-capabilities.js';
 
 const count = Number(process.argv[2] ?? 100);
 const mode = (process.argv[3] ?? 'namespace') as 'namespace' | 'shim-only';
-const capabilities: Capabilities = {
-  filesystem: { read: ['/usr', '/bin', '/sbin', '/lib', '/lib64', '/etc'], write: [workspace], deny: [] },
-  network: { mode: 'none', allow: [] },
-  process: { spawn: true, maxProcesses: 64 },
-  resources: { memoryBytes: 512 * 1024 * 1024, timeoutMs: 30_000, gpus: 'none' },
-  devices: { clipboard: false, audio: false, webcam: false, display: false, input: false },
-  env: {},
-  workdir: workspace,
-};
+const capabilities = await measureCapabilities('measure-concurrency');
 const providers = new ProviderRegistry([createProcessProvider({ mode })]);
 const hold = ['/bin/sh', '-c', 'echo ready; read line'];
 const started = performance.now();

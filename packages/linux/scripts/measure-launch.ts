@@ -3,11 +3,9 @@
 // the steps of the launch path on their own. Figures are printed, never asserted (run as root or not):
 //   ../../node_modules/.bin/vite-node --config vitest.config.ts scripts/measure-launch.ts [runs]
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
-import { type Capabilities, type IsolationProvider, run } from '@bulkhead/core';
+import { type IsolationProvider, run } from '@bulkhead/core';
 // By package name, like the tier, so that a vite alias can point both at another copy to compare.
 import {
   buildBubblewrapArguments,
@@ -17,20 +15,11 @@ import {
   probeBubblewrap,
 } from '@bulkhead/linux';
 import { createProcessProvider } from '@bulkhead/tier-process';
+import { measureCapabilities } from './measure-capabilities.js';
 
 const runs = Number(process.argv[2] ?? 200);
-const workspace = await mkdtemp(join(tmpdir(), 'bulkhead-measure-launch-'));
-// A root caller's shim-only sandbox runs as nobody, with no mount namespace to id-map the folder.
-await chmod(workspace, 0o777);
-const capabilities: Capabilities = {
-  filesystem: { read: ['/usr', '/bin', '/sbin', '/lib', '/lib64', '/etc'], write: [workspace], deny: [] },
-  network: { mode: 'none', allow: [] },
-  process: { spawn: true, maxProcesses: 64 },
-  resources: { memoryBytes: 512 * 1024 * 1024, timeoutMs: 30_000, gpus: 'none' },
-  devices: { clipboard: false, audio: false, webcam: false, display: false, input: false },
-  env: {},
-  workdir: workspace,
-};
+const capabilities = await measureCapabilities('measure-launch');
+const workspace = capabilities.workdir;
 
 function summary(samples: number[]) {
   const sorted = [...samples].sort((left, right) => left - right);

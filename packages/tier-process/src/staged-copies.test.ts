@@ -17,6 +17,8 @@ function stagedCopiesOfThisProcess(): string[] {
 
 // A root caller's write grants come from id-mapped copies staged on the host; running sandboxes
 // must not keep them there, or every launch pays for every live sandbox in its mount namespace.
+// Skipped for an unprivileged caller: it stages no copies (its grants are bound as they are), so
+// there is nothing to check. Nothing needs installing; the root run here and in CI covers it.
 describe.skipIf(process.getuid?.() !== 0)('process tier: staged copies of the grants (root caller)', () => {
   const cleanups: (() => Promise<unknown>)[] = [];
   afterAll(async () => {
