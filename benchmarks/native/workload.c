@@ -4,7 +4,10 @@
  * facts Node cannot read without native bindings.
  *
  *   workload cpu ITERATIONS        CPU-bound loop; prints elapsed nanoseconds
- *   workload syscalls ITERATIONS PATH   stat+open+read+close of PATH; prints elapsed nanoseconds
+ *   workload syscalls ITERATIONS PATH [HELD]
+ *                                  stat+open+read+close of PATH; prints elapsed nanoseconds. HELD:
+ *                                  times to open PATH first and keep it open, which moves where the
+ *                                  kernel's per-CPU memory-charge cache starts (see syscalls())
  *   workload hold                  prints "ready", then waits for end of stdin
  *   workload landlock-abi          prints the Landlock ABI version (or -errno)
  *   workload landlock-exec GRANT... -- COMMAND...
@@ -69,9 +72,21 @@ static int cpu(unsigned long iterations) {
   return 0;
 }
 
-static int syscalls(unsigned long iterations, const char *path) {
+/*
+ * Why HELD: on cgroup v1 the kernel charges each open file's memory to the memory cgroup through a
+ * per-CPU cache of bytes, and pays two hierarchical page-counter updates (memory and kmem) whenever
+ * that cache crosses a page. A loop that opens and closes one file stays on one side of that
+ * boundary for good: about one start in sixteen sits right at it, and every open and close then
+ * charges and uncharges a page (+5-10% on this job, bare or sandboxed alike). Where a process starts
+ * is fixed by everything its cgroup allocated before, so a fresh cgroup per sandbox draws the same
+ * start every time, while the caller's shared cgroup draws a new one. Each held file moves the start
+ * by one file's charge, so that runs given different HELD counts draw different starts.
+ */
+static int syscalls(unsigned long iterations, const char *path, unsigned long held) {
   char buffer[4096];
   struct stat status;
+  for (unsigned long index = 0; index < held; index++)
+    if (open(path, O_RDONLY | O_CLOEXEC) < 0) return perror("open"), 1;
   uint64_t start = now_ns();
   for (unsigned long i = 0; i < iterations; i++) {
     if (stat(path, &status) != 0) return perror("stat"), 1;
@@ -352,7 +367,8 @@ static int tcp_relay(unsigned short target_port) {
 
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "cpu") == 0) return cpu(strtoul(argv[2], NULL, 10));
-  if (argc >= 4 && strcmp(argv[1], "syscalls") == 0) return syscalls(strtoul(argv[2], NULL, 10), argv[3]);
+  if (argc >= 4 && strcmp(argv[1], "syscalls") == 0)
+    return syscalls(strtoul(argv[2], NULL, 10), argv[3], argc >= 5 ? strtoul(argv[4], NULL, 10) : 0);
   if (argc >= 2 && strcmp(argv[1], "hold") == 0) return hold();
   if (argc >= 2 && strcmp(argv[1], "landlock-abi") == 0) return landlock_abi();
   if (argc >= 2 && strcmp(argv[1], "kvm") == 0) return kvm();
@@ -361,7 +377,7 @@ int main(int argc, char **argv) {
   if (argc >= 6 && strcmp(argv[1], "http-download") == 0) return http_download(argv + 2);
   if (argc >= 6 && strcmp(argv[1], "http-hold") == 0) return http_hold(argv + 2);
   if (argc >= 3 && strcmp(argv[1], "tcp-relay") == 0) return tcp_relay((unsigned short)strtoul(argv[2], NULL, 10));
-  fprintf(stderr, "usage: workload cpu N | syscalls N PATH | hold | landlock-abi | landlock-exec GRANT... -- COMMAND... "
+  fprintf(stderr, "usage: workload cpu N | syscalls N PATH [HELD] | hold | landlock-abi | landlock-exec GRANT... -- COMMAND... "
                   "| kvm | http-latency N HOST PORT PATH ADDRESS | http-download HOST PORT PATH ADDRESS "
                   "| http-hold HOST PORT PATH ADDRESS | tcp-relay PORT\n");
   return 2;

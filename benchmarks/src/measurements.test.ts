@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { type Bench, measureLaunch, type PreparedSubject } from './measurements.js';
+import {
+  type Bench,
+  measureCpu,
+  measureLaunch,
+  type PreparedSubject,
+  SYSCALL_JOB_HELD_FILES_CYCLE,
+} from './measurements.js';
 import { parseBenchOptions } from './options.js';
 import { Progress } from './progress.js';
 import type { Subject, SubjectSession } from './subject.js';
@@ -85,5 +91,55 @@ describe('measureLaunch (fake run() seam)', () => {
         (omission) => omission.subject === 'broken' && /every launch failed/.test(omission.reason),
       )?.reason,
     ).toMatch(/exited with 3/);
+  });
+});
+
+/** A subject whose run() records each command and answers like the workload: a timing in nanoseconds. */
+function timingSubject(id: string, commands: { id: string; command: string[] }[]): PreparedSubject {
+  const subject: Subject = {
+    id,
+    label: id,
+    family: id === 'bare' ? 'baseline' : 'bulkhead',
+    group: id,
+    scope: 'in-process',
+    description: id,
+    version: async () => undefined,
+    prepare: async () => session,
+  };
+  const session: SubjectSession = {
+    run: async (command) => {
+      commands.push({ id, command });
+      return { exitCode: 0, stdout: '1000000\n' };
+    },
+    streamingUnavailable: 'fake subject',
+    close: async () => {},
+  };
+  return { subject, session };
+}
+
+describe('measureCpu (fake run() seam)', () => {
+  it('runs each round of the syscall-heavy job with the same held files on both sides, and new ones each round', async () => {
+    const commands: { id: string; command: string[] }[] = [];
+    const runs = SYSCALL_JOB_HELD_FILES_CYCLE;
+    const options = { ...parseBenchOptions(['--runs', String(runs * 3)]), cpuRuns: runs };
+    const figures = await measureCpu({
+      ...bench([timingSubject('bare', commands), timingSubject('tier', commands)], runs),
+      options,
+    });
+    expect(figures.map(({ job, ratio }) => [job, ratio])).toEqual([
+      ['cpu-bound', 1],
+      ['syscall-heavy', 1],
+    ]);
+    const syscallRuns = commands.filter(({ command }) => command[1] === 'syscalls');
+    // One warm-up round, then the counted ones; each round is bare then the sandbox.
+    expect(syscallRuns).toHaveLength(2 * (runs + 1));
+    const heldPerRound: string[] = [];
+    for (let index = 0; index < syscallRuns.length; index += 2) {
+      const [outside, inside] = [syscallRuns[index]!, syscallRuns[index + 1]!];
+      expect([outside.id, inside.id]).toEqual(['bare', 'tier']);
+      expect(inside.command).toEqual(outside.command);
+      heldPerRound.push(inside.command[4]!);
+    }
+    expect(new Set(heldPerRound.slice(1)).size).toBe(SYSCALL_JOB_HELD_FILES_CYCLE);
   });
 });

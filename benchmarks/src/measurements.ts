@@ -61,7 +61,7 @@ async function interleaved(
   subjects: PreparedSubject[],
   runs: number,
   warmup: number,
-  sample: (prepared: PreparedSubject) => Promise<number>,
+  sample: (prepared: PreparedSubject, round: number) => Promise<number>,
 ): Promise<Map<string, Tally>> {
   const tallies = new Map<string, Tally>(
     subjects.map(({ subject }) => [
@@ -82,7 +82,7 @@ async function interleaved(
       // What the previous sample left working in the background (a tier preparing its next sandbox)
       // must not land in this one: an agent's tool calls are seconds apart, not back to back.
       await delay(SETTLE_MS);
-      const value = await sample(prepared);
+      const value = await sample(prepared, round);
       tally.consecutiveFailures = 0;
       if (!isWarmup) tally.samples.push(value);
     } catch (error) {
@@ -158,6 +158,24 @@ export async function measureLaunch(bench: Bench): Promise<LaunchFigure[]> {
   });
 }
 
+/**
+ * How many files the syscall-heavy job holds open in a round (see `workload syscalls ... HELD`):
+ * enough different counts to move the kernel's per-CPU memory-charge cache across a whole page.
+ */
+export const SYSCALL_JOB_HELD_FILES_CYCLE = 16;
+
+/**
+ * The syscall-heavy job of one round; both sides of a round run the same command. The held-file
+ * count changes with the round, so that a sandbox, whose fresh cgroup would otherwise draw the same
+ * start of the cgroup v1 charge cache in every run, draws a new one each round as a bare process in
+ * the caller's busy cgroup does: the figure is then what the sandbox adds, not one draw of where the
+ * kernel's cache happened to sit.
+ */
+export function syscallJobCommand(workload: string, iterations: number, round: number): string[] {
+  const held = round % SYSCALL_JOB_HELD_FILES_CYCLE;
+  return [workload, 'syscalls', String(iterations), workload, String(held)];
+}
+
 /** CPU overhead: the self-timed workload inside each sandbox, alternating with the same job bare. */
 export async function measureCpu(bench: Bench): Promise<CpuFigure[]> {
   const { cpuRuns, cpuIterations, syscallIterations } = bench.options;
@@ -165,8 +183,11 @@ export async function measureCpu(bench: Bench): Promise<CpuFigure[]> {
   if (!bare) return [];
   const workload = bench.context.workloadPath;
   const jobs = [
-    { job: 'cpu-bound' as const, command: [workload, 'cpu', String(cpuIterations)] },
-    { job: 'syscall-heavy' as const, command: [workload, 'syscalls', String(syscallIterations), workload] },
+    { job: 'cpu-bound' as const, command: () => [workload, 'cpu', String(cpuIterations)] },
+    {
+      job: 'syscall-heavy' as const,
+      command: (round: number) => syscallJobCommand(workload, syscallIterations, round),
+    },
   ];
   const figures: CpuFigure[] = [];
   for (const prepared of bench.prepared) {
@@ -176,9 +197,10 @@ export async function measureCpu(bench: Bench): Promise<CpuFigure[]> {
     // A slow subject runs a smaller job, inside and outside alike, so the ratio still compares like with like.
     const divisor = prepared.subject.limits?.cpuWorkDivisor ?? 1;
     for (const { job, command: fullCommand } of jobs) {
-      const command = fullCommand.map((word, position) =>
-        position === 2 && divisor > 1 ? String(Math.max(1, Math.round(Number(word) / divisor))) : word,
-      );
+      const command = (round: number) =>
+        fullCommand(round).map((word, position) =>
+          position === 2 && divisor > 1 ? String(Math.max(1, Math.round(Number(word) / divisor))) : word,
+        );
       // Pairs (outside, inside) alternate, so drift of the machine hits both sides alike.
       const pair: PreparedSubject[] = [bare, prepared];
       const tallies = await interleaved(
@@ -187,7 +209,7 @@ export async function measureCpu(bench: Bench): Promise<CpuFigure[]> {
         pair,
         cpuRuns,
         1,
-        ({ session }) => selfTimedRun(session, command),
+        ({ session }, round) => selfTimedRun(session, command(round)),
       );
       const inside = sampleSet('ms', tallies.get(prepared.subject.id)!.samples);
       const outside = sampleSet('ms', tallies.get('bare')!.samples);

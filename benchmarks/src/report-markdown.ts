@@ -155,7 +155,7 @@ export function renderMarkdown(result: BenchResult, options: { chartPath?: strin
     sections.push(
       [
         '### CPU overhead',
-        `The workload times itself (CLOCK_MONOTONIC), so launch cost is not part of it. CPU-bound: ${result.options.cpuIterations.toLocaleString('en')} xorshift rounds; syscall-heavy: ${result.options.syscallIterations.toLocaleString('en')} × stat+open+read+close. Inside and outside alternate; the ratio is of the medians.`,
+        `The workload times itself (CLOCK_MONOTONIC), so launch cost is not part of it. CPU-bound: ${result.options.cpuIterations.toLocaleString('en')} xorshift rounds; syscall-heavy: ${result.options.syscallIterations.toLocaleString('en')} × stat+open+read+close, holding the same 0-15 open files on both sides, a new count each round (see What is measured). Inside and outside alternate; the ratio is of the medians.`,
         table(
           [
             'subject',
