@@ -155,6 +155,35 @@ describe('microvm tier: the guest', () => {
     expect(await readFile(join(directory, 'out'), 'utf8')).toBe('written\n');
   });
 
+  it('cannot create a read grant or a denied path that did not exist at launch inside a writable share', async () => {
+    // Neither exists when the jail is made, so neither has a read-only mount or a mask: the VMM's
+    // Landlock keeps the guest from creating them through the 9p share.
+    const directory = await workspace();
+    await mkdir(join(directory, 'sub'));
+    const later = join(directory, 'later');
+    const laterSecret = join(directory, 'later-secret');
+    const result = await runInGuest(
+      [
+        'sh',
+        '-c',
+        'mkdir later; echo x > later/file; echo y > later-secret; echo written > sub/out; echo done',
+      ],
+      capabilitiesFor(directory, (base) => ({
+        ...base,
+        filesystem: {
+          ...base.filesystem,
+          read: [...base.filesystem.read, later],
+          deny: [...base.filesystem.deny, laterSecret],
+        },
+      })),
+    );
+    expect(result.stdout).toContain('done');
+    expect(existsSync(later)).toBe(false);
+    expect(existsSync(laterSecret)).toBe(false);
+    expect(await readFile(join(directory, 'sub', 'out'), 'utf8')).toBe('written\n');
+    expect(result.warnings.join('\n')).toContain(`${later} does not exist yet`);
+  });
+
   it('cannot write a read-only share', async () => {
     const directory = await workspace();
     const readOnly = await mkdtemp(join(root, 'read-only-'));

@@ -206,23 +206,35 @@ async function pathsToStage(
 }
 
 /**
- * The VMM's own capabilities, in the jail's terms: what the exec shim confines it to with Landlock
- * and seccomp inside the mount namespace. It reads its binaries, the VM's files and the view; it
- * writes only the write grants (through the view), its console log and its devices; it never forks.
+ * The VMM's own files in the jail, which Landlock leaves as they are: it reads its binaries, the VM's
+ * files and the whole view (the jail holds only the grants there, read grants read-only), and writes
+ * its console log, its devices and the egress socket.
+ */
+function vmmPaths(options: StartVirtualMachineOptions): { read: string[]; write: string[] } {
+  return {
+    read: ['/usr', '/etc/ld.so.cache', '/bulkhead', JAIL_PATHS.view, '/proc', '/dev'],
+    write: [
+      JAIL_PATHS.run,
+      ...(options.egress ? [options.egress.socketPath] : []),
+      '/dev/null',
+      ...(options.accelerator === 'kvm' ? ['/dev/kvm'] : []),
+    ],
+  };
+}
+
+/**
+ * The VMM's own capabilities: what the exec shim confines it to with Landlock and seccomp inside the
+ * jail. Its filesystem is the guest's grants in host terms, which the jail shows under `/view` (see
+ * `vmmPaths` for its own files): it writes only the write grants, and Landlock splits them around a
+ * deny or a read grant inside them that did not exist when the jail was made (and so has no mask or
+ * read-only mount there), so that the guest cannot create it through the VMM.
  */
 function vmmCapabilities(options: StartVirtualMachineOptions): Capabilities {
-  const inView = (path: string) => (path === '/' ? JAIL_PATHS.view : `${JAIL_PATHS.view}${path}`);
   return {
     filesystem: {
-      read: ['/usr', '/etc/ld.so.cache', '/bulkhead', JAIL_PATHS.view, '/proc', '/dev'],
-      write: [
-        JAIL_PATHS.run,
-        ...(options.egress ? [options.egress.socketPath] : []),
-        '/dev/null',
-        ...(options.accelerator === 'kvm' ? ['/dev/kvm'] : []),
-        ...options.filesystem.write.filter((path) => !options.filesystem.deny.includes(path)).map(inView),
-      ],
-      deny: [],
+      read: options.filesystem.read,
+      write: options.filesystem.write,
+      deny: options.filesystem.deny,
     },
     // For an allow-list, libslirp links each forward's relay to the VMM over a loopback TCP pair (for
     // out-of-band data), so AF_INET is allowed then: the jail's network namespace has only loopback.
@@ -307,7 +319,23 @@ export async function startVirtualMachine(
       cleanUps.push(mounts.release);
       sources = mounts.sources;
     }
-    const plan = planShim({ capabilities, workdir: '/', pathView: 'namespace', tier: 'microvm' });
+    // What each grant and deny was when the jail was made: the jail mounts and masks from these, and
+    // Landlock splits the write grants around what the jail could not mask.
+    const { read, write, deny } = options.filesystem;
+    const pathKinds = Object.fromEntries(
+      [...new Set([...read, ...write, ...deny])].map((path) => [path, pathKind(path)]),
+    );
+    const ownPaths = vmmPaths(options);
+    const plan = planShim({
+      capabilities,
+      workdir: '/',
+      pathView: 'namespace',
+      viewRoot: JAIL_PATHS.view,
+      pathKinds,
+      extraReadPaths: ownPaths.read,
+      extraWritePaths: ownPaths.write,
+      tier: 'microvm',
+    });
     const vmmCommand = options.backend.start({
       kernelPath: JAIL_PATHS.kernel,
       initramfsPath: JAIL_PATHS.initramfs,
@@ -341,6 +369,7 @@ export async function startVirtualMachine(
       runDirectory: sources[runDirectory] ?? runDirectory,
       emptyFile: sources[runDirectory] ? join(sources[runDirectory], 'empty') : emptyFile,
       filesystem: options.filesystem,
+      kindOf: (path) => pathKinds[path] ?? pathKind(path),
       extraBinds: [
         { source: shim, target: SHIM_SANDBOX_PATH },
         ...(options.egress ? [{ source: options.egress.relayHostPath, target: RELAY_JAIL_PATH }] : []),

@@ -299,6 +299,39 @@ describe('planLandlock: denies the mount namespace masks', () => {
   });
 });
 
+describe('planLandlock: grants shown under a view root (a VMM jail)', () => {
+  it('plans the grants against the host and emits each rule beneath the view root, the tier paths as written', () => {
+    const later = join(grant, 'b', 'later');
+    const result = plan({
+      pathView: 'namespace',
+      viewRoot: '/view',
+      read: [later],
+      write: [grant],
+      deny: [join(grant, 'missing-secret')],
+      pathKinds: { [grant]: 'directory', [later]: 'missing', [join(grant, 'missing-secret')]: 'missing' },
+      extraRead: ['/view', '/usr'],
+      extraWrite: ['/bulkhead/run'],
+    });
+    const paths = result.paths.map((rule) => rule.path);
+    // Split around both: neither the missing deny nor the missing read grant can be created.
+    expect(paths).not.toContain(`/view${grant}`);
+    expect(paths).not.toContain(`/view${join(grant, 'b')}`);
+    expect(paths).toContain(`/view${join(grant, 'a.txt')}`);
+    expect(paths).toContain(`/view${join(grant, 'b', 'c')}`);
+    expect(paths).toContain(`/view${later}`);
+    // Split entries keep their no-symlink-following mark under the view root.
+    expect(result.paths.find((rule) => rule.path === `/view${join(grant, 'link')}`)?.followSymlinks).toBe(
+      false,
+    );
+    expect(paths).toEqual(expect.arrayContaining(['/view', '/usr', '/bulkhead/run']));
+    expect(paths.filter((path) => !path.startsWith('/view') && path.startsWith(root))).toEqual([]);
+  });
+
+  it('is refused in the host view, where no mount namespace shows the grants elsewhere', () => {
+    expect(() => plan({ pathView: 'host', viewRoot: '/view', read: [grant] })).toThrow(BulkheadError);
+  });
+});
+
 describe('planLandlock: network and scopes', () => {
   it('handles TCP bind and connect with network none, allowing only the relay port', () => {
     const result = plan({ network: 'none', relayPort: 3128 });

@@ -35,6 +35,13 @@ export interface LandlockPlanOptions {
    * created on the host since then is split around, not missed). Default: the host as it is now.
    */
   pathKinds?: Readonly<Record<string, string>>;
+  /**
+   * Namespace view: the folder under which the mount namespace shows the host's grants at their host
+   * paths (a VMM jail's `/view`). `read`, `write` and `deny` are then host paths, planned (and split)
+   * against the host, and each of their rules is emitted beneath this folder; `extraRead` and
+   * `extraWrite` stay as written. Default: the grants are at their host paths.
+   */
+  viewRoot?: string;
   /** For error messages. */
   tier: string;
 }
@@ -182,6 +189,15 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   const abi = Math.min(options.abi, LANDLOCK_ABI_KNOWN);
   const degraded: string[] = [];
   const hostView = options.pathView === 'host';
+  const viewRoot =
+    options.viewRoot === undefined ? undefined : normalizeAbsolutePath(options.viewRoot, 'view root');
+  if (viewRoot !== undefined && hostView) {
+    throw new BulkheadError(
+      'INVALID_LAUNCH_SPEC',
+      `The view root ${viewRoot} needs the namespace path view: in the host view the grants are where the host has them. Fix: pass pathView 'namespace', or no view root.`,
+      { path: viewRoot },
+    );
+  }
   if (abi < 1) {
     if (hostView) {
       throw new UnenforceableCapabilityError(
@@ -370,7 +386,15 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
     });
     if (listable) rules.set(directory, LANDLOCK_ACCESS_FS.readDir);
   }
-  for (const [path, access] of fixed) rules.set(path, (rules.get(path) ?? 0) | access);
+  const emitted = new Map<string, number>();
+  const emittedSplitEntries = new Set<string>();
+  for (const [path, access] of rules) {
+    const shown =
+      viewRoot === undefined || viewRoot === '/' ? path : path === '/' ? viewRoot : `${viewRoot}${path}`;
+    emitted.set(shown, (emitted.get(shown) ?? 0) | access);
+    if (splitEntries.has(path)) emittedSplitEntries.add(shown);
+  }
+  for (const [path, access] of fixed) emitted.set(path, (emitted.get(path) ?? 0) | access);
 
   let handledNetwork = 0;
   const ports: LandlockPortRule[] = [];
@@ -398,9 +422,9 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
     );
   }
 
-  const paths = [...rules]
+  const paths = [...emitted]
     .filter(([, access]) => access !== 0)
-    .map(([path, access]) => ({ path, access, followSymlinks: !splitEntries.has(path) }))
+    .map(([path, access]) => ({ path, access, followSymlinks: !emittedSplitEntries.has(path) }))
     .sort((left, right) => (left.path < right.path ? -1 : left.path > right.path ? 1 : 0));
   return {
     enabled: true,

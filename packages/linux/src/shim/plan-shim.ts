@@ -50,6 +50,8 @@ export interface ShimPlanOptions {
   pathView?: 'host' | 'namespace';
   /** Namespace view: the path kinds its mount namespace was made from (see `planLandlock`). */
   pathKinds?: Readonly<Record<string, string>>;
+  /** Namespace view: the folder that shows the capabilities' paths (see `planLandlock`'s `viewRoot`). */
+  viewRoot?: string;
   /** The tier named in errors; defaults to `process`. */
   tier?: string;
   /** The Landlock ABI to plan for; defaults to the running kernel's (`landlockAbi()`). */
@@ -160,6 +162,7 @@ export function planShim(options: ShimPlanOptions): ShimPlan {
     ...(options.relay ? { relayPort: options.relay.port } : {}),
     pathView,
     ...(options.pathKinds ? { pathKinds: options.pathKinds } : {}),
+    ...(options.viewRoot === undefined ? {} : { viewRoot: options.viewRoot }),
     tier,
   });
   const unixSockets = options.unixSockets ?? pathView === 'namespace';
