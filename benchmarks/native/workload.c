@@ -14,6 +14,12 @@
  *                                  restricts itself with Landlock alone (reading and executing
  *                                  files, listing folders, only under the GRANTs), then execs
  *                                  COMMAND: the least any Landlock file boundary costs
+ *   workload mechanisms-exec READ... --write WRITE... -- COMMAND...
+ *                                  restricts itself with a Landlock ruleset handling every file right
+ *                                  of the running kernel (read rights under the READ grants, all of
+ *                                  them under the WRITE grants) and a seccomp filter that allows
+ *                                  everything, then execs COMMAND: the mechanisms of tier-process's
+ *                                  shim-only mode with nothing of Bulkhead (no splits, no denies)
  *   workload kvm                   prints KVM's API version (or -errno)
  *   workload http-latency COUNT HOST PORT PATH ADDRESS
  *                                  COUNT GETs, a new connection each; prints each one's nanoseconds
@@ -35,6 +41,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -151,6 +159,55 @@ static int landlock_exec(char **argv) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return perror("no_new_privs"), 125;
   if (syscall(SYS_landlock_restrict_self, ruleset, 0u) != 0) return perror("landlock_restrict_self"), 125;
   close(ruleset);
+  execvp(argv[index + 1], argv + index + 1);
+  perror(argv[index + 1]);
+  return 127;
+}
+
+/* Every file right Landlock ABI `abi` knows: 13 in ABI 1, then refer (2), truncate (3), ioctl_dev (5). */
+static uint64_t landlock_rights_for(long abi) {
+  uint64_t rights = (1ull << 13) - 1;
+  if (abi >= 2) rights |= 1ull << 13;
+  if (abi >= 3) rights |= 1ull << 14;
+  if (abi >= 5) rights |= 1ull << 15;
+  return rights;
+}
+
+static int mechanisms_exec(char **argv) {
+  long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, 1u /* LANDLOCK_CREATE_RULESET_VERSION */);
+  if (abi < 1) return perror("landlock_create_ruleset"), 125;
+  uint64_t every = landlock_rights_for(abi);
+  struct { uint64_t handled_access_fs; } attributes = {every};
+  int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attributes, sizeof attributes, 0u);
+  if (ruleset < 0) return perror("landlock_create_ruleset"), 125;
+  int index = 0;
+  int writable = 0;
+  for (; argv[index] && strcmp(argv[index], "--") != 0; index++) {
+    if (strcmp(argv[index], "--write") == 0) {
+      writable = 1;
+      continue;
+    }
+    int fd = open(argv[index], O_PATH | O_CLOEXEC);
+    if (fd < 0) continue; /* a grant that does not exist here grants nothing */
+    struct stat status;
+    int directory = fstat(fd, &status) == 0 && S_ISDIR(status.st_mode);
+    uint64_t access = writable ? every : LANDLOCK_READ_RIGHTS;
+    /* Rights that apply to folders only cannot be granted on a file. */
+    if (!directory) access &= writable ? (1ull | 2ull | 4ull | (1ull << 14) | (1ull << 15)) & every : 1ull | 4ull;
+    struct __attribute__((packed)) { uint64_t allowed_access; int32_t parent_fd; } rule = {access, fd};
+    if (syscall(SYS_landlock_add_rule, ruleset, 1 /* LANDLOCK_RULE_PATH_BENEATH */, &rule, 0u) != 0)
+      return perror(argv[index]), 125;
+    close(fd);
+  }
+  if (!argv[index] || !argv[index + 1]) return fprintf(stderr, "mechanisms-exec: no command after --\n"), 2;
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return perror("no_new_privs"), 125;
+  if (syscall(SYS_landlock_restrict_self, ruleset, 0u) != 0) return perror("landlock_restrict_self"), 125;
+  close(ruleset);
+  /* Any filter puts every syscall on the kernel's slow entry path; what it checks adds nothing measurable
+     for the syscalls the kernel's action cache allows outright, as Bulkhead's do. */
+  struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+  struct sock_fprog program = {1, allow};
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0u, &program) != 0) return perror("seccomp"), 125;
   execvp(argv[index + 1], argv + index + 1);
   perror(argv[index + 1]);
   return 127;
@@ -373,11 +430,12 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "landlock-abi") == 0) return landlock_abi();
   if (argc >= 2 && strcmp(argv[1], "kvm") == 0) return kvm();
   if (argc >= 4 && strcmp(argv[1], "landlock-exec") == 0) return landlock_exec(argv + 2);
+  if (argc >= 4 && strcmp(argv[1], "mechanisms-exec") == 0) return mechanisms_exec(argv + 2);
   if (argc >= 7 && strcmp(argv[1], "http-latency") == 0) return http_latency(strtoul(argv[2], NULL, 10), argv + 3);
   if (argc >= 6 && strcmp(argv[1], "http-download") == 0) return http_download(argv + 2);
   if (argc >= 6 && strcmp(argv[1], "http-hold") == 0) return http_hold(argv + 2);
   if (argc >= 3 && strcmp(argv[1], "tcp-relay") == 0) return tcp_relay((unsigned short)strtoul(argv[2], NULL, 10));
-  fprintf(stderr, "usage: workload cpu N | syscalls N PATH [HELD] | hold | landlock-abi | landlock-exec GRANT... -- COMMAND... "
+  fprintf(stderr, "usage: workload cpu N | syscalls N PATH [HELD] | hold | landlock-abi | landlock-exec GRANT... -- COMMAND... | mechanisms-exec READ... --write WRITE... -- COMMAND... "
                   "| kvm | http-latency N HOST PORT PATH ADDRESS | http-download HOST PORT PATH ADDRESS "
                   "| http-hold HOST PORT PATH ADDRESS | tcp-relay PORT\n");
   return 2;

@@ -174,6 +174,40 @@ export const landlockSubject: Subject = {
   },
 };
 
+/**
+ * Not a product: the two mechanisms tier-process's shim-only mode is built from, as the workload
+ * itself applies them: a Landlock ruleset handling every file right of the kernel (read rights under
+ * the read grants, all of them under the write grants) and a seccomp filter that allows everything
+ * (any filter puts each syscall on the kernel's slow entry path). No splits around denies, no tier
+ * paths, no cgroups. Shim-only mode's syscall-heavy figure against this row is what Bulkhead adds to
+ * them.
+ */
+export const mechanismsSubject: Subject = {
+  id: 'landlock-seccomp',
+  label: 'Landlock + seccomp alone (every right)',
+  family: 'peer',
+  group: 'landlock',
+  scope: 'in-process',
+  description:
+    "the workload's own Landlock ruleset handling every file right (read rights under Bulkhead's default read grants, all under its write grants) and an allow-everything seccomp filter: shim-only mode's mechanisms with nothing of Bulkhead",
+  version: landlockSubject.version,
+  async prepare(context): Promise<SubjectSession> {
+    const abi = await landlockAbi(context.workloadPath);
+    if (abi === undefined) {
+      throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'This kernel has no Landlock.', {
+        fix: 'boot a kernel with CONFIG_SECURITY_LANDLOCK and landlock in lsm=',
+      });
+    }
+    const { filesystem } = await benchmarkCapabilities(context);
+    const grants = [...filesystem.read, '--write', ...filesystem.write];
+    return {
+      start: (command) =>
+        spawnHandle(context.workloadPath, ['mechanisms-exec', ...grants, '--', ...command]),
+      close: async () => {},
+    };
+  },
+};
+
 async function landlockAbi(workloadPath: string): Promise<number | undefined> {
   const abi = await workloadAnswer(workloadPath, 'landlock-abi');
   return abi !== undefined && abi > 0 ? abi : undefined;
@@ -540,6 +574,7 @@ export function allSubjects(): Subject[] {
     bulkheadCliSubject({ id: 'cli-process', label: 'bulkhead run (CLI)' }),
     bubblewrapSubject,
     landlockSubject,
+    mechanismsSubject,
     mxcSubject,
     sandboxRuntimeSubject,
     sandboxRuntimeCliSubject,
