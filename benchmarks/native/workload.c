@@ -135,34 +135,8 @@ static int kvm(void) {
 
 /* The three read rights of Landlock ABI 1: execute, read a file, list a folder. */
 #define LANDLOCK_READ_RIGHTS (1ull | 4ull | 8ull)
-
-static int landlock_exec(char **argv) {
-#ifndef SYS_landlock_add_rule
-#define SYS_landlock_add_rule 445
-#define SYS_landlock_restrict_self 446
-#endif
-  struct { uint64_t handled_access_fs; } attributes = {LANDLOCK_READ_RIGHTS};
-  int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attributes, sizeof attributes, 0u);
-  if (ruleset < 0) return perror("landlock_create_ruleset"), 125;
-  int index = 0;
-  for (; argv[index] && strcmp(argv[index], "--") != 0; index++) {
-    int fd = open(argv[index], O_PATH | O_CLOEXEC);
-    if (fd < 0) continue; /* a grant that does not exist here grants nothing */
-    struct stat status;
-    struct __attribute__((packed)) { uint64_t allowed_access; int32_t parent_fd; } rule = {LANDLOCK_READ_RIGHTS, fd};
-    if (fstat(fd, &status) == 0 && !S_ISDIR(status.st_mode)) rule.allowed_access = 1ull | 4ull;
-    if (syscall(SYS_landlock_add_rule, ruleset, 1 /* LANDLOCK_RULE_PATH_BENEATH */, &rule, 0u) != 0)
-      return perror(argv[index]), 125;
-    close(fd);
-  }
-  if (!argv[index] || !argv[index + 1]) return fprintf(stderr, "landlock-exec: no command after --\n"), 2;
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return perror("no_new_privs"), 125;
-  if (syscall(SYS_landlock_restrict_self, ruleset, 0u) != 0) return perror("landlock_restrict_self"), 125;
-  close(ruleset);
-  execvp(argv[index + 1], argv + index + 1);
-  perror(argv[index + 1]);
-  return 127;
-}
+/* The rights that apply to a file (the rest are about folders): execute, write, read, truncate, ioctl. */
+#define LANDLOCK_FILE_RIGHTS (1ull | 2ull | 4ull | (1ull << 14) | (1ull << 15))
 
 /* Every file right Landlock ABI `abi` knows: 13 in ABI 1, then refer (2), truncate (3), ioctl_dev (5). */
 static uint64_t landlock_rights_for(long abi) {
@@ -173,44 +147,55 @@ static uint64_t landlock_rights_for(long abi) {
   return rights;
 }
 
-static int mechanisms_exec(char **argv) {
-  long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, 1u /* LANDLOCK_CREATE_RULESET_VERSION */);
-  if (abi < 1) return perror("landlock_create_ruleset"), 125;
-  uint64_t every = landlock_rights_for(abi);
-  struct { uint64_t handled_access_fs; } attributes = {every};
+/*
+ * Restricts this process with a Landlock ruleset handling `handled` (the read rights under each
+ * GRANT, all of `handled` under each grant after --write), and with `with_seccomp` a seccomp filter
+ * that allows everything, then execs the command after --.
+ */
+static int restrict_and_exec(const char *mode, char **argv, uint64_t handled, int with_seccomp) {
+#ifndef SYS_landlock_add_rule
+#define SYS_landlock_add_rule 445
+#define SYS_landlock_restrict_self 446
+#endif
+  struct { uint64_t handled_access_fs; } attributes = {handled};
   int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attributes, sizeof attributes, 0u);
   if (ruleset < 0) return perror("landlock_create_ruleset"), 125;
   int index = 0;
-  int writable = 0;
+  uint64_t access = LANDLOCK_READ_RIGHTS & handled;
   for (; argv[index] && strcmp(argv[index], "--") != 0; index++) {
     if (strcmp(argv[index], "--write") == 0) {
-      writable = 1;
+      access = handled;
       continue;
     }
     int fd = open(argv[index], O_PATH | O_CLOEXEC);
     if (fd < 0) continue; /* a grant that does not exist here grants nothing */
     struct stat status;
-    int directory = fstat(fd, &status) == 0 && S_ISDIR(status.st_mode);
-    uint64_t access = writable ? every : LANDLOCK_READ_RIGHTS;
-    /* Rights that apply to folders only cannot be granted on a file. */
-    if (!directory) access &= writable ? (1ull | 2ull | 4ull | (1ull << 14) | (1ull << 15)) & every : 1ull | 4ull;
     struct __attribute__((packed)) { uint64_t allowed_access; int32_t parent_fd; } rule = {access, fd};
+    if (fstat(fd, &status) == 0 && !S_ISDIR(status.st_mode)) rule.allowed_access &= LANDLOCK_FILE_RIGHTS;
     if (syscall(SYS_landlock_add_rule, ruleset, 1 /* LANDLOCK_RULE_PATH_BENEATH */, &rule, 0u) != 0)
       return perror(argv[index]), 125;
     close(fd);
   }
-  if (!argv[index] || !argv[index + 1]) return fprintf(stderr, "mechanisms-exec: no command after --\n"), 2;
+  if (!argv[index] || !argv[index + 1]) return fprintf(stderr, "%s: no command after --\n", mode), 2;
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return perror("no_new_privs"), 125;
   if (syscall(SYS_landlock_restrict_self, ruleset, 0u) != 0) return perror("landlock_restrict_self"), 125;
   close(ruleset);
-  /* Any filter puts every syscall on the kernel's slow entry path; what it checks adds nothing measurable
-     for the syscalls the kernel's action cache allows outright, as Bulkhead's do. */
-  struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
-  struct sock_fprog program = {1, allow};
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0u, &program) != 0) return perror("seccomp"), 125;
+  if (with_seccomp) {
+    /* Any filter puts every syscall on the kernel's slow entry path; what it checks adds nothing
+       measurable for the syscalls the kernel's action cache allows outright, as Bulkhead's do. */
+    struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct sock_fprog program = {1, allow};
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0u, &program) != 0) return perror("seccomp"), 125;
+  }
   execvp(argv[index + 1], argv + index + 1);
   perror(argv[index + 1]);
   return 127;
+}
+
+static int mechanisms_exec(char **argv) {
+  long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, 1u /* LANDLOCK_CREATE_RULESET_VERSION */);
+  if (abi < 1) return perror("landlock_create_ruleset"), 125;
+  return restrict_and_exec("mechanisms-exec", argv, landlock_rights_for(abi), 1);
 }
 
 struct target {
@@ -429,7 +414,8 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "hold") == 0) return hold();
   if (argc >= 2 && strcmp(argv[1], "landlock-abi") == 0) return landlock_abi();
   if (argc >= 2 && strcmp(argv[1], "kvm") == 0) return kvm();
-  if (argc >= 4 && strcmp(argv[1], "landlock-exec") == 0) return landlock_exec(argv + 2);
+  if (argc >= 4 && strcmp(argv[1], "landlock-exec") == 0)
+    return restrict_and_exec("landlock-exec", argv + 2, LANDLOCK_READ_RIGHTS, 0);
   if (argc >= 4 && strcmp(argv[1], "mechanisms-exec") == 0) return mechanisms_exec(argv + 2);
   if (argc >= 7 && strcmp(argv[1], "http-latency") == 0) return http_latency(strtoul(argv[2], NULL, 10), argv + 3);
   if (argc >= 6 && strcmp(argv[1], "http-download") == 0) return http_download(argv + 2);

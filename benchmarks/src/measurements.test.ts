@@ -10,8 +10,15 @@ import { parseBenchOptions } from './options.js';
 import { Progress } from './progress.js';
 import type { Subject, SubjectSession } from './subject.js';
 
-/** A subject whose run() is a fake seam: it records the order of calls and answers at once. */
-function fakeSubject(id: string, calls: string[], limits?: Subject['limits']): PreparedSubject {
+/**
+ * A subject whose run() is a fake seam: it records the order of calls (and, given `commands`, each
+ * command) and answers at once, with `stdout` (a workload's timing, say).
+ */
+function fakeSubject(
+  id: string,
+  calls: string[],
+  options: { limits?: Subject['limits']; stdout?: string; commands?: string[][] } = {},
+): PreparedSubject {
   const subject: Subject = {
     id,
     label: id,
@@ -19,14 +26,15 @@ function fakeSubject(id: string, calls: string[], limits?: Subject['limits']): P
     group: id,
     scope: 'in-process',
     description: id,
-    ...(limits === undefined ? {} : { limits }),
+    ...(options.limits === undefined ? {} : { limits: options.limits }),
     version: async () => undefined,
     prepare: async () => session,
   };
   const session: SubjectSession = {
-    run: async () => {
+    run: async (command) => {
       calls.push(id);
-      return { exitCode: 0, stdout: '' };
+      options.commands?.push(command);
+      return { exitCode: 0, stdout: options.stdout ?? '' };
     },
     streamingUnavailable: 'fake subject',
     close: async () => {},
@@ -61,7 +69,7 @@ describe('measureLaunch (fake run() seam)', () => {
   it('gives a slow subject only its capped runs, still interleaved with the others', async () => {
     const calls: string[] = [];
     const figures = await measureLaunch(
-      bench([fakeSubject('bare', calls), fakeSubject('vm', calls, { runs: 2, warmup: 0 })], 5),
+      bench([fakeSubject('bare', calls), fakeSubject('vm', calls, { limits: { runs: 2, warmup: 0 } })], 5),
     );
     expect(calls.filter((id) => id === 'vm')).toHaveLength(2);
     expect(calls.slice(0, 5)).toEqual(['bare', 'bare', 'vm', 'bare', 'vm']);
@@ -94,43 +102,24 @@ describe('measureLaunch (fake run() seam)', () => {
   });
 });
 
-/** A subject whose run() records each command and answers like the workload: a timing in nanoseconds. */
-function timingSubject(id: string, commands: { id: string; command: string[] }[]): PreparedSubject {
-  const subject: Subject = {
-    id,
-    label: id,
-    family: id === 'bare' ? 'baseline' : 'bulkhead',
-    group: id,
-    scope: 'in-process',
-    description: id,
-    version: async () => undefined,
-    prepare: async () => session,
-  };
-  const session: SubjectSession = {
-    run: async (command) => {
-      commands.push({ id, command });
-      return { exitCode: 0, stdout: '1000000\n' };
-    },
-    streamingUnavailable: 'fake subject',
-    close: async () => {},
-  };
-  return { subject, session };
-}
-
 describe('measureCpu (fake run() seam)', () => {
   it('runs each round of the syscall-heavy job with the same held files on both sides, and new ones each round', async () => {
-    const commands: { id: string; command: string[] }[] = [];
+    const calls: string[] = [];
+    const commands: string[][] = [];
+    const timing = { stdout: '1000000\n', commands };
     const runs = SYSCALL_JOB_HELD_FILES_CYCLE;
     const options = { ...parseBenchOptions(['--runs', String(runs * 3)]), cpuRuns: runs };
     const figures = await measureCpu({
-      ...bench([timingSubject('bare', commands), timingSubject('tier', commands)], runs),
+      ...bench([fakeSubject('bare', calls, timing), fakeSubject('tier', calls, timing)], runs),
       options,
     });
     expect(figures.map(({ job, ratio }) => [job, ratio])).toEqual([
       ['cpu-bound', 1],
       ['syscall-heavy', 1],
     ]);
-    const syscallRuns = commands.filter(({ command }) => command[1] === 'syscalls');
+    const syscallRuns = commands.flatMap((command, index) =>
+      command[1] === 'syscalls' ? [{ id: calls[index], command }] : [],
+    );
     // One warm-up round, then the counted ones; each round is bare then the sandbox.
     expect(syscallRuns).toHaveLength(2 * (runs + 1));
     const heldPerRound: string[] = [];

@@ -158,20 +158,8 @@ export const landlockSubject: Subject = {
     const abi = await landlockAbi(context.workloadPath);
     return abi === undefined ? undefined : `ABI ${abi}`;
   },
-  async prepare(context): Promise<SubjectSession> {
-    const abi = await landlockAbi(context.workloadPath);
-    if (abi === undefined) {
-      throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'This kernel has no Landlock.', {
-        fix: 'boot a kernel with CONFIG_SECURITY_LANDLOCK and landlock in lsm=',
-      });
-    }
-    const { filesystem } = await benchmarkCapabilities(context);
-    const grants = [...filesystem.read, ...filesystem.write];
-    return {
-      start: (command) => spawnHandle(context.workloadPath, ['landlock-exec', ...grants, '--', ...command]),
-      close: async () => {},
-    };
-  },
+  prepare: (context) =>
+    selfRestrictingWorkload(context, ({ read, write }) => ['landlock-exec', ...read, ...write]),
 };
 
 /**
@@ -191,22 +179,30 @@ export const mechanismsSubject: Subject = {
   description:
     "the workload's own Landlock ruleset handling every file right (read rights under Bulkhead's default read grants, all under its write grants) and an allow-everything seccomp filter: shim-only mode's mechanisms with nothing of Bulkhead",
   version: landlockSubject.version,
-  async prepare(context): Promise<SubjectSession> {
-    const abi = await landlockAbi(context.workloadPath);
-    if (abi === undefined) {
-      throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'This kernel has no Landlock.', {
-        fix: 'boot a kernel with CONFIG_SECURITY_LANDLOCK and landlock in lsm=',
-      });
-    }
-    const { filesystem } = await benchmarkCapabilities(context);
-    const grants = [...filesystem.read, '--write', ...filesystem.write];
-    return {
-      start: (command) =>
-        spawnHandle(context.workloadPath, ['mechanisms-exec', ...grants, '--', ...command]),
-      close: async () => {},
-    };
-  },
+  prepare: (context) =>
+    selfRestrictingWorkload(context, ({ read, write }) => ['mechanisms-exec', ...read, '--write', ...write]),
 };
+
+/**
+ * A session whose launches start the workload in `mode` (see native/workload.c), restricting itself
+ * under the default grants every Bulkhead row has before it execs the command.
+ */
+async function selfRestrictingWorkload(
+  context: SubjectContext,
+  mode: (grants: { read: string[]; write: string[] }) => string[],
+): Promise<SubjectSession> {
+  if ((await landlockAbi(context.workloadPath)) === undefined) {
+    throw new BulkheadError('HOST_REQUIREMENT_MISSING', 'This kernel has no Landlock.', {
+      fix: 'boot a kernel with CONFIG_SECURITY_LANDLOCK and landlock in lsm=',
+    });
+  }
+  const { filesystem } = await benchmarkCapabilities(context);
+  const prefix = mode(filesystem);
+  return {
+    start: (command) => spawnHandle(context.workloadPath, [...prefix, '--', ...command]),
+    close: async () => {},
+  };
+}
 
 async function landlockAbi(workloadPath: string): Promise<number | undefined> {
   const abi = await workloadAnswer(workloadPath, 'landlock-abi');
