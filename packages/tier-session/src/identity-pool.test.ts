@@ -114,3 +114,24 @@ describe('identity leases', () => {
     await third.release();
   });
 });
+
+describe('identity leases: lock files a killed caller left', () => {
+  it('are removed at the first lease of a process, except those another process holds', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'bulkhead-session-ids-'));
+    // A caller killed by SIGKILL runs no exit clean-up: the files of the ids it held stay.
+    const left = [range.firstUid + 1, range.firstUid + 2, 3_900_000_777];
+    for (const uid of left) await writeFile(join(directory, `${uid}.lock`), '');
+    const holder = await holdInAnotherProcess(directory, range.firstUid);
+    try {
+      const lease = await leaseTransientIdentity({ range, stateDirectory: directory });
+      expect(lease.uid).toBe(range.firstUid + 1);
+      expect((await readdir(directory)).sort()).toEqual(
+        [`${range.firstUid}.lock`, `${range.firstUid + 1}.lock`].sort(),
+      );
+      await lease.release();
+    } finally {
+      process.kill(-holder.pid!, 'SIGKILL');
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+});

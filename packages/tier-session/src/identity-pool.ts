@@ -1,5 +1,5 @@
 import { closeSync, fstatSync, openSync, statSync, unlinkSync } from 'node:fs';
-import { type FileHandle, mkdir, open, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { BulkheadError, onProcessExit } from '@bulkhead/core';
 import koffi from 'koffi';
@@ -154,9 +154,21 @@ function leaseRelease(
   };
 }
 
-/** Makes the folder of lock files: private to the caller, since a foreign lock would block an id. */
+const reapedDirectories = new Set<string>();
+
+/**
+ * Makes the folder of lock files: private to the caller, since a foreign lock would block an id. The
+ * first time in a process it also removes the lock files nobody holds: a caller killed by a signal
+ * runs no exit clean-up, and its ids' files stayed (harmless, since the lock ended with it, but a
+ * file per id it ever held).
+ */
 async function prepareDirectory(directory: string): Promise<void> {
   await mkdir(directory, { recursive: true, mode: 0o700 });
+  if (reapedDirectories.has(directory)) return;
+  reapedDirectories.add(directory);
+  for (const name of await readdir(directory)) {
+    if (name.endsWith('.lock')) removeIfUnlocked(posix.join(directory, name));
+  }
 }
 
 /**
