@@ -134,6 +134,16 @@ function canonicalPath(path: string): string {
   }
 }
 
+/** `/` and every folder on the way down to `path`, and `path` itself: `isWithin(path, x)` for each. */
+function foldersDownTo(path: string): Set<string> {
+  const folders = new Set<string>(['/']);
+  for (let slash = path.indexOf('/', 1); slash !== -1; slash = path.indexOf('/', slash + 1)) {
+    folders.add(path.slice(0, slash));
+  }
+  folders.add(path);
+  return folders;
+}
+
 /** Is `path` the same as or beneath `ancestor`? */
 export function isWithin(path: string, ancestor: string): boolean {
   return ancestor === '/' || path === ancestor || path.startsWith(`${ancestor}/`);
@@ -235,7 +245,23 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   if (abi < 5) degraded.push(`Landlock ABI ${abi}: ioctl() on granted device nodes is not filtered`);
 
   const rules = new Map<string, number>();
-  const grant = (path: string, access: number) => rules.set(path, (rules.get(path) ?? 0) | access);
+  // The rules by real path, kept while denies and read-only grants are split (see `holding`).
+  let byRealPath: Map<string, Set<string>> | undefined;
+  const indexRule = (path: string) => {
+    if (!byRealPath) return;
+    const real = realPath(path);
+    const written = byRealPath.get(real) ?? new Set<string>();
+    written.add(path);
+    byRealPath.set(real, written);
+  };
+  const grant = (path: string, access: number) => {
+    rules.set(path, (rules.get(path) ?? 0) | access);
+    indexRule(path);
+  };
+  const removeRule = (path: string) => {
+    rules.delete(path);
+    byRealPath?.get(realPath(path))?.delete(path);
+  };
   // Grants and denies are compared by their real paths (a grant of /lib covers /usr/lib/x when /lib
   // is a link), but a grant is emitted as written unless it is split (/proc/self must stay itself).
   const realPaths = new Map<string, string>();
@@ -326,8 +352,8 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
           continue;
         }
         const child = childPath(directory, entry);
-        grant(child, access);
         realPaths.set(child, child); // beneath a real directory; a symlink entry is skipped by the shim
+        grant(child, access);
         splitEntries.add(child);
         entries++;
       }
@@ -346,25 +372,36 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
     );
   };
 
+  // The grants that hold `path`: those whose real path is one of its folders or itself. Looked up
+  // by real path, since this runs for every deny until nothing changes, and a deny in /etc splits it
+  // into a rule per entry (165 rules): comparing each with each was most of a launch's planning.
+  byRealPath = new Map();
+  for (const path of rules.keys()) indexRule(path);
+  const holding = (path: string): [granted: string, access: number][] => {
+    const found: [string, number][] = [];
+    for (const folder of foldersDownTo(path)) {
+      for (const granted of byRealPath?.get(folder) ?? []) found.push([granted, rules.get(granted)!]);
+    }
+    return found;
+  };
   // Each split moves grants strictly deeper, so this reaches a fixed point.
   for (let changed = true; changed; ) {
     changed = false;
     for (const readOnly of readOnlyWithin) {
-      for (const [granted, access] of [...rules]) {
+      for (const [granted, access] of holding(readOnly)) {
         const real = realPath(granted);
-        if (real === readOnly || !isWithin(readOnly, real) || (access & ~readAccess) === 0) continue;
-        rules.delete(granted);
+        if (real === readOnly || (access & ~readAccess) === 0) continue;
+        removeRule(granted);
         changed = true;
         split(real, readOnly, access, 'read-only');
       }
     }
     for (const deny of denies) {
-      for (const [granted, access] of [...rules]) {
+      for (const [granted, access] of holding(deny)) {
         const real = realPath(granted);
-        if (!isWithin(deny, real)) continue;
         // Masked where the payload sees it through this grant: no split (see `maskedDenies`).
         if (real !== deny && masked.has(deny) && isWithin(deny, granted)) continue;
-        rules.delete(granted);
+        removeRule(granted);
         changed = true;
         if (real !== deny) split(real, deny, access);
       }
