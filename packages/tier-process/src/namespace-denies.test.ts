@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { failedTests, runVitestAsUser } from '@bulkhead/conformance/corpus';
 import { type Capabilities, run } from '@bulkhead/core';
@@ -129,6 +130,55 @@ const untouched = {
   innerKey: 'the inner key',
 };
 
+describe('process tier: a denied path the host creates inside a grant while the sandbox runs', () => {
+  // Neither exists at launch, so namespace mode has no mask over them: its mounts show the host live.
+  for (const mode of ['namespace', 'shim-only'] as const) {
+    // An unprivileged caller without a delegated cgroup cannot run shim-only mode at all (its timeout
+    // could not reach a setsid descendant): the tier refuses it, so that mode runs as root here.
+    it.skipIf(mode === 'shim-only' && !isRoot)(
+      `stays unreadable, in the writable workdir and in a read grant (${mode} mode)`,
+      async () => {
+        const workspace = await mkdtemp(join(WORKSPACE_PARENT, WORKSPACE_PREFIX));
+        try {
+          await chmod(workspace, 0o777);
+          await mkdir(join(workspace, 'shared'), { mode: 0o755 });
+          const later = [join(workspace, '.env'), join(workspace, 'shared', '.env')];
+          const capabilities = capabilitiesFor(workspace, (base) => ({
+            ...base,
+            filesystem: {
+              ...base.filesystem,
+              read: [...base.filesystem.read, join(workspace, 'shared')],
+              deny: [...base.filesystem.deny, ...later],
+            },
+            process: { ...base.process, maxProcesses: Number.POSITIVE_INFINITY },
+          }));
+          // The payload waits for each file to appear (stat is not refused), then tries to read it.
+          const script = [
+            'for f in .env shared/.env; do',
+            'i=0; while [ ! -e "$f" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done;',
+            'if cat "$f" 2>/dev/null; then echo "$f READ"; else echo "$f refused"; fi;',
+            'done',
+          ].join(' ');
+          const created = delay(300).then(async () => {
+            for (const path of later) await writeFile(path, 'written by the host later\n', { mode: 0o644 });
+          });
+          const result = await run({
+            command: ['/bin/sh', '-c', script],
+            capabilities,
+            providers: [createProcessProvider({ mode })],
+            tier: 'process',
+          });
+          await created;
+          expect(result.stdout).not.toContain('written by the host later');
+          expect(result.stdout.trim().split('\n')).toEqual(['.env refused', 'shared/.env refused']);
+        } finally {
+          await rm(workspace, { recursive: true, force: true });
+        }
+      },
+    );
+  }
+});
+
 describe('process tier, namespace mode: denied paths inside a write-granted workdir', () => {
   const workspaces: string[] = [];
   afterAll(async () => {
@@ -230,6 +280,6 @@ describe.skipIf(!isRoot)('process tier, namespace mode: denied paths, as an unpr
       timeoutMs: 240_000,
     });
     expect(failedTests(report)).toEqual([]);
-    expect(report.numPassedTests).toBe(2);
+    expect(report.numPassedTests).toBe(3);
   }, 300_000);
 });

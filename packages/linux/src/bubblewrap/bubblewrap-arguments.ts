@@ -362,6 +362,9 @@ export function buildBubblewrapArguments(options: BubblewrapArgumentsOptions): B
       '/dev',
       ...(options.shim ? [options.shim.sandboxPath] : []),
       ...devices.map((device) => device.sandboxPath),
+      // Read-only binds (a display's or sound server's socket, an authority file): readable where
+      // Landlock handles reads (see planLandlock).
+      ...(options.binds ?? []).map((bind) => bind.sandboxPath),
     ],
     extraWritePaths: [
       ...(privateTemporary ? ['/tmp'] : [home]),

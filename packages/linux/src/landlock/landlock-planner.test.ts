@@ -257,7 +257,8 @@ describe('planLandlock: denies the mount namespace masks', () => {
     const kinds = { [crowded]: 'directory', [deny]: 'missing' };
     const result = plan({ pathView: 'namespace', write: [crowded], deny: [deny], pathKinds: kinds });
     const paths = result.paths.map((rule) => rule.path);
-    expect(paths).not.toContain(crowded);
+    // Listed, but nothing else: nothing can be created beside the deny.
+    expect(result.paths.find((rule) => rule.path === crowded)?.access).toBe(LANDLOCK_ACCESS_FS.readDir);
     expect(paths).not.toContain(deny);
     expect(paths).toContain(join(crowded, 'entry-8'));
     // Made with it there (kinds as bubblewrap saw them): masked, so the grant stays whole.
@@ -274,13 +275,13 @@ describe('planLandlock: denies the mount namespace masks', () => {
     const alias = join(root, 'namespace-alias');
     symlinkSync(grant, alias);
     const throughLink = plan({ pathView: 'namespace', write: [grant], deny: [join(alias, 'secret')] });
-    expect(rulesOf(throughLink)['/grant']).toBeUndefined();
+    expect(rulesOf(throughLink)['/grant']).toBe(LANDLOCK_ACCESS_FS.readDir);
     expect(rulesOf(throughLink)['/grant/a.txt']).toBe(throughLink.handledFilesystem);
     // A dangling link stays itself (a link to something resolves to it, like any deny).
     const dangling = join(crowded, 'dangling');
     const link = plan({ pathView: 'namespace', write: [crowded], deny: [dangling] });
     const paths = link.paths.map((rule) => rule.path);
-    expect(paths).not.toContain(crowded);
+    expect(link.paths.find((rule) => rule.path === crowded)?.access ?? 0).toBe(LANDLOCK_ACCESS_FS.readDir);
     expect(paths).not.toContain(dangling);
     expect(paths).toContain(join(crowded, 'entry-7'));
   });
@@ -329,6 +330,55 @@ describe('planLandlock: grants shown under a view root (a VMM jail)', () => {
 
   it('is refused in the host view, where no mount namespace shows the grants elsewhere', () => {
     expect(() => plan({ pathView: 'host', viewRoot: '/view', read: [grant] })).toThrow(BulkheadError);
+  });
+});
+
+describe('planLandlock: reads in a namespace view', () => {
+  const reads = LANDLOCK_ACCESS_FS.readFile | LANDLOCK_ACCESS_FS.readDir;
+
+  it('handles reads where a deny inside a grant has no mask, so that the host creating it later shows nothing', () => {
+    const later = join(grant, 'b', 'later-secret');
+    const result = plan({
+      pathView: 'namespace',
+      read: [grant],
+      deny: [later],
+      pathKinds: { [grant]: 'directory', [later]: 'missing' },
+      extraRead: ['/proc'],
+    });
+    expect(result.handledFilesystem & reads).toBe(reads);
+    // Truncate and device ioctls stay with the mount namespace.
+    expect(result.handledFilesystem & LANDLOCK_ACCESS_FS.truncate).toBe(0);
+    const rules = rulesOf(result);
+    expect(rules['/grant/b/c']).toBe(LANDLOCK_READ_RIGHTS);
+    expect(rules['/grant/b/later-secret']).toBeUndefined();
+    expect(result.paths.find((rule) => rule.path === '/proc')?.access).toBe(LANDLOCK_READ_RIGHTS);
+    expect(result.degraded.join('\n')).toContain(`${later} did not exist when the mounts were made`);
+  });
+
+  it('leaves reads to the mount namespace when every deny in a grant is masked, or lies outside the grants', () => {
+    const secret = join(grant, 'secret');
+    const masked = plan({
+      pathView: 'namespace',
+      read: [grant],
+      deny: [secret],
+      pathKinds: { [secret]: 'file' },
+    });
+    expect(masked.handledFilesystem & reads).toBe(0);
+    const outside = plan({ pathView: 'namespace', read: [grant], deny: ['/nonexistent-bulkhead/x'] });
+    expect(outside.handledFilesystem & reads).toBe(0);
+  });
+
+  it('leaves reads alone under a view root, whose own rule covers the whole view', () => {
+    const later = join(grant, 'later-secret');
+    const result = plan({
+      pathView: 'namespace',
+      viewRoot: '/view',
+      read: [grant],
+      deny: [later],
+      pathKinds: { [later]: 'missing' },
+      extraRead: ['/view'],
+    });
+    expect(result.handledFilesystem & reads).toBe(0);
   });
 });
 
