@@ -184,6 +184,36 @@ describe('microvm tier: the guest', () => {
     expect(result.warnings.join('\n')).toContain(`${later} does not exist yet`);
   });
 
+  it('cannot read a denied file the host creates inside a share while the guest runs', async () => {
+    // It does not exist when the jail is made or when the guest masks its denies: nothing but the
+    // VMM's Landlock stands between the guest and it.
+    const directory = await workspace();
+    await mkdir(join(directory, 'sub'));
+    await chmod(join(directory, 'sub'), 0o777);
+    const later = join(directory, 'later-secret');
+    const script = [
+      'echo > sub/started;',
+      'i=0; while [ ! -e later-secret ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done;',
+      'if cat later-secret 2>/dev/null; then echo READ; else echo refused; fi',
+    ].join(' ');
+    const guest = runInGuest(
+      ['sh', '-c', script],
+      capabilitiesFor(directory, (base) => ({
+        ...base,
+        filesystem: { ...base.filesystem, deny: [...base.filesystem.deny, later] },
+      })),
+    );
+    // Created once the payload runs, after every mask was made.
+    for (let waited = 0; !existsSync(join(directory, 'sub', 'started')) && waited < 60_000; waited += 50) {
+      await sleep(50);
+    }
+    await writeFile(later, 'written by the host later\n', { mode: 0o644 });
+    const result = await guest;
+    expect(result.stdout).not.toContain('written by the host later');
+    expect(result.stdout.trim()).toBe('refused');
+    expect(result.warnings.join('\n')).toContain(`${later} did not exist when the mounts were made`);
+  });
+
   it('cannot write a read-only share', async () => {
     const directory = await workspace();
     const readOnly = await mkdtemp(join(root, 'read-only-'));

@@ -206,13 +206,15 @@ async function pathsToStage(
 }
 
 /**
- * The VMM's own files in the jail, which Landlock leaves as they are: it reads its binaries, the VM's
- * files and the whole view (the jail holds only the grants there, read grants read-only), and writes
- * its console log, its devices and the egress socket.
+ * The VMM's own files in the jail, which Landlock leaves as they are: it reads its binaries and
+ * libraries, the VM's files, /proc and /dev, and writes its console log, its devices and the egress
+ * socket. The view is the grants' (see `vmmCapabilities`): reads there are left to the jail's mounts,
+ * unless a deny inside a grant has no mask, when Landlock reads only the grants (planLandlock).
  */
 function vmmPaths(options: StartVirtualMachineOptions): { read: string[]; write: string[] } {
   return {
-    read: ['/usr', '/etc/ld.so.cache', '/bulkhead', JAIL_PATHS.view, '/proc', '/dev'],
+    // /lib and friends are links into /usr on merged-/usr hosts, binds of their own elsewhere.
+    read: ['/usr', '/lib', '/lib64', '/bin', '/sbin', '/etc/ld.so.cache', '/bulkhead', '/proc', '/dev'],
     write: [
       JAIL_PATHS.run,
       ...(options.egress ? [options.egress.socketPath] : []),

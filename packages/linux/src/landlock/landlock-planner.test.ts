@@ -314,9 +314,11 @@ describe('planLandlock: grants shown under a view root (a VMM jail)', () => {
       extraWrite: ['/bulkhead/run'],
     });
     const paths = result.paths.map((rule) => rule.path);
-    // Split around both: neither the missing deny nor the missing read grant can be created.
-    expect(paths).not.toContain(`/view${grant}`);
-    expect(paths).not.toContain(`/view${join(grant, 'b')}`);
+    // Split around both: neither the missing deny nor the missing read grant can be created (the
+    // folders on the way may be listed: reads are handled, for the deny).
+    const onTheWay = (path: string) => result.paths.find((rule) => rule.path === path)?.access ?? 0;
+    expect(onTheWay(`/view${grant}`) & ~LANDLOCK_ACCESS_FS.readDir).toBe(0);
+    expect(onTheWay(`/view${join(grant, 'b')}`) & ~LANDLOCK_ACCESS_FS.readDir).toBe(0);
     expect(paths).toContain(`/view${join(grant, 'a.txt')}`);
     expect(paths).toContain(`/view${join(grant, 'b', 'c')}`);
     expect(paths).toContain(`/view${later}`);
@@ -368,7 +370,7 @@ describe('planLandlock: reads in a namespace view', () => {
     expect(outside.handledFilesystem & reads).toBe(0);
   });
 
-  it('leaves reads alone under a view root, whose own rule covers the whole view', () => {
+  it('under a view root, handles reads the same way and lets the view itself be listed, not read', () => {
     const later = join(grant, 'later-secret');
     const result = plan({
       pathView: 'namespace',
@@ -376,9 +378,17 @@ describe('planLandlock: reads in a namespace view', () => {
       read: [grant],
       deny: [later],
       pathKinds: { [later]: 'missing' },
-      extraRead: ['/view'],
+      extraRead: ['/usr'],
     });
-    expect(result.handledFilesystem & reads).toBe(0);
+    expect(result.handledFilesystem & reads).toBe(reads);
+    expect(result.paths.find((rule) => rule.path === '/view')?.access).toBe(LANDLOCK_ACCESS_FS.readDir);
+    expect(result.paths.map((rule) => rule.path)).not.toContain(`/view${later}`);
+    expect(result.paths.find((rule) => rule.path === `/view${join(grant, 'a.txt')}`)?.access).toBe(
+      LANDLOCK_READ_RIGHTS,
+    );
+    const quiet = plan({ pathView: 'namespace', viewRoot: '/view', read: [grant], extraRead: ['/usr'] });
+    expect(quiet.handledFilesystem & reads).toBe(0);
+    expect(quiet.paths.map((rule) => rule.path)).not.toContain('/view');
   });
 });
 

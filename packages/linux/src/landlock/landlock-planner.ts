@@ -244,24 +244,25 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   // cost a syscall-heavy job 20% here (stat+open+read+close: x1.27 with them, x1.08 without).
   // Except where a deny inside a grant has no mask (it did not exist when the mounts were made): a
   // bind shows the host live, so the sandbox could read it once the host creates it. Landlock then
-  // handles reads too, and the split around the deny keeps it unreadable. (Under a view root the
-  // tier's own rule on the whole view would grant it anyway: not done there.)
+  // handles reads too, and the split around the deny keeps it unreadable. Under a view root, the
+  // view itself may then be listed (what a VMM's file server needs to show the guest its root), and
+  // only listed: the grants beneath it carry their own rules.
   const grantedReal = [...options.read, ...options.write].map((path) =>
     canonicalPath(normalizeAbsolutePath(path, 'grant')),
   );
-  const unmasked =
-    hostView || options.viewRoot !== undefined
-      ? []
-      : denies.filter(
-          (deny) => !masked.has(deny) && grantedReal.some((grant) => deny !== grant && isWithin(deny, grant)),
-        );
+  const unmasked = hostView
+    ? []
+    : denies.filter(
+        (deny) => !masked.has(deny) && grantedReal.some((grant) => deny !== grant && isWithin(deny, grant)),
+      );
   const handledFilesystem = hostView
     ? filesystemRightsForAbi(abi)
     : filesystemRightsForAbi(abi) &
       ~(unmasked.length > 0 ? NAMESPACE_VIEW_UNHANDLED & ~LANDLOCK_READ_RIGHTS : NAMESPACE_VIEW_UNHANDLED);
   if (unmasked.length > 0) {
+    const them = unmasked.length === 1 ? 'it' : 'them';
     degraded.push(
-      `${unmasked.join(', ')} did not exist when the mounts were made, so no mask hides ${unmasked.length === 1 ? 'it' : 'them'} inside a grant: Landlock handles reads too, to keep ${unmasked.length === 1 ? 'it' : 'them'} unreadable if the host creates ${unmasked.length === 1 ? 'it' : 'them'}; the folders the mount namespace adds on the way to the grants (/ among them) cannot be listed`,
+      `${unmasked.join(', ')} did not exist when the mounts were made, so no mask hides ${them} inside a grant: Landlock handles reads too, to keep ${them} unreadable if the host creates ${them}; ${options.viewRoot === undefined ? 'the folders the mount namespace adds on the way to the grants (/ among them) cannot be listed' : 'the folders on the way to the grants can be listed, not read'}`,
     );
   }
   if (abi < 2) degraded.push('Landlock ABI 1: files cannot be renamed or linked into another directory');
@@ -454,6 +455,9 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
     if (splitEntries.has(path)) emittedSplitEntries.add(shown);
   }
   for (const [path, access] of fixed) emitted.set(path, (emitted.get(path) ?? 0) | access);
+  if (viewRoot !== undefined && unmasked.length > 0) {
+    emitted.set(viewRoot, (emitted.get(viewRoot) ?? 0) | LANDLOCK_ACCESS_FS.readDir);
+  }
 
   let handledNetwork = 0;
   const ports: LandlockPortRule[] = [];
