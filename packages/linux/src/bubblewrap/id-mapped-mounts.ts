@@ -4,8 +4,8 @@ import { type FileHandle, open, readdir, readFile, readlink, rmdir, writeFile } 
 import { posix } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BulkheadError, onProcessExit } from '@bulkhead/core';
-import koffi from 'koffi';
 import { ownerProcessAlive, ROOT_CALLER_SANDBOX_ID } from '../host/host-facts.js';
+import { closeDescriptor, lastErrno, libcSyscall, unmount } from '../kernel/libc.js';
 import { runtimeDirectory } from './runtime-directory.js';
 
 /*
@@ -31,27 +31,8 @@ const MOVE_MOUNT_F_EMPTY_PATH = 0x4;
 const MNT_DETACH = 2;
 const UMOUNT_NOFOLLOW = 8;
 
-interface MountFunctions {
-  syscall: (...values: unknown[]) => number | bigint;
-  umount2: (target: string, flags: number) => number;
-  close: (fd: number) => number;
-}
-
-let functions: MountFunctions | undefined;
-
-function mountFunctions(): MountFunctions {
-  if (functions) return functions;
-  const library = koffi.load(null);
-  functions = {
-    syscall: library.func('long syscall(long, ...)'),
-    umount2: library.func('int umount2(const char *, int)'),
-    close: library.func('int close(int)'),
-  };
-  return functions;
-}
-
 function failure(step: string, path: string): BulkheadError {
-  const errno = koffi.errno();
+  const errno = lastErrno();
   return new BulkheadError(
     'ID_MAPPED_MOUNT_FAILED',
     `Could not make an id-mapped copy of ${path} (${step} failed, errno ${errno}). A root caller's sandbox runs as an unprivileged uid and needs one to reach root-owned grants; the filesystem may not support id-mapped mounts (ext4, xfs, btrfs and tmpfs do since Linux 6.3). Fix: grant a folder on such a filesystem, or run the caller as an unprivileged user.`,
@@ -156,7 +137,7 @@ function stagingRoot(): string {
  * Synchronous, like the mount calls beside it: the staging folder is on the runtime folder's tmpfs.
  */
 function removeMountPoint(path: string): void {
-  mountFunctions().umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW);
+  unmount(path, MNT_DETACH | UMOUNT_NOFOLLOW);
   try {
     rmdirSync(path);
   } catch (error) {
@@ -220,12 +201,11 @@ function makeCopy(copy: StagedCopy, path: string, kind: 'directory' | 'file', ui
       mkdirSync(copy.folder, { mode: 0o711 });
       if (kind === 'directory') mkdirSync(copy.target, { mode: 0o700 });
       else closeSync(openSync(copy.target, 'wx', 0o600));
-      const { syscall, close } = mountFunctions();
       const attributes = Buffer.alloc(32);
       attributes.writeBigUInt64LE(BigInt(MOUNT_ATTR_IDMAP), 0);
       attributes.writeBigUInt64LE(BigInt(userNamespace), 24);
       const fd = Number(
-        syscall(
+        libcSyscall(
           SYS_OPEN_TREE,
           'int',
           AT_FDCWD,
@@ -238,7 +218,7 @@ function makeCopy(copy: StagedCopy, path: string, kind: 'directory' | 'file', ui
       if (fd < 0) throw failure('open_tree', path);
       try {
         const set = Number(
-          syscall(
+          libcSyscall(
             SYS_MOUNT_SETATTR,
             'int',
             fd,
@@ -254,7 +234,7 @@ function makeCopy(copy: StagedCopy, path: string, kind: 'directory' | 'file', ui
         );
         if (set < 0) throw failure('mount_setattr', path);
         const moved = Number(
-          syscall(
+          libcSyscall(
             SYS_MOVE_MOUNT,
             'int',
             fd,
@@ -270,7 +250,7 @@ function makeCopy(copy: StagedCopy, path: string, kind: 'directory' | 'file', ui
         );
         if (moved < 0) throw failure('move_mount', path);
       } finally {
-        close(fd);
+        closeDescriptor(fd);
       }
     } catch (error) {
       removeCopy(copy);
@@ -400,7 +380,7 @@ export async function reapStaleStaging(): Promise<number> {
       .split('\n')
       .map((line) => line.split(' ')[4])
       .filter((point): point is string => point?.startsWith(`${folder}/`) ?? false);
-    for (const point of mountPoints) mountFunctions().umount2(point, MNT_DETACH | UMOUNT_NOFOLLOW);
+    for (const point of mountPoints) unmount(point, MNT_DETACH | UMOUNT_NOFOLLOW);
     for (const name of await readdir(folder).catch(() => [] as string[]))
       removeMountPoint(posix.join(folder, name));
     await rmdir(folder).catch(() => {});

@@ -13,6 +13,8 @@ const MFD_CLOEXEC = 1;
 interface LibcFunctions {
   syscall: (...values: unknown[]) => number | bigint;
   memfdCreate: (name: string, flags: number) => number;
+  close: (fd: number) => number;
+  umount2: (target: string, flags: number) => number;
 }
 
 let functions: LibcFunctions | undefined;
@@ -33,8 +35,25 @@ function libc(): LibcFunctions {
   functions = {
     syscall: library.func('long syscall(long, ...)'),
     memfdCreate: library.func('int memfd_create(const char *, unsigned int)'),
+    close: library.func('int close(int)'),
+    umount2: library.func('int umount2(const char *, int)'),
   };
   return functions;
+}
+
+/** syscall(2) with koffi's variadic arguments (type, value, type, value, ...). */
+export function libcSyscall(...values: unknown[]): number | bigint {
+  return libc().syscall(...values);
+}
+
+/** Closes a descriptor made outside Node (a socket pair's end, an open_tree fd). */
+export function closeDescriptor(fd: number): void {
+  libc().close(fd);
+}
+
+/** umount2(2); answers 0 or -1 (errno in `lastErrno()`). */
+export function unmount(target: string, flags: number): number {
+  return libc().umount2(target, flags);
 }
 
 /** `errno` of the last failed FFI call on this thread. */

@@ -17,7 +17,6 @@ const MSG_NOSIGNAL = 0x4000;
 interface SocketFunctions {
   socketpair: (domain: number, type: number, protocol: number, fds: number[]) => number;
   sendmsg: (fd: number, message: unknown, flags: number) => number | bigint;
-  close: (fd: number) => number;
 }
 
 let socketFunctions: SocketFunctions | undefined;
@@ -40,7 +39,6 @@ function sockets(): SocketFunctions {
       'int socketpair(int, int, int, _Out_ int *fds)',
     ) as SocketFunctions['socketpair'],
     sendmsg: library.func('sendmsg', 'long', ['int', koffi.pointer(msghdr), 'int']),
-    close: library.func('int close(int)'),
   };
   return socketFunctions;
 }
@@ -56,11 +54,6 @@ export function unixSocketPair(): { fds: [number, number] } | { errno: number } 
   if (sockets().socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) !== 0)
     return { errno: koffi.errno() };
   return { fds: [pair[0]!, pair[1]!] };
-}
-
-/** close(2) of an fd this process owns outside Node's handles (one from `unixSocketPair`). */
-export function closeDescriptor(fd: number): void {
-  sockets().close(fd);
 }
 
 /**

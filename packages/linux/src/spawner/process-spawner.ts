@@ -3,12 +3,8 @@ import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import {
-  closeDescriptor,
-  loadUnixSocketFunctions,
-  sendWithDescriptors,
-  unixSocketPair,
-} from '../kernel/unix-sockets.js';
+import { closeDescriptor } from '../kernel/libc.js';
+import { loadUnixSocketFunctions, sendWithDescriptors, unixSocketPair } from '../kernel/unix-sockets.js';
 import { ensureSpawner } from '../shim/ensure-shim.js';
 
 /*
