@@ -233,6 +233,17 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
     };
   }
 
+  // Grants and denies are compared by their real paths (a grant of /lib covers /usr/lib/x when /lib
+  // is a link), but a grant is emitted as written unless it is split (/proc/self must stay itself).
+  const realPaths = new Map<string, string>();
+  const realPath = (path: string) => {
+    let real = realPaths.get(path);
+    if (real === undefined) {
+      real = canonicalPath(path);
+      realPaths.set(path, real);
+    }
+    return real;
+  };
   const written = options.deny.map((path) => normalizeAbsolutePath(path, 'deny'));
   const realDenies = written.map(canonicalPath);
   const denies = [...new Set(realDenies)];
@@ -248,7 +259,7 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   // view itself may then be listed (what a VMM's file server needs to show the guest its root), and
   // only listed: the grants beneath it carry their own rules.
   const grantedReal = [...options.read, ...options.write].map((path) =>
-    canonicalPath(normalizeAbsolutePath(path, 'grant')),
+    realPath(normalizeAbsolutePath(path, 'grant')),
   );
   const unmasked = hostView
     ? []
@@ -262,7 +273,7 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   if (unmasked.length > 0) {
     const them = unmasked.length === 1 ? 'it' : 'them';
     degraded.push(
-      `${unmasked.join(', ')} did not exist when the mounts were made, so no mask hides ${them} inside a grant: Landlock handles reads too, to keep ${them} unreadable if the host creates ${them}; ${options.viewRoot === undefined ? 'the folders the mount namespace adds on the way to the grants (/ among them) cannot be listed' : 'the folders on the way to the grants can be listed, not read'}`,
+      `${unmasked.join(', ')} did not exist when the mounts were made, so no mask hides ${them} inside a grant: Landlock handles reads too, to keep ${them} unreadable if the host creates ${them}; ${viewRoot === undefined ? 'the folders the mount namespace adds on the way to the grants (/ among them) cannot be listed' : 'the folders on the way to the grants can be listed, not read'}`,
     );
   }
   if (abi < 2) degraded.push('Landlock ABI 1: files cannot be renamed or linked into another directory');
@@ -270,10 +281,9 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   if (abi < 5) degraded.push(`Landlock ABI ${abi}: ioctl() on granted device nodes is not filtered`);
 
   const rules = new Map<string, number>();
-  // The rules by real path, kept while denies and read-only grants are split (see `holding`).
-  let byRealPath: Map<string, Set<string>> | undefined;
+  // The rules by real path, for finding the grants that hold a deny (see `holding`).
+  const byRealPath = new Map<string, Set<string>>();
   const indexRule = (path: string) => {
-    if (!byRealPath) return;
     const real = realPath(path);
     const written = byRealPath.get(real) ?? new Set<string>();
     written.add(path);
@@ -285,18 +295,7 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   };
   const removeRule = (path: string) => {
     rules.delete(path);
-    byRealPath?.get(realPath(path))?.delete(path);
-  };
-  // Grants and denies are compared by their real paths (a grant of /lib covers /usr/lib/x when /lib
-  // is a link), but a grant is emitted as written unless it is split (/proc/self must stay itself).
-  const realPaths = new Map<string, string>();
-  const realPath = (path: string) => {
-    let real = realPaths.get(path);
-    if (real === undefined) {
-      real = canonicalPath(path);
-      realPaths.set(path, real);
-    }
-    return real;
+    byRealPath.get(realPath(path))?.delete(path);
   };
   const splitEntries = new Set<string>();
   const readAccess = LANDLOCK_READ_RIGHTS & handledFilesystem;
@@ -398,12 +397,12 @@ export function planLandlock(options: LandlockPlanOptions): LandlockPlan {
   // The grants that hold `path`: those whose real path is one of its folders or itself. Looked up
   // by real path, since this runs for every deny until nothing changes, and a deny in /etc splits it
   // into a rule per entry (165 rules): comparing each with each was most of a launch's planning.
-  byRealPath = new Map();
+  // The tier's own paths in the host view were set without `grant`.
   for (const path of rules.keys()) indexRule(path);
   const holding = (path: string): [granted: string, access: number][] => {
     const found: [string, number][] = [];
     for (const folder of foldersDownTo(path)) {
-      for (const granted of byRealPath?.get(folder) ?? []) found.push([granted, rules.get(granted)!]);
+      for (const granted of byRealPath.get(folder) ?? []) found.push([granted, rules.get(granted)!]);
     }
     return found;
   };
