@@ -233,11 +233,7 @@ function vmmPaths(options: StartVirtualMachineOptions): { read: string[]; write:
  */
 function vmmCapabilities(options: StartVirtualMachineOptions): Capabilities {
   return {
-    filesystem: {
-      read: options.filesystem.read,
-      write: options.filesystem.write,
-      deny: options.filesystem.deny,
-    },
+    filesystem: options.filesystem,
     // For an allow-list, libslirp links each forward's relay to the VMM over a loopback TCP pair (for
     // out-of-band data), so AF_INET is allowed then: the jail's network namespace has only loopback.
     network: { mode: options.egress ? 'open' : 'none', allow: [] },
